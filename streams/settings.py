@@ -1,0 +1,164 @@
+"""One frozen settings object, read once from ``DRIFTLINE_*`` environment variables.
+
+Nothing else in driftline reads ``os.environ``: the CLI builds :class:`Settings` once with
+:meth:`Settings.from_env` and passes it down.
+
+>>> s = Settings.from_env({"DRIFTLINE_WINDOW_SECONDS": "30", "DRIFTLINE_PARTITIONS": "2"})
+>>> s.window_seconds, s.partitions, s.window_ms
+(30, 2, 30000)
+>>> Settings.from_env({"DRIFTLINE_WINDOW_SECONDS": "soon"})
+Traceback (most recent call last):
+...
+ValueError: DRIFTLINE_WINDOW_SECONDS='soon' is not an integer: set it to a whole number of seconds
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, get_args, get_type_hints
+
+import orjson
+
+BrokerFlavor = Literal["kafka", "tansu"]
+
+_PREFIX = "DRIFTLINE_"
+_SECRET_FIELDS = frozenset({"kafka_sasl_password", "clickhouse_password"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a driftline process can be told, with the defaults of the embedded run.
+
+    Each field ``name`` is read from ``DRIFTLINE_NAME`` (upper case).
+    """
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: "tansu" switches on client-side fixes for the embedded broker's known gaps.
+    broker_flavor: BrokerFlavor = "kafka"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    # Topics. Every source topic is keyed by model, so a model's events meet on one partition.
+    predictions_topic: str = "driftline.predictions"
+    labels_topic: str = "driftline.labels"
+    dead_letter_topic: str = "driftline.dead-letters"
+    partitions: int = 4
+    replication_factor: int = 1
+
+    # ClickHouse
+    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_user: str = "default"
+    clickhouse_password: str = ""
+    clickhouse_database: str = "driftline"
+
+    # Worker
+    app_id: str = "driftline"
+    state_dir: str = ".driftline/state"
+    window_seconds: int = 60
+    #: Windows close when (max event time seen on the partition) - lateness passes their end.
+    allowed_lateness_seconds: int = 10
+    #: A partition that has received nothing for this long (wall clock) gets its windows closed.
+    idle_close_seconds: float = 30.0
+    #: At most this often per partition: rows written to ClickHouse, state checkpointed, offsets acked.
+    checkpoint_seconds: float = 1.0
+    #: At most this many messages are processed together.
+    batch_max_messages: int = 2000
+    #: Events older than this behind the watermark go to the dead-letter topic, not a late counter.
+    late_retention_seconds: int = 7 * 24 * 3600
+    max_message_bytes: int = 8 * 1024 * 1024
+
+    # Feature distributions
+    histogram_bins: int = 10
+    #: Edges are frozen from the first values seen of a feature, until reference profiles exist.
+    edge_sample_size: int = 1000
+    #: JSON object: feature name -> list of bin edges, overriding edges learnt from data.
+    bin_edges: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    top_k_categories: int = 20
+    max_tracked_categories: int = 1000
+    quantile_relative_accuracy: float = 0.01
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_seconds * 1000
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return self.allowed_lateness_seconds * 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``DRIFTLINE_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _parse(field.name, hints[field.name], raw)
+        return cls(**values)._validated()
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)._validated()
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, safe to print or log."""
+        out = dataclasses.asdict(self)
+        for name in _SECRET_FIELDS:
+            if out.get(name):
+                out[name] = "***"
+        return out
+
+    def _validated(self) -> Settings:
+        positive = ("partitions", "window_seconds", "histogram_bins", "edge_sample_size",
+                    "top_k_categories", "max_tracked_categories", "batch_max_messages")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
+        if self.allowed_lateness_seconds < 0:
+            raise ValueError(f"{_PREFIX}ALLOWED_LATENESS_SECONDS must be >= 0")
+        if self.top_k_categories > self.max_tracked_categories:
+            raise ValueError(f"{_PREFIX}TOP_K_CATEGORIES must not exceed {_PREFIX}MAX_TRACKED_CATEGORIES")
+        return self
+
+
+def _parse(name: str, hint: Any, raw: str) -> Any:
+    var = f"{_PREFIX}{name.upper()}"
+    if name == "bin_edges":
+        return _parse_bin_edges(var, raw)
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if hint is int or args == [int]:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not an integer: set it to a whole number "
+                             f"of {'seconds' if 'seconds' in name else 'units'}") from None
+    if hint is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not a number") from None
+    if get_args(hint) and all(isinstance(a, str) for a in get_args(hint)):
+        if raw not in get_args(hint):
+            raise ValueError(f"{var}={raw!r} is not one of {', '.join(get_args(hint))}")
+        return raw
+    return raw or None if args else raw
+
+
+def _parse_bin_edges(var: str, raw: str) -> dict[str, tuple[float, ...]]:
+    try:
+        parsed = orjson.loads(raw)
+        edges = {str(k): tuple(float(x) for x in v) for k, v in parsed.items()}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        raise ValueError(f'{var} must be a JSON object like {{"amount": [0, 10, 100]}}') from None
+    for feature, values in edges.items():
+        if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:], strict=False)):
+            raise ValueError(f"{var}: edges of {feature!r} must be at least two increasing numbers")
+    return edges
