@@ -1,0 +1,271 @@
+"""Decode and validate what arrives on the source topics, one Kafka message at a time.
+
+Two wire forms share the topics, both JSON, keyed by model name:
+
+* a single event per message: ``{"type": "prediction", ...}`` or ``{"type": "label", ...}``,
+  what any Kafka producer in any language can send;
+* a batch envelope of one model (and, for predictions, one version) whose fields are
+  columns: ``{"type": "prediction_batch", "event_time": [...], "features": {"x": [...]}}``,
+  what driftline's publisher sends. Each column becomes a numpy array in one call.
+
+Both decode to the same :class:`EventBlock` of columns, so the worker has one code path.
+Anything that does not fit raises :class:`BadMessage` with a one-line reason; the worker
+sends such a message to the dead-letter topic and carries on.
+
+A third, tiny message type, ``{"type": "watermark", "event_time": ms}``, lets a producer
+(or the worker's idle timer) move event time forward on a partition that has gone quiet.
+
+>>> block = decode(b"fraud", b'{"type":"prediction","model":"fraud","version":"v1",'
+...                b'"request_id":"r1","event_time":1764230400000,"features":{"x":1.5,"c":"DE"}}')
+>>> block.kind, block.model, block.version, len(block)
+('prediction', 'fraud', 'v1', 1)
+>>> block.features
+{'x': [1.5], 'c': ['DE']}
+>>> decode(b"fraud", b'{"type":"prediction","model":"fraud"}')
+Traceback (most recent call last):
+...
+models.wire.BadMessage: prediction event lacks required field 'version'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+
+BlockKind = Literal["prediction", "label", "watermark"]
+
+#: Event times must be UTC epoch milliseconds between 2000-01-01 and 2200-01-01.
+MIN_EVENT_TIME_MS = 946_684_800_000
+MAX_EVENT_TIME_MS = 7_258_118_400_000
+MAX_NAME_LENGTH = 256
+
+_NUMBER_TYPES = frozenset({int, float, bool, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
+
+
+class BadMessage(ValueError):  # noqa: N818 - it names what the message is, not a failure mode
+    """A message that cannot be processed; the text says why, in one line."""
+
+
+@dataclasses.dataclass(slots=True)
+class EventBlock:
+    """Columns of the events one message carried (one event for the single form).
+
+    ``features`` maps a name to a list with one value per event (``None`` for missing);
+    ``feature_kinds`` says whether each column holds numbers or strings, or is all missing.
+    """
+
+    kind: BlockKind
+    model: str
+    version: str
+    event_time: list[int]
+    request_id: list[str] = dataclasses.field(default_factory=list)
+    features: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    feature_kinds: dict[str, Literal["numeric", "categorical", "missing"]] = dataclasses.field(
+        default_factory=dict
+    )
+    prediction: list[Any] | None = None
+    score: list[float | None] | None = None
+    probabilities: dict[str, list[float | None]] | None = None
+    latency_ms: list[float | None] | None = None
+    status: list[str | None] | None = None
+    label: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.event_time)
+
+
+def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1024) -> EventBlock:
+    """Decode one Kafka message into an :class:`EventBlock`, or raise :class:`BadMessage`."""
+    if value is None:
+        raise BadMessage("message has no value")
+    if len(value) > max_bytes:
+        raise BadMessage(f"message is {len(value)} bytes, over the {max_bytes}-byte limit")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage(f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadMessage(f"expected a JSON object, got {type(doc).__name__}")
+    kind = doc.get("type")
+    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+    if decoder is None:
+        known = ", ".join(sorted(_DECODERS))
+        raise BadMessage(f"unknown type {kind!r}: expected one of {known}")
+    block = decoder(doc)
+    if block.kind != "watermark":
+        _check_key(key, block.model)
+    return block
+
+
+def _check_key(key: bytes | None, model: str) -> None:
+    # Windows of a model live on one partition; a message keyed otherwise would split them.
+    if key is None or key.decode("utf-8", "replace") != model:
+        shown = None if key is None else key.decode("utf-8", "replace")
+        raise BadMessage(f"message key {shown!r} must be the model name {model!r}")
+
+
+def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "prediction", with_version=True)
+    block.request_id = [_name(doc, "request_id", "prediction event")]
+    features = doc.get("features", {})
+    if not isinstance(features, dict):
+        raise BadMessage("'features' must be an object of name -> number, string or null")
+    for name, value in features.items():
+        _set_feature(block, name, [value])
+    block.prediction = [_scalar(doc.get("prediction"), "prediction")]
+    block.score = [_number(doc.get("score"), "score")]
+    probabilities = doc.get("probabilities")
+    if probabilities is not None:
+        if not isinstance(probabilities, dict):
+            raise BadMessage("'probabilities' must be an object of class -> number")
+        block.probabilities = {str(c): [_number(p, "probabilities")] for c, p in probabilities.items()}
+    block.latency_ms = [_number(doc.get("latency_ms"), "latency_ms")]
+    block.status = [_optional_str(doc.get("status", "ok"), "status")]
+    return block
+
+
+def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "prediction", with_version=True, batch=True)
+    n = len(block)
+    block.request_id = _column(doc, "request_id", n, _STRING_TYPES, required=True)
+    features = doc.get("features", {})
+    if not isinstance(features, dict):
+        raise BadMessage("'features' must be an object of name -> column")
+    for name, column in features.items():
+        if not isinstance(column, list) or len(column) != n:
+            raise BadMessage(f"feature {name!r} must be a list of {n} values")
+        _set_feature(block, name, column)
+    block.prediction = _column(doc, "prediction", n, _NUMBER_TYPES | _STRING_TYPES)
+    block.score = _column(doc, "score", n, _NUMBER_TYPES)
+    probabilities = doc.get("probabilities")
+    if probabilities is not None:
+        if not isinstance(probabilities, dict):
+            raise BadMessage("'probabilities' must be an object of class -> column")
+        block.probabilities = {
+            str(c): _column(probabilities, c, n, _NUMBER_TYPES, required=True) or []
+            for c in probabilities
+        }
+    block.latency_ms = _column(doc, "latency_ms", n, _NUMBER_TYPES)
+    block.status = _column(doc, "status", n, _STRING_TYPES)
+    return block
+
+
+def _decode_label(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "label", with_version=False)
+    block.request_id = [_name(doc, "request_id", "label event")]
+    label = doc.get("label")
+    if label is None:
+        raise BadMessage("label event lacks required field 'label'")
+    block.label = [_scalar(label, "label")]
+    return block
+
+
+def _decode_label_batch(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "label", with_version=False, batch=True)
+    n = len(block)
+    block.request_id = _column(doc, "request_id", n, _STRING_TYPES, required=True)
+    block.label = _column(doc, "label", n, _NUMBER_TYPES | _STRING_TYPES, required=True)
+    return block
+
+
+def _decode_watermark(doc: Mapping[str, Any]) -> EventBlock:
+    return EventBlock("watermark", "", "", [_event_time(doc.get("event_time"))])
+
+
+_DECODERS = {
+    "prediction": _decode_prediction,
+    "prediction_batch": _decode_prediction_batch,
+    "label": _decode_label,
+    "label_batch": _decode_label_batch,
+    "watermark": _decode_watermark,
+}
+
+
+def _header(doc: Mapping[str, Any], kind: BlockKind, *, with_version: bool,
+            batch: bool = False) -> EventBlock:
+    what = f"{kind} {'batch' if batch else 'event'}"
+    model = _name(doc, "model", what)
+    version = _name(doc, "version", what) if with_version else ""
+    if batch:
+        times = doc.get("event_time")
+        if not isinstance(times, list) or not times:
+            raise BadMessage(f"{what} needs 'event_time' as a non-empty list of epoch ms")
+        if not set(map(type, times)) <= {int}:
+            raise BadMessage("'event_time' must hold integers (UTC epoch milliseconds)")
+        if min(times) < MIN_EVENT_TIME_MS or max(times) > MAX_EVENT_TIME_MS:
+            raise BadMessage("'event_time' is out of range: send UTC epoch milliseconds")
+        return EventBlock(kind, model, version, times)
+    return EventBlock(kind, model, version, [_event_time(doc.get("event_time"))])
+
+
+def _name(doc: Mapping[str, Any], field: str, what: str) -> str:
+    value = doc.get(field)
+    if value is None:
+        raise BadMessage(f"{what} lacks required field {field!r}")
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise BadMessage(f"{field!r} must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def _event_time(value: Any) -> int:
+    if value is None:
+        raise BadMessage("event lacks required field 'event_time' (UTC epoch milliseconds)")
+    if type(value) is not int:
+        raise BadMessage(f"'event_time' must be an integer of UTC epoch milliseconds, got {value!r}")
+    if not MIN_EVENT_TIME_MS <= value <= MAX_EVENT_TIME_MS:
+        raise BadMessage(f"'event_time' {value} is out of range: send UTC epoch milliseconds")
+    return value
+
+
+def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise BadMessage(f"feature name {name[:40]!r} must be 1 to {MAX_NAME_LENGTH} characters")
+    types = set(map(type, column))
+    if types <= {type(None)}:
+        kind: Literal["numeric", "categorical", "missing"] = "missing"
+    elif types <= _NUMBER_TYPES:
+        kind = "numeric"
+    elif types <= _STRING_TYPES:
+        kind = "categorical"
+    else:
+        shown = ", ".join(sorted(t.__name__ for t in types - {type(None)}))
+        raise BadMessage(f"feature {name!r} mixes or holds unsupported types ({shown}): "
+                         "send numbers or strings, one kind per feature")
+    block.features[name] = column
+    block.feature_kinds[name] = kind
+
+
+def _column(doc: Mapping[str, Any], field: str, n: int, allowed: frozenset[type],
+            required: bool = False) -> list[Any] | None:
+    column = doc.get(field)
+    if column is None:
+        if required:
+            raise BadMessage(f"batch lacks required column {field!r}")
+        return None
+    if not isinstance(column, list) or len(column) != n:
+        raise BadMessage(f"column {field!r} must be a list of {n} values")
+    if not set(map(type, column)) <= allowed:
+        raise BadMessage(f"column {field!r} holds values of an unsupported type")
+    return column
+
+
+def _scalar(value: Any, field: str) -> Any:
+    if value is None or type(value) in _NUMBER_TYPES or isinstance(value, str):
+        return value
+    raise BadMessage(f"{field!r} must be a number, a string or null")
+
+
+def _number(value: Any, field: str) -> float | None:
+    if value is None or type(value) in (int, float):
+        return value  # type: ignore[no-any-return]
+    raise BadMessage(f"{field!r} must be a number or null, got {value!r}")
+
+
+def _optional_str(value: Any, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise BadMessage(f"{field!r} must be a string")

@@ -1,0 +1,138 @@
+"""Write closed windows, late events and dead letters to ClickHouse in columnar batches.
+
+The worker calls :meth:`ClickHouseSink.write` once per checkpoint with everything that
+checkpoint produced, and acks the source offsets only after it returns: a commit means the
+rows are durable. Rows replace earlier rows with the same key (see :mod:`sinks.schema`),
+so writing a batch twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.asyncclient import AsyncClient
+
+from models.windows import FeatureWindowRow, LateEvents
+from sinks.schema import quantile_columns, statements
+from streams.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be processed, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclasses.dataclass
+class SinkBatch:
+    """Everything one checkpoint writes. ``revision`` orders rewrites of the same window."""
+
+    revision: int
+    partition: int
+    windows: list[FeatureWindowRow] = dataclasses.field(default_factory=list)
+    late: list[LateEvents] = dataclasses.field(default_factory=list)
+    dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.windows or self.late or self.dead_letters)
+
+
+_WINDOW_COLUMNS = [
+    "model", "model_version", "feature", "kind", "window_start", "window_end", "count",
+    "missing_count", "mean", "variance", "min", "max", *quantile_columns(), "bin_edges",
+    "bin_counts", "categories", "category_counts", "other_count", "revision",
+]
+
+
+class ClickHouseSink:
+    """The one ClickHouse client of a worker: schema at start-up, then batched inserts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: AsyncClient | None = None
+
+    async def start(self) -> None:
+        client = await clickhouse_connect.get_async_client(
+            dsn=self.settings.clickhouse_url,
+            username=self.settings.clickhouse_user,
+            password=self.settings.clickhouse_password,
+        )
+        self._client = client
+        for ddl in statements(self.settings.clickhouse_database):
+            await client.command(ddl)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> ClickHouseSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            raise RuntimeError("ClickHouseSink is not started: call await sink.start() first")
+        return self._client
+
+    async def write(self, batch: SinkBatch) -> None:
+        """Insert the batch, one columnar insert per table that has rows."""
+        if batch.windows:
+            await self._insert("feature_windows", _WINDOW_COLUMNS,
+                               _window_columns(batch.windows, batch.revision))
+        if batch.late:
+            await self._insert(
+                "late_events",
+                ["model", "model_version", "window_start", "source_partition", "source_offset",
+                 "late_events"],
+                [[r.model for r in batch.late], [r.version for r in batch.late],
+                 [r.window_start for r in batch.late], [batch.partition] * len(batch.late),
+                 [r.offset for r in batch.late], [r.count for r in batch.late]])
+        if batch.dead_letters:
+            letters = batch.dead_letters
+            await self._insert(
+                "dead_letters",
+                ["source_topic", "source_partition", "source_offset", "reason", "message_key",
+                 "message_bytes"],
+                [[d.topic for d in letters], [d.partition for d in letters],
+                 [d.offset for d in letters], [d.reason for d in letters],
+                 [(d.key or b"").decode("utf-8", "replace") for d in letters],
+                 [len(d.value or b"") for d in letters]])
+
+    async def _insert(self, table: str, names: list[str], columns: Sequence[Sequence[Any]]) -> None:
+        await self.client.insert(table, columns, column_names=names, column_oriented=True,
+                                 database=self.settings.clickhouse_database)
+
+
+def _window_columns(rows: list[FeatureWindowRow], revision: int) -> list[list[Any]]:
+    quantiles = [[_nullable(r.quantiles[i]) if r.quantiles else None for r in rows]
+                 for i in range(len(quantile_columns()))]
+    return [
+        [r.model for r in rows], [r.version for r in rows], [r.feature for r in rows],
+        [r.kind for r in rows], [r.window_start for r in rows], [r.window_end for r in rows],
+        [r.count for r in rows], [r.missing_count for r in rows],
+        [_nullable(r.mean) for r in rows], [_nullable(r.variance) for r in rows],
+        [_nullable(r.min) for r in rows], [_nullable(r.max) for r in rows], *quantiles,
+        [list(r.bin_edges) for r in rows], [list(r.bin_counts) for r in rows],
+        [list(r.categories) for r in rows], [list(r.category_counts) for r in rows],
+        [r.other_count for r in rows], [revision] * len(rows),
+    ]
+
+
+def _nullable(value: float) -> float | None:
+    # NaN means "no values" in the accumulators; in SQL that is NULL, not a number.
+    return None if math.isnan(value) else value

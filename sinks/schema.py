@@ -1,0 +1,100 @@
+"""The ClickHouse tables driftline writes, created idempotently at start-up.
+
+Every table is a ``ReplacingMergeTree`` whose sorting key names one result exactly
+(a window of a feature, a late message, a dead letter), so writing the same result again —
+after a crash and replay, or because late data changed it — replaces the row instead of
+adding one. Read with ``FINAL`` (or ``argMax(..., revision)``) to see each key once.
+"""
+
+from __future__ import annotations
+
+from models.windows import QUANTILE_LEVELS
+
+_QUANTILE_COLUMNS = [f"p{round(q * 100):02d}" for q in QUANTILE_LEVELS]
+
+
+def quantile_columns() -> list[str]:
+    """Names of the quantile columns of ``feature_windows``: p01, p05, ..., p99."""
+    return list(_QUANTILE_COLUMNS)
+
+
+def _quantile_ddl() -> str:
+    return "\n".join(
+        f"    {name} Nullable(Float64) COMMENT 'approximate {q:g} quantile of the non-missing "
+        "values (1% relative error)',"
+        for name, q in zip(_QUANTILE_COLUMNS, QUANTILE_LEVELS, strict=True)
+    )
+
+
+FEATURE_WINDOWS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
+(
+    model LowCardinality(String) COMMENT 'model name, the Kafka message key',
+    model_version LowCardinality(String) COMMENT 'model version the events were served by',
+    feature LowCardinality(String) COMMENT 'feature name',
+    kind Enum8('numeric' = 1, 'categorical' = 2) COMMENT 'numeric or categorical',
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (inclusive)',
+    window_end DateTime64(3, 'UTC') COMMENT 'event-time window end (exclusive)',
+    count UInt64 COMMENT 'events in the window, missing values included',
+    missing_count UInt64 COMMENT 'events whose value was null or absent',
+    mean Nullable(Float64) COMMENT 'mean of non-missing values (numeric)',
+    variance Nullable(Float64) COMMENT 'population variance (ddof=0) of non-missing values',
+    min Nullable(Float64) COMMENT 'smallest non-missing value',
+    max Nullable(Float64) COMMENT 'largest non-missing value',
+{_quantile_ddl()}
+    bin_edges Array(Float64) COMMENT 'histogram edges e0<e1<...; fixed per model, version, feature',
+    bin_counts Array(UInt64) COMMENT 'counts: [x<e0], [e0<=x<e1], ..., [x>=e_last]; sum with sumForEach',
+    categories Array(String) COMMENT 'top categories by count (categorical)',
+    category_counts Array(UInt64) COMMENT 'count of each entry of categories',
+    other_count UInt64 COMMENT 'non-missing values outside the top categories',
+    revision UInt64 COMMENT 'source offset when written; the highest revision of a window wins',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, feature, window_start)
+COMMENT 'Distribution of each feature per model, version and event-time window'
+"""
+
+LATE_EVENTS = """
+CREATE TABLE IF NOT EXISTS {db}.late_events
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    window_start DateTime64(3, 'UTC') COMMENT 'start of the window the events belonged to',
+    source_partition UInt32 COMMENT 'Kafka partition of the message',
+    source_offset UInt64 COMMENT 'Kafka offset of the message',
+    late_events UInt64 COMMENT 'events of that message that came after their window closed',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start, source_partition, source_offset)
+COMMENT 'Events that arrived after their window had closed: counted here, not in feature_windows'
+"""
+
+DEAD_LETTERS = """
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    source_topic LowCardinality(String) COMMENT 'topic the message came from',
+    source_partition UInt32 COMMENT 'its partition',
+    source_offset UInt64 COMMENT 'its offset',
+    reason String COMMENT 'why it could not be processed',
+    message_key String COMMENT 'its key, as text',
+    message_bytes UInt64 COMMENT 'size of its value in bytes',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (source_topic, source_partition, source_offset)
+COMMENT 'Messages that could not be processed; the message itself is on the dead-letter topic'
+"""
+
+TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS)
+
+
+def statements(database: str) -> list[str]:
+    """DDL to run, in order, to create the database and every table if missing."""
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"ClickHouse database name {database!r} must be letters, digits and _")
+    return [f"CREATE DATABASE IF NOT EXISTS {database}",
+            *(ddl.format(db=database).strip() for ddl in TABLES)]

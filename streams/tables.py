@@ -1,0 +1,15 @@
+"""Faust tables: durable, changelog-backed state that survives a worker restart."""
+
+from __future__ import annotations
+
+import faust
+
+
+def declare_window_states(app: faust.App) -> faust.Table:
+    """One checkpoint per source partition of the predictions topic.
+
+    Key ``b"partition-N"``, value the bytes of a :class:`models.windows.PartitionWindows`.
+    Written at most once per checkpoint interval per partition, never per event.
+    """
+    return app.Table("window_states", key_serializer="raw", value_serializer="raw",
+                     help="Open feature windows and applied offset per source partition")

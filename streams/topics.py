@@ -1,0 +1,65 @@
+"""The topics driftline reads and writes, declared on the app and created up front.
+
+Source topics are created explicitly with the configured partition count, because Faust
+table changelogs get that count too, and a mismatch between them breaks recovery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Topics:
+    predictions: faust.TopicT
+    dead_letters: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    def raw(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw",
+                         partitions=settings.partitions)
+
+    return Topics(predictions=raw(settings.predictions_topic),
+                  dead_letters=raw(settings.dead_letter_topic))
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the source and dead-letter topics if they do not exist yet."""
+    names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **kafka_client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, settings.partitions, settings.replication_factor)
+                   for name in names if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker created them between our list and create
+    finally:
+        await admin.close()
+
+
+def kafka_client_options(settings: Settings) -> dict[str, object]:
+    """Security options for plain aiokafka clients, mirroring the app's credentials."""
+    options: dict[str, object] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.upper() in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile)
+    if settings.kafka_security_protocol.upper().startswith("SASL"):
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    return options

@@ -1,0 +1,127 @@
+"""Synthetic inference traffic: several models and versions, numeric and categorical
+features, and a distribution shift injected part-way, sent through the real publisher.
+
+Event time is simulated: ``windows`` windows of event time are replayed as fast as the
+publisher takes them (or at ``events_per_second``), so a run of seconds fills many windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from streams.publisher import AsyncPublisher
+
+COUNTRIES = np.array(["DE", "FR", "US", "GB", "IN", "BR", "JP", "NG"], dtype=object)
+DEVICES = np.array(["ios", "android", "web"], dtype=object)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    model: str
+    version: str
+    share: float  # of all traffic
+    shifted: bool  # gets the injected shift
+
+
+MODELS = (
+    ModelSpec("fraud-detector", "v1", 0.35, shifted=False),
+    ModelSpec("fraud-detector", "v2", 0.35, shifted=True),
+    ModelSpec("churn-predictor", "2026.11", 0.30, shifted=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrafficPlan:
+    windows: int = 10
+    events_per_window: int = 5_000
+    window_ms: int = 60_000
+    #: The shift starts at this fraction of the run (0.6 → from window 6 of 10).
+    shift_at: float = 0.6
+    seed: int = 7
+    start_ms: int | None = None
+    events_per_second: float | None = None
+
+    @property
+    def total_events(self) -> int:
+        return self.windows * self.events_per_window
+
+
+def features_for(spec: ModelSpec, n: int, shifted: bool,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Feature columns for ``n`` events; after the shift, amount and country move."""
+    amount = rng.lognormal(3.0 + (0.8 if shifted else 0.0), 0.6, n)
+    weights = np.array([0.25, 0.2, 0.2, 0.1, 0.1, 0.07, 0.05, 0.03])
+    if shifted:
+        weights = np.array([0.1, 0.1, 0.15, 0.05, 0.1, 0.1, 0.05, 0.35])
+    columns: dict[str, np.ndarray] = {
+        "amount": amount,
+        "age": rng.normal(41.0, 12.0, n).round(),
+        "account_days": rng.exponential(400.0, n),
+        "items": rng.poisson(3.0, n).astype(np.float64),
+        "country": rng.choice(COUNTRIES, n, p=weights),
+        "device": rng.choice(DEVICES, n, p=[0.45, 0.4, 0.15]),
+    }
+    # Some missing values, as in real traffic.
+    columns["age"][rng.random(n) < 0.02] = np.nan
+    return columns
+
+
+async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
+                       on_progress: Callable[[int], None] | None = None) -> int:
+    """Publish the plan's events; return how many the publisher accepted."""
+    rng = np.random.default_rng(plan.seed)
+    start_ms = plan.start_ms if plan.start_ms is not None else _aligned_start(plan)
+    shift_window = int(plan.windows * plan.shift_at)
+    accepted = 0
+    began = time.monotonic()
+    for window in range(plan.windows):
+        for spec in MODELS:
+            n = int(plan.events_per_window * spec.share)
+            shifted = spec.shifted and window >= shift_window
+            accepted += _publish_window(publisher, spec, n, shifted, rng,
+                                        start_ms + window * plan.window_ms, plan.window_ms,
+                                        f"{window}")
+        if on_progress is not None:
+            on_progress(accepted)
+        await _pace(plan, accepted, began)
+    await publisher.flush()
+    return accepted
+
+
+def _publish_window(publisher: AsyncPublisher, spec: ModelSpec, n: int, shifted: bool,
+                    rng: np.random.Generator, window_start: int, window_ms: int,
+                    tag: str) -> int:
+    times = np.sort(window_start + rng.integers(0, window_ms, n))
+    columns = features_for(spec, n, shifted, rng)
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                       strict=True)]
+    scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
+    latency = rng.gamma(4.0, 5.0, n)
+    accepted = 0
+    for i, features in enumerate(rows):
+        accepted += publisher.log_prediction(
+            spec.model, spec.version, f"{spec.model}-{spec.version}-{tag}-{i}", features,
+            prediction=int(scores[i] > 0.5), score=float(scores[i]),
+            latency_ms=float(latency[i]), event_time_ms=int(times[i]))
+    return accepted
+
+
+async def _pace(plan: TrafficPlan, sent: int, began: float) -> None:
+    if plan.events_per_second:
+        ahead = sent / plan.events_per_second - (time.monotonic() - began)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    else:
+        await asyncio.sleep(0)  # let the publisher's background task send
+
+
+def _aligned_start(plan: TrafficPlan) -> int:
+    # End the simulated run "now", on a window boundary, so timestamps look like today's.
+    now = int(time.time() * 1000)
+    end = now - now % plan.window_ms
+    return end - plan.windows * plan.window_ms

@@ -1,0 +1,35 @@
+"""Assemble the worker app: topics, tables and agents on one :class:`faust.App`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import faust
+
+from streams.agents import AGENT_MODULES
+from streams.app import build_app
+from streams.feature_windows import FeatureWindowProcessor
+from streams.settings import Settings
+from streams.tables import declare_window_states
+from streams.topics import declare_topics
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    app: faust.App
+    feature_windows: FeatureWindowProcessor
+
+
+def create_worker(settings: Settings) -> Worker:
+    if settings.broker_flavor == "tansu":
+        from streams.embedded import tansu_compat
+
+        tansu_compat.install()
+    app = build_app(settings)
+    topics = declare_topics(app, settings)
+    window_states = declare_window_states(app)
+    agents = [importlib.import_module(name) for name in AGENT_MODULES]
+    (track_feature_windows,) = agents
+    processor = track_feature_windows.attach(app, settings, topics, window_states)
+    return Worker(app=app, feature_windows=processor)
