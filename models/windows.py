@@ -139,6 +139,7 @@ class PartitionWindows:
         self.event_time = -1
         self._profiles: dict[tuple[str, str, str], _Profile] = {}
         self._windows: dict[tuple[str, str, int], _Window] = {}
+        self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
 
     # -- validation ---------------------------------------------------------------
     def check_kinds(self, block: EventBlock) -> None:
@@ -183,6 +184,7 @@ class PartitionWindows:
                 late += self._apply_segment(segment)
                 segment = []
                 self.event_time = max(self.event_time, block.event_time[0])
+                self._close_passed()
             elif block.kind == "prediction":
                 segment.append((offset, block))
             self.applied_offset = max(self.applied_offset, offset)
@@ -195,18 +197,38 @@ class PartitionWindows:
         w = self.config.window_ms
         late: list[LateEvents] = []
         groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]] = {}
+        oldest_open = min((start for _, _, start in self._windows), default=None)
         for offset, block in segment:
             times = np.asarray(block.event_time, dtype=np.int64)
-            closed_through = self.event_time - self.config.allowed_lateness_ms
             starts = times - times % w
-            is_late = starts + w <= closed_through
+            is_late = starts + w <= self._closed_through
             if is_late.any():
                 late += self._late_rows(block, offset, starts[is_late])
+                if is_late.all():
+                    continue
             self.event_time = max(self.event_time, int(times.max()))
             groups.setdefault((block.model, block.version), []).append((block, ~is_late))
+            first = int(starts[~is_late].min())
+            oldest_open = first if oldest_open is None else min(oldest_open, first)
+            if oldest_open + w <= self._closed_through:
+                # A window closes at this message: apply what came before it, then close,
+                # so what closes when never depends on how messages were batched.
+                self._accumulate_groups(groups)
+                groups = {}
+                self._close_passed()
+                oldest_open = min((start for _, _, start in self._windows), default=None)
+        self._accumulate_groups(groups)
+        return late
+
+    @property
+    def _closed_through(self) -> int:
+        return self.event_time - self.config.allowed_lateness_ms
+
+    def _accumulate_groups(
+            self, groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]]
+    ) -> None:
         for (model, version), parts in groups.items():
             self._accumulate(model, version, parts)
-        return late
 
     @staticmethod
     def _late_rows(block: EventBlock, offset: int,
@@ -230,24 +252,20 @@ class PartitionWindows:
                 profile = self._profiles[(model, version, name)] = _Profile(
                     "numeric", provisional=True)
             values = _as_array(column, profile.kind)[keep]
+            learning = profile.kind == "numeric" and profile.edges is None
+            if learning:  # the sample that fixes the edges is taken in message order
+                profile.sample.append(values[~np.isnan(values)])
             for start in window_starts:
                 window = self._windows.setdefault((model, version, int(start)), _Window())
-                self._update(window, name, profile, values[starts == start])
+                in_window = values[starts == start]
+                acc = window.features.get(name)
+                if acc is None:
+                    acc = window.features[name] = self._new_accumulator(profile)
+                # Moments and counts need no edges; the histogram is filled when they freeze.
+                acc.update(in_window)
+                if learning:
+                    window.pending.setdefault(name, []).append(in_window[~np.isnan(in_window)])
             self._maybe_freeze(model, version, name, profile)
-
-    def _update(self, window: _Window, name: str, profile: _Profile,
-                values: npt.NDArray[Any]) -> None:
-        acc = window.features.get(name)
-        if acc is None:
-            acc = window.features[name] = self._new_accumulator(profile)
-        if profile.kind == "numeric" and profile.edges is None:
-            finite = values[~np.isnan(values)]
-            window.pending.setdefault(name, []).append(finite)
-            profile.sample.append(finite)
-            # Moments and counts need no edges; the histogram is filled when they freeze.
-            acc.update(values)
-        else:
-            acc.update(values)
 
     def _new_accumulator(self, profile: _Profile) -> NumericAccumulator | CategoricalAccumulator:
         if profile.kind == "categorical":
@@ -274,9 +292,10 @@ class PartitionWindows:
 
     # -- closing ------------------------------------------------------------------
     def close_ready(self) -> list[FeatureWindowRow]:
-        """Remove and return the rows of every window the event time has passed."""
-        closed_through = self.event_time - self.config.allowed_lateness_ms
-        return self._close(lambda start: start + self.config.window_ms <= closed_through)
+        """Return (and forget) the rows of every window the event time has passed."""
+        self._close_passed()
+        rows, self._closed = self._closed, []
+        return rows
 
     def close_all(self) -> list[FeatureWindowRow]:
         """Close every open window (a quiet partition); later events for them are late."""
@@ -285,9 +304,10 @@ class PartitionWindows:
             self.event_time = max(self.event_time, last_end + self.config.allowed_lateness_ms)
         return self.close_ready()
 
-    def _close(self, is_closed: Any) -> list[FeatureWindowRow]:
-        keys = sorted(k for k in self._windows if is_closed(k[2]))
-        rows: list[FeatureWindowRow] = []
+    def _close_passed(self) -> None:
+        closed_through = self._closed_through
+        keys = sorted(k for k in self._windows if k[2] + self.config.window_ms <= closed_through)
+        rows = self._closed
         for model, version, start in keys:
             window = self._windows[(model, version, start)]
             for name in list(window.pending):
@@ -296,7 +316,6 @@ class PartitionWindows:
             del self._windows[(model, version, start)]
             rows += [self._row(model, version, start, name, acc)
                      for name, acc in sorted(window.features.items())]
-        return rows
 
     def _row(self, model: str, version: str, start: int, name: str,
              acc: NumericAccumulator | CategoricalAccumulator) -> FeatureWindowRow:
@@ -325,7 +344,12 @@ class PartitionWindows:
         return len(self._windows)
 
     def to_bytes(self) -> bytes:
-        """Serialise the whole state (orjson; numpy arrays as lists)."""
+        """Serialise the whole state (orjson; numpy arrays as lists).
+
+        Call :meth:`close_ready` first: rows closed but not yet taken are not part of it.
+        """
+        if self._closed:
+            raise RuntimeError("take closed rows with close_ready() before checkpointing")
         state = {
             "applied_offset": self.applied_offset,
             "event_time": self.event_time,

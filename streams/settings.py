@@ -6,6 +6,8 @@ Nothing else in driftline reads ``os.environ``: the CLI builds :class:`Settings`
 >>> s = Settings.from_env({"DRIFTLINE_WINDOW_SECONDS": "30", "DRIFTLINE_PARTITIONS": "2"})
 >>> s.window_seconds, s.partitions, s.window_ms
 (30, 2, 30000)
+>>> Settings.from_env(s.to_env()) == s
+True
 >>> Settings.from_env({"DRIFTLINE_WINDOW_SECONDS": "soon"})
 Traceback (most recent call last):
 ...
@@ -107,6 +109,18 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)._validated()
+
+    def to_env(self) -> dict[str, str]:
+        """``DRIFTLINE_*`` variables that rebuild these settings in another process."""
+        env: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if field.name == "bin_edges":
+                value = orjson.dumps({k: list(v) for k, v in value.items()}).decode()
+            env[_PREFIX + field.name.upper()] = str(value)
+        return env
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, safe to print or log."""
