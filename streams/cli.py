@@ -93,6 +93,7 @@ def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> i
     from streams.topics import ensure_topics
     from streams.worker import create_worker
 
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     worker = create_worker(settings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,10 +60,8 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
 def _aligned(plan: TrafficPlan, settings: Settings) -> TrafficPlan:
     now = int(time.time() * 1000)
     end = now - now % settings.window_ms
-    return TrafficPlan(windows=plan.windows, events_per_window=plan.events_per_window,
-                       window_ms=settings.window_ms, shift_at=plan.shift_at, seed=plan.seed,
-                       start_ms=end - plan.windows * settings.window_ms,
-                       events_per_second=plan.events_per_second)
+    return dataclasses.replace(plan, window_ms=settings.window_ms,
+                               start_ms=end - plan.windows * settings.window_ms)
 
 
 def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,

@@ -11,5 +11,6 @@ def declare_window_states(app: faust.App) -> faust.Table:
     Key ``b"partition-N"``, value the bytes of a :class:`models.windows.PartitionWindows`.
     Written at most once per checkpoint interval per partition, never per event.
     """
-    return app.Table("window_states", key_serializer="raw", value_serializer="raw",
+    # bytes key and value type mean the "raw" codec: we serialise the state ourselves.
+    return app.Table("window_states", key_type=bytes, value_type=bytes,
                      help="Open feature windows and applied offset per source partition")

@@ -45,6 +45,8 @@ class TrafficPlan:
     seed: int = 7
     start_ms: int | None = None
     events_per_second: float | None = None
+    tick_ms: int = 5_000
+    straggler_share: float = 0.002
 
     @property
     def total_events(self) -> int:
@@ -73,42 +75,58 @@ def features_for(spec: ModelSpec, n: int, shifted: bool,
 
 async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
                        on_progress: Callable[[int], None] | None = None) -> int:
-    """Publish the plan's events; return how many the publisher accepted."""
+    """Publish the plan's events in event-time order; return how many were accepted.
+
+    The publisher is flushed after every ``tick_ms`` of event time, as a live service's
+    linger would do: simulated time runs thousands of times faster than the wall clock,
+    and an envelope must not span more event time than the worker's allowed lateness.
+    """
     rng = np.random.default_rng(plan.seed)
     start_ms = plan.start_ms if plan.start_ms is not None else _aligned_start(plan)
     shift_window = int(plan.windows * plan.shift_at)
     accepted = 0
     began = time.monotonic()
     for window in range(plan.windows):
-        for spec in MODELS:
-            n = int(plan.events_per_window * spec.share)
-            shifted = spec.shifted and window >= shift_window
-            accepted += _publish_window(publisher, spec, n, shifted, rng,
-                                        start_ms + window * plan.window_ms, plan.window_ms,
-                                        f"{window}")
-        if on_progress is not None:
-            on_progress(accepted)
-        await _pace(plan, accepted, began)
-    await publisher.flush()
+        window_start = start_ms + window * plan.window_ms
+        batches = [_WindowTraffic(spec, int(plan.events_per_window * spec.share),
+                                  spec.shifted and window >= shift_window, rng, window_start,
+                                  plan.window_ms, plan.straggler_share) for spec in MODELS]
+        for tick in range(window_start, window_start + plan.window_ms, plan.tick_ms):
+            for batch in batches:
+                accepted += batch.publish(publisher, tick, tick + plan.tick_ms, f"{window}")
+            await publisher.flush()
+            if on_progress is not None:
+                on_progress(accepted)
+            await _pace(plan, accepted, began)
     return accepted
 
 
-def _publish_window(publisher: AsyncPublisher, spec: ModelSpec, n: int, shifted: bool,
-                    rng: np.random.Generator, window_start: int, window_ms: int,
-                    tag: str) -> int:
-    times = np.sort(window_start + rng.integers(0, window_ms, n))
-    columns = features_for(spec, n, shifted, rng)
-    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
-                                                                       strict=True)]
-    scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
-    latency = rng.gamma(4.0, 5.0, n)
-    accepted = 0
-    for i, features in enumerate(rows):
-        accepted += publisher.log_prediction(
-            spec.model, spec.version, f"{spec.model}-{spec.version}-{tag}-{i}", features,
-            prediction=int(scores[i] > 0.5), score=float(scores[i]),
-            latency_ms=float(latency[i]), event_time_ms=int(times[i]))
-    return accepted
+class _WindowTraffic:
+    """One model version's events of one window, published a tick at a time."""
+
+    def __init__(self, spec: ModelSpec, n: int, shifted: bool, rng: np.random.Generator,
+                 window_start: int, window_ms: int, straggler_share: float) -> None:
+        self.spec = spec
+        self.send_at = np.sort(window_start + rng.integers(0, window_ms, n))
+        # A few stragglers (a slow replica, a retry) carry an event time from long ago.
+        stragglers = rng.random(n) < straggler_share
+        self.event_time = np.where(stragglers, self.send_at - 2 * window_ms, self.send_at)
+        self.features = features_for(spec, n, shifted, rng)
+        self.scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
+        self.latency = rng.gamma(4.0, 5.0, n)
+
+    def publish(self, publisher: AsyncPublisher, start: int, end: int, tag: str) -> int:
+        lo, hi = np.searchsorted(self.send_at, [start, end])
+        names = list(self.features)
+        accepted = 0
+        for i in range(lo, hi):
+            features = {name: self.features[name][i] for name in names}
+            accepted += publisher.log_prediction(
+                self.spec.model, self.spec.version,
+                f"{self.spec.model}-{self.spec.version}-{tag}-{i}", features,
+                prediction=int(self.scores[i] > 0.5), score=float(self.scores[i]),
+                latency_ms=float(self.latency[i]), event_time_ms=int(self.event_time[i]))
+        return accepted
 
 
 async def _pace(plan: TrafficPlan, sent: int, began: float) -> None:

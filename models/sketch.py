@@ -1,0 +1,218 @@
+"""A mergeable quantile sketch with relative-error guarantees (DDSketch)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["QuantileSketch"]
+
+_Counts = npt.NDArray[np.int64]
+
+
+def _rebase(counts: _Counts, offset: int, lo: int, span: int) -> _Counts:
+    """Place ``counts`` (keys from ``offset``) into ``span`` bins from key ``lo``.
+
+    Keys below ``lo`` are collapsed into bin 0; the caller guarantees no key is
+    above ``lo + span - 1``.
+    """
+    out = np.zeros(span, dtype=np.int64)
+    start = offset - lo
+    cut = min(max(0, -start), counts.size)
+    if cut:
+        out[0] += counts[:cut].sum()
+    if cut < counts.size:
+        out[start + cut : start + counts.size] += counts[cut:]
+    return out
+
+
+class _DenseStore:
+    """Counts per integer key in a dense array; collapses its lowest keys."""
+
+    def __init__(self, max_bins: int) -> None:
+        self.max_bins = max_bins
+        self.counts: _Counts = np.zeros(0, dtype=np.int64)
+        self.offset = 0
+
+    def add(self, keys: npt.NDArray[np.int64], counts: _Counts | None = None) -> None:
+        if keys.size == 0:
+            return
+        lo, hi = int(keys.min()), int(keys.max())
+        if self.counts.size:
+            lo, hi = min(lo, self.offset), max(hi, self.offset + self.counts.size - 1)
+        # Collapsing at hi - max_bins + 1 depends only on the overall key range,
+        # so the store is the same whatever the batching or merge order.
+        lo = max(lo, hi - self.max_bins + 1)
+        span = hi - lo + 1
+        idx = np.maximum(keys, lo) - lo
+        added = np.zeros(span, dtype=np.int64)
+        if counts is None:
+            added += np.bincount(idx, minlength=span)
+        else:
+            np.add.at(added, idx, counts)
+        self.counts = _rebase(self.counts, self.offset, lo, span) + added
+        self.offset = lo
+
+    def merge(self, other: _DenseStore) -> None:
+        keys = np.arange(other.offset, other.offset + other.counts.size, dtype=np.int64)
+        self.add(keys, other.counts.copy())
+
+
+class QuantileSketch:
+    """DDSketch: quantiles of a stream within a relative accuracy, in bounded memory.
+
+    Values are counted in logarithmic buckets ``(gamma**(k-1), gamma**k]`` with
+    ``gamma = (1 + a) / (1 - a)``, one dense store for positive and one for
+    negative values (keyed by magnitude), plus a count of zeros (``|x|`` below the
+    smallest normal float times gamma). A store never holds more than
+    ``max_bins`` buckets: beyond that its lowest-magnitude buckets are collapsed
+    into one, which only degrades the quantiles that fall in them.
+
+    The ``q`` quantile is the value of rank ``floor(q * (n - 1))`` (0-based) in
+    sorted order, i.e. ``np.quantile(values, q, method="lower")``; the estimate
+    is within relative error ``a`` of it (outside collapsed buckets), clamped
+    to the exact minimum and maximum seen, and exact for ranks 0 and ``n - 1``.
+
+    Parameters
+    ----------
+    relative_accuracy
+        Relative accuracy ``a`` of the quantiles, in ``(0, 1)``.
+    max_bins
+        Maximum number of buckets per store (positive and negative).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(42)
+    >>> values = rng.lognormal(mean=3.0, size=10_000)
+    >>> sketch = QuantileSketch().update(values[:5_000])
+    >>> sketch = sketch.merge(QuantileSketch().update(values[5_000:]))
+    >>> sketch.count
+    10000
+    >>> sketch.quantiles([0.0, 0.5, 0.99, 1.0]).round(2).tolist()
+    [0.25, 19.89, 210.64, 1125.32]
+    >>> np.quantile(values, [0.0, 0.5, 0.99, 1.0], method="lower").round(2).tolist()
+    [0.25, 19.82, 211.84, 1125.32]
+    """
+
+    def __init__(self, relative_accuracy: float = 0.01, max_bins: int = 2048) -> None:
+        if not 0.0 < relative_accuracy < 1.0:
+            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy}")
+        if max_bins < 1:
+            raise ValueError(f"max_bins must be >= 1, got {max_bins}")
+        self.relative_accuracy = relative_accuracy
+        self.max_bins = max_bins
+        gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+        self._ln_gamma = math.log(gamma)
+        self._min_indexable = sys.float_info.min * gamma
+        self._reset()
+
+    def _reset(self) -> None:
+        self._positive = _DenseStore(self.max_bins)
+        self._negative = _DenseStore(self.max_bins)
+        self._zero_count = 0
+        self._min = math.nan
+        self._max = math.nan
+
+    @property
+    def count(self) -> int:
+        """Number of values added."""
+        return (
+            int(self._positive.counts.sum()) + int(self._negative.counts.sum()) + self._zero_count
+        )
+
+    def _keys(self, magnitudes: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.ceil(np.log(magnitudes) / self._ln_gamma).astype(np.int64)
+
+    def _values(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        with np.errstate(over="ignore"):  # the top bucket may round past float max
+            lower = np.exp((keys - 1).astype(np.float64) * self._ln_gamma)
+            return lower * (1.0 + self.relative_accuracy)
+
+    def update(self, values: npt.NDArray[np.float64]) -> Self:
+        """Add a batch of finite values; NaN or infinities raise ValueError."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0:
+            return self
+        if not np.isfinite(values).all():
+            raise ValueError("QuantileSketch.update takes finite values only (no NaN or inf)")
+        magnitudes = np.abs(values)
+        indexable = magnitudes >= self._min_indexable
+        positive = indexable & (values > 0)
+        negative = indexable & (values < 0)
+        self._positive.add(self._keys(magnitudes[positive]))
+        self._negative.add(self._keys(magnitudes[negative]))
+        self._zero_count += int(values.size - positive.sum() - negative.sum())
+        self._min = float(np.fmin(self._min, values.min()))
+        self._max = float(np.fmax(self._max, values.max()))
+        return self
+
+    def merge(self, other: QuantileSketch) -> Self:
+        """Add the counts of ``other`` (same relative accuracy) into this sketch.
+
+        The result keeps this sketch's ``max_bins``.
+        """
+        if other.relative_accuracy != self.relative_accuracy:
+            raise ValueError(
+                "cannot merge quantile sketches with different relative accuracy: "
+                f"{self.relative_accuracy} != {other.relative_accuracy}"
+            )
+        self._positive.merge(other._positive)
+        self._negative.merge(other._negative)
+        self._zero_count += other._zero_count
+        self._min = float(np.fmin(self._min, other._min))
+        self._max = float(np.fmax(self._max, other._max))
+        return self
+
+    def quantiles(self, levels: Sequence[float]) -> npt.NDArray[np.float64]:
+        """Estimated quantiles at ``levels`` (each in [0, 1]); NaN when empty."""
+        q = np.asarray(levels, dtype=np.float64)
+        if np.any((q < 0.0) | (q > 1.0)) or np.any(np.isnan(q)):
+            raise ValueError(f"quantile levels must be in [0, 1], got {levels!r}")
+        n = self.count
+        if n == 0:
+            return np.full(q.shape, np.nan)
+        neg, pos = self._negative, self._positive
+        neg_keys = np.arange(neg.offset, neg.offset + neg.counts.size, dtype=np.int64)
+        pos_keys = np.arange(pos.offset, pos.offset + pos.counts.size, dtype=np.int64)
+        # Sorted order: negatives by decreasing magnitude, zeros, positives.
+        values = np.concatenate([-self._values(neg_keys[::-1]), [0.0], self._values(pos_keys)])
+        counts = np.concatenate([neg.counts[::-1], [self._zero_count], pos.counts])
+        ranks = np.floor((n - 1) * q)
+        idx = np.searchsorted(np.cumsum(counts), ranks, side="right")
+        estimates: npt.NDArray[np.float64] = np.clip(values[idx], self._min, self._max)
+        estimates[ranks == 0] = self._min  # the extremes are known exactly
+        estimates[ranks == n - 1] = self._max
+        return estimates
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain state (ints, floats, None, int64 arrays) for JSON or pickle."""
+        empty = self.count == 0
+        return {
+            "relative_accuracy": self.relative_accuracy,
+            "max_bins": self.max_bins,
+            "zero_count": self._zero_count,
+            "min": None if empty else self._min,
+            "max": None if empty else self._max,
+            "positive_offset": self._positive.offset,
+            "positive_counts": self._positive.counts.copy(),
+            "negative_offset": self._negative.offset,
+            "negative_counts": self._negative.counts.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """Rebuild a sketch from :meth:`to_state` output (possibly JSON-decoded)."""
+        sketch = cls(float(state["relative_accuracy"]), int(state["max_bins"]))
+        sketch._zero_count = int(state["zero_count"])
+        sketch._min = math.nan if state["min"] is None else float(state["min"])
+        sketch._max = math.nan if state["max"] is None else float(state["max"])
+        for store, prefix in ((sketch._positive, "positive"), (sketch._negative, "negative")):
+            store.offset = int(state[f"{prefix}_offset"])
+            store.counts = np.array(state[f"{prefix}_counts"], dtype=np.int64)
+        return sketch
