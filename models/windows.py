@@ -37,6 +37,7 @@ from models.wire import BadMessage, EventBlock
 FeatureKind = Literal["numeric", "categorical"]
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _NO_EDGES = np.empty(0, dtype=np.float64)
+_ONE_KEPT = np.ones(1, dtype=np.bool_)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,19 +141,24 @@ class PartitionWindows:
         self._profiles: dict[tuple[str, str, str], _Profile] = {}
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
+        # Kinds already checked per model × version: the per-message check is a dict lookup.
+        self._settled: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- validation ---------------------------------------------------------------
     def check_kinds(self, block: EventBlock) -> None:
         """Raise :class:`BadMessage` if a feature changes kind; learn kinds seen first here."""
+        settled = self._settled.setdefault((block.model, block.version), {})
         for name, kind in block.feature_kinds.items():
-            if kind == "missing":
+            if kind == "missing" or settled.get(name) == kind:
                 continue
+            settled[name] = kind  # undone below if it was wrong
             profile = self._profiles.get((block.model, block.version, name))
             if profile is None:
                 self._profiles[(block.model, block.version, name)] = self._new_profile(name, kind)
             elif profile.provisional:
                 self._settle_kind(block.model, block.version, name, kind)
             elif profile.kind != kind:
+                settled[name] = profile.kind
                 raise BadMessage(f"feature {name!r} of {block.model}/{block.version} was "
                                  f"{profile.kind} and now carries {kind} values")
 
@@ -199,16 +205,26 @@ class PartitionWindows:
         groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]] = {}
         oldest_open = min((start for _, _, start in self._windows), default=None)
         for offset, block in segment:
-            times = np.asarray(block.event_time, dtype=np.int64)
-            starts = times - times % w
-            is_late = starts + w <= self._closed_through
-            if is_late.any():
-                late += self._late_rows(block, offset, starts[is_late])
-                if is_late.all():
+            if len(block) == 1:  # single-event message: plain ints are faster than numpy
+                t = block.event_time[0]
+                first = t - t % w
+                if first + w <= self._closed_through:
+                    late.append(LateEvents(block.model, block.version, first, offset, 1))
                     continue
-            self.event_time = max(self.event_time, int(times.max()))
-            groups.setdefault((block.model, block.version), []).append((block, ~is_late))
-            first = int(starts[~is_late].min())
+                self.event_time = max(self.event_time, t)
+                keep = _ONE_KEPT
+            else:
+                times = np.asarray(block.event_time, dtype=np.int64)
+                starts = times - times % w
+                is_late = starts + w <= self._closed_through
+                if is_late.any():
+                    late += self._late_rows(block, offset, starts[is_late])
+                    if is_late.all():
+                        continue
+                self.event_time = max(self.event_time, int(times.max()))
+                keep = ~is_late
+                first = int(starts[keep].min())
+            groups.setdefault((block.model, block.version), []).append((block, keep))
             oldest_open = first if oldest_open is None else min(oldest_open, first)
             if oldest_open + w <= self._closed_through:
                 # A window closes at this message: apply what came before it, then close,
@@ -242,12 +258,13 @@ class PartitionWindows:
         keep = np.concatenate([mask for _, mask in parts])
         if not keep.any():
             return
-        times = np.concatenate([np.asarray(b.event_time, dtype=np.int64) for b, _ in parts])[keep]
+        times = np.asarray([t for b, _ in parts for t in b.event_time], dtype=np.int64)[keep]
         starts = times - times % self.config.window_ms
         window_starts = np.unique(starts)
+        singles = len(keep) == len(parts) > 1
         for name in _feature_names(b for b, _ in parts):
             profile = self._profiles.get((model, version, name))
-            column = _concat_column(parts, name)
+            column = _concat_column(parts, name, singles)
             if profile is None:  # only ever missing so far: count it as numeric for now
                 profile = self._profiles[(model, version, name)] = _Profile(
                     "numeric", provisional=True)
@@ -390,7 +407,10 @@ def _feature_names(blocks: Iterable[EventBlock]) -> list[str]:
     return list(names)
 
 
-def _concat_column(parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]], name: str) -> list[Any]:
+def _concat_column(parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]], name: str,
+                   singles: bool) -> list[Any]:
+    if singles:  # every part is a single-event message
+        return [column[0] if (column := b.features.get(name)) else None for b, _ in parts]
     if len(parts) == 1:
         block = parts[0][0]
         return block.features.get(name) or [None] * len(block)

@@ -43,6 +43,9 @@ MAX_EVENT_TIME_MS = 7_258_118_400_000
 MAX_NAME_LENGTH = 256
 
 _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
+_KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
+    int: "numeric", float: "numeric", bool: "numeric", str: "categorical",
+    type(None): "missing"}
 _STRING_TYPES = frozenset({str, type(None)})
 
 
@@ -115,7 +118,12 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
     if not isinstance(features, dict):
         raise BadMessage("'features' must be an object of name -> number, string or null")
     for name, value in features.items():
-        _set_feature(block, name, [value])
+        kind = _KIND_OF_TYPE.get(type(value))
+        if kind is None or not name or len(name) > MAX_NAME_LENGTH:
+            _set_feature(block, name, [value])  # raises the precise reason
+        else:
+            block.features[name] = [value]
+            block.feature_kinds[name] = kind
     block.prediction = [_scalar(doc.get("prediction"), "prediction")]
     block.score = [_number(doc.get("score"), "score")]
     probabilities = doc.get("probabilities")

@@ -1,0 +1,195 @@
+"""Events per second through one worker process, next to the raw ceiling measured in the
+same run: a plain aiokafka consumer + ``orjson.loads`` of the same messages.
+
+25 features per event (20 numeric, 5 categorical), four models. Two wire forms:
+batch envelopes (1,000 events per message, what the publisher sends) and single-event
+messages (what any producer can send). Messages are produced before the worker starts,
+so the figure is the worker's own pace, not the producer's.
+
+    python benchmarks/throughput.py [--events 1000000] [--single-events 200000]
+
+Prints a table and writes benchmarks/results/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from streams.embedded.stack import EmbeddedStack
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+MODELS = ("m0", "m1", "m2", "m3")
+NUMERIC = [f"num_{i:02d}" for i in range(20)]
+CATEGORICAL = [f"cat_{i}" for i in range(5)]
+T0 = 1_764_230_400_000
+ENVELOPE_EVENTS = 1000
+
+
+def envelopes(n_events: int, seed: int) -> list[tuple[bytes, bytes, int]]:
+    """(key, value, events) for batch envelopes; event time advances 1 s per envelope."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_events // ENVELOPE_EVENTS):
+        model = MODELS[i % len(MODELS)]
+        n = ENVELOPE_EVENTS
+        t = T0 + (i // len(MODELS)) * 1000 + np.sort(rng.integers(0, 1000, n))
+        features: dict[str, Any] = {f: rng.normal(i % 7, 1.0, n).round(4) for f in NUMERIC}
+        features.update({f: rng.choice(["a", "b", "c", "d", "e"], n).tolist()
+                         for f in CATEGORICAL})
+        doc = {"type": "prediction_batch", "model": model, "version": "v1",
+               "request_id": [f"{i}-{j}" for j in range(n)], "event_time": t,
+               "features": features, "score": rng.random(n).round(4)}
+        out.append((model.encode(), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), n))
+    return out
+
+
+def singles(n_events: int, seed: int) -> list[tuple[bytes, bytes, int]]:
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(0, 1, (n_events, len(NUMERIC))).round(4).tolist()
+    cats = rng.choice(["a", "b", "c", "d", "e"], (n_events, len(CATEGORICAL))).tolist()
+    out = []
+    for i in range(n_events):
+        model = MODELS[i % len(MODELS)]
+        features = dict(zip(NUMERIC, numeric[i], strict=True))
+        features.update(zip(CATEGORICAL, cats[i], strict=True))
+        doc = {"type": "prediction", "model": model, "version": "v1", "request_id": str(i),
+               "event_time": T0 + i, "features": features, "score": 0.5}
+        out.append((model.encode(), orjson.dumps(doc), 1))
+    return out
+
+
+async def produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes, int]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=10,
+                                max_batch_size=1_048_576,
+                                max_request_size=settings.max_message_bytes)
+    await producer.start()
+    try:
+        for key, value, _ in messages:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def raw_ceiling(settings: Settings, topic: str, n_messages: int) -> float:
+    """Seconds for aiokafka + orjson.loads to read every message of the topic."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=settings.max_message_bytes * 2,
+                                fetch_max_bytes=settings.max_message_bytes * 8)
+    await consumer.start()
+    try:
+        seen = 0
+        began = time.perf_counter()
+        while seen < n_messages:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += sum(len(r) for r in batches.values())
+        return time.perf_counter() - began
+    finally:
+        await consumer.stop()
+
+
+async def committed(settings: Settings, group: str, topic: str) -> int:
+    """Messages the group has committed on the topic (OffsetFetch; no group join)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        offsets = [await consumer.committed(TopicPartition(topic, p))
+                   for p in range(settings.partitions)]
+        return sum(o or 0 for o in offsets)
+    finally:
+        await consumer.stop()
+
+
+def worker_pace(settings: Settings, topic: str, n_messages: int, log: Path) -> float:
+    """Seconds the worker takes for all messages, from its first commit to its last."""
+    worker = WorkerProcess(settings.replace(predictions_topic=topic), log).start()
+    try:
+        first: tuple[float, int] | None = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = asyncio.run(committed(settings, settings.app_id, topic))
+            now = time.perf_counter()
+            if done and first is None:
+                if done >= n_messages:
+                    raise RuntimeError("the worker finished before it could be timed: "
+                                       "run with more events")
+                first = (now, done)
+            if done >= n_messages and first is not None:
+                return (now - first[0]) * n_messages / max(n_messages - first[1], 1)
+            if not worker.is_running():
+                raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"worker did not finish in time:\n{worker.log_tail()}")
+    finally:
+        worker.stop()
+
+
+def run_case(stack_settings: Settings, name: str, messages: list[tuple[bytes, bytes, int]],
+             home: Path) -> dict[str, Any]:
+    settings = stack_settings.replace(
+        predictions_topic=f"bench-{name}", dead_letter_topic=f"bench-{name}-dlq",
+        labels_topic=f"bench-{name}-labels", app_id=f"bench-{name}",
+        clickhouse_database=f"bench_{name}", state_dir=str(home / f"state-{name}"),
+        partitions=4, window_seconds=60)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce(settings, settings.predictions_topic, messages))
+    events = sum(n for _, _, n in messages)
+    raw_s = asyncio.run(raw_ceiling(settings, settings.predictions_topic, len(messages)))
+    worker_s = worker_pace(settings, settings.predictions_topic, len(messages),
+                           home / f"worker-{name}.log")
+    return {"form": name, "messages": len(messages), "events": events,
+            "raw_events_per_s": events / raw_s, "worker_events_per_s": events / worker_s,
+            "worker_vs_raw": raw_s / worker_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--single-events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        home = Path(tmp)
+        with EmbeddedStack(home / "embedded") as stack:
+            base = Settings().replace(**stack.settings_overrides())
+            results = [
+                run_case(base, "envelopes", envelopes(args.events, args.seed), home),
+                run_case(base, "singles", singles(args.single_events, args.seed), home),
+            ]
+    table = Table("wire form", "messages", "events", "raw ceiling ev/s", "worker ev/s",
+                  "worker / raw", title="driftline throughput, one worker process")
+    for r in results:
+        table.add_row(r["form"], f"{r['messages']:,}", f"{r['events']:,}",
+                      f"{r['raw_events_per_s']:,.0f}", f"{r['worker_events_per_s']:,.0f}",
+                      f"{r['worker_vs_raw']:.2f}")
+    console.print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "results": results},
+                                   indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
