@@ -92,10 +92,14 @@ def expected_rows(events: list[dict[str, Any]]) -> dict[tuple[str, str, int], di
 
 
 async def publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Publish in event-time order, flushing as a live service's linger would: an envelope
+    never spans more event time than the worker's allowed lateness."""
     async with AsyncPublisher.from_settings(settings) as publisher:
-        for e in events:
+        for i, e in enumerate(sorted(events, key=lambda e: e["event_time"])):
             assert publisher.log_prediction(e["model"], e["version"], e["request_id"],
                                             e["features"], event_time_ms=e["event_time"])
+            if i % 100 == 99:
+                await publisher.flush()
         await publisher.flush()
 
 
@@ -168,7 +172,7 @@ def test_single_event_messages_give_exact_windows(settings: Settings, clickhouse
                                                  worker: WorkerProcess) -> None:
     events = traffic(seed=2, windows=2, per_window=150)
     messages = [(e["model"].encode(), orjson.dumps({"type": "prediction", **e}))
-                for e in events]
+                for e in sorted(events, key=lambda e: e["event_time"])]
     asyncio.run(produce_raw(settings, messages))
     expected = expected_rows(events)
     assert_rows_match(wait_for_rows(clickhouse, settings, len(expected), worker), expected)
@@ -193,7 +197,7 @@ async def dead_letters(settings: Settings, n: int) -> list[tuple[bytes | None, d
 
 def test_bad_messages_go_to_the_dead_letter_topic_and_the_rest_arrives(
         settings: Settings, clickhouse: Client, worker: WorkerProcess) -> None:
-    events = traffic(seed=3, windows=2, per_window=100)
+    events = sorted(traffic(seed=3, windows=2, per_window=100), key=lambda e: e["event_time"])
     good = [(e["model"].encode(), orjson.dumps({"type": "prediction", **e})) for e in events]
     bad = [(b"alpha", b"{not json"),
            (b"alpha", orjson.dumps({"type": "prediction", "model": "alpha"})),

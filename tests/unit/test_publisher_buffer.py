@@ -124,6 +124,16 @@ def test_numpy_scalars_and_bools_are_converted() -> None:
                      "event_time": [T0], "label": [1]}
 
 
+def test_numpy_strings_are_accepted_as_names() -> None:
+    buffer = make_buffer()
+    for i in range(2):
+        assert buffer.add_prediction("m", "v", f"r-{i}", {np.str_("a"): 1.0, "b": 2.0},
+                                     probabilities={np.str_("x"): 0.5}, event_time_ms=T0)
+    [doc] = decoded(buffer.drain(force=True))
+    assert doc["features"] == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
+    assert doc["probabilities"] == {"x": [0.5, 0.5]}
+
+
 def test_integers_beyond_64_bits_are_sent_as_floats() -> None:
     buffer = make_buffer()
     assert buffer.add_prediction("m", "v", "r", {"big": 2**70, "neg": -(2**64), "ok": 2**63},
@@ -163,6 +173,16 @@ def test_full_buffers_are_sealed_and_wake_the_flusher() -> None:
     docs = decoded(buffer.drain())
     assert [d["request_id"] for d in docs] == [["r-0", "r-1", "r-2"], ["r-3", "r-4", "r-5"]]
     assert buffer.seconds_until_due() == pytest.approx(0.2)
+
+
+def test_a_rejected_first_event_opens_no_buffer() -> None:
+    buffer = make_buffer()
+    wakes: list[int] = []
+    buffer.on_ready = lambda: wakes.append(1)
+    assert not buffer.add_prediction("m", "v", "r-0", {"bad": [1]})
+    assert buffer.seconds_until_due() is None and wakes == []
+    assert buffer.add_prediction("m", "v", "r-1", {"x": 1.0})
+    assert wakes == [1]  # the flusher learns about the new buffer's deadline
 
 
 def test_a_buffer_is_due_once_its_oldest_event_lingered() -> None:
@@ -332,6 +352,29 @@ def test_failed_sends_are_counted() -> None:
     [envelope] = buffer.drain(force=True)
     buffer.settle(envelope.events, delivered=False)
     assert (buffer.stats.dropped_send_failed, buffer.held) == (3, 0)
+
+
+def test_settings_map_to_producer_options() -> None:
+    import ssl
+
+    from streams.publisher import AsyncPublisher
+    from streams.publisher._async import options_from_settings
+    from streams.settings import Settings
+
+    plain = Settings(kafka_bootstrap="k:9092", predictions_topic="p", labels_topic="l")
+    assert options_from_settings(plain) == {
+        "bootstrap_servers": "k:9092", "predictions_topic": "p", "labels_topic": "l",
+        "security_protocol": "PLAINTEXT", "max_envelope_bytes": 900_000}
+    secure = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
+                      kafka_sasl_username="user", kafka_sasl_password="secret")
+    options = options_from_settings(secure)
+    assert isinstance(options.pop("ssl_context"), ssl.SSLContext)
+    assert options["sasl_plain_username"] == "user" and options["sasl_mechanism"] == "PLAIN"
+    publisher = AsyncPublisher.from_settings(plain, linger_ms=5, compression_type="gzip")
+    assert (publisher.bootstrap_servers, publisher.predictions_topic) == ("k:9092", "p")
+    assert publisher.producer_options == {"acks": "all", "client_id": "driftline-publisher",
+                                          "security_protocol": "PLAINTEXT",
+                                          "compression_type": "gzip"}
 
 
 # --- property: decoding every envelope gives back exactly the accepted events --------

@@ -1,0 +1,15 @@
+"""The publisher that serving code calls once per prediction and once per label.
+
+Events are buffered in memory per (model, version) as columns and sent to Kafka as
+batch envelopes, keyed by model, by a background task. Logging never blocks on the
+network and never raises: what cannot be accepted is dropped and counted in ``stats``.
+
+- :class:`AsyncPublisher` for asyncio serving code (FastAPI, aiohttp, Ray Serve, ...);
+- :class:`Publisher` for threaded serving code (Flask, gunicorn workers, batch jobs).
+"""
+
+from streams.publisher._async import AsyncPublisher
+from streams.publisher._buffer import PublisherStats
+from streams.publisher._sync import Publisher
+
+__all__ = ["AsyncPublisher", "Publisher", "PublisherStats"]

@@ -1,0 +1,541 @@
+"""Per-model columnar buffers and the batch envelopes they encode to; no Kafka here.
+
+Serving code appends one event at a time; the worker wants columns it can turn into
+numpy arrays without a per-event loop. So events go straight into columns (one list per
+field and per feature name), and a drained buffer is encoded as one JSON document.
+
+>>> buffer = EventBuffer(max_batch_events=100, linger_ms=0, max_buffered_events=1000,
+...                      max_envelope_bytes=10_000)
+>>> buffer.add_label("fraud", "r-1", "fraud", event_time_ms=1764230460000)
+True
+>>> envelope, = buffer.drain(force=True)
+>>> envelope.kind, envelope.key, envelope.events
+('label', b'fraud', 1)
+>>> envelope.value.decode()
+'{"type":"label_batch","model":"fraud","request_id":["r-1"],"event_time":[1764230460000],"label":["fraud"]}'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import logging
+import math
+import numbers
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+log = logging.getLogger("streams.publisher")
+
+Kind = Literal["prediction", "label"]
+Column = list[Any]
+
+# The wire format lets an envelope omit these when every one of its events lacks them.
+_OPTIONAL = frozenset({"prediction", "score", "probabilities", "latency_ms"})
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # orjson refuses integers outside this range
+# Exact types whose conversion is one call (numpy's, from feature arrays, are common);
+# anything else takes the general path of _scalar.
+_EXACT_NUMBERS: dict[type, Callable[[Any], Any]] = {
+    type(None): lambda value: None,
+    bool: int,  # 1/0 keeps a flag column numeric for the worker
+    int: lambda value: value if _I64_MIN <= value <= _U64_MAX else float(value),
+    np.bool_: int,
+    **dict.fromkeys((np.float64, np.float32, np.float16), float),
+    **dict.fromkeys((np.int64, np.int32, np.int16, np.int8,
+                     np.uint64, np.uint32, np.uint16, np.uint8), int),
+}
+_EXACT_FEATURES: dict[type, Callable[[Any], Any]] = {**_EXACT_NUMBERS, np.str_: str}
+_is_float: Callable[[Any], bool] = float.__instancecheck__
+_WARN_EVERY_S = 10.0
+
+
+@dataclasses.dataclass
+class PublisherStats:
+    """Counters since the publisher was created; ``publisher.stats`` returns a copy.
+
+    Attributes
+    ----------
+    accepted
+        Events ``log_*`` took (and returned True for).
+    sent_events, sent_envelopes
+        Events, and the envelopes carrying them, that the broker acknowledged.
+    dropped_buffer_full
+        Events refused because ``max_buffered_events`` were buffered or in flight.
+    dropped_invalid
+        Events refused as invalid, plus accepted ones that alone encode to more than
+        ``max_envelope_bytes`` (or to invalid UTF-8).
+    dropped_send_failed
+        Accepted events whose send failed or that were unsent when the publisher closed,
+        plus events logged after closing.
+    nonfinite_values_nulled
+        NaN/±inf values sent as null.
+
+    Once accepted, an event ends up in ``sent_events``, ``dropped_send_failed`` or
+    ``dropped_invalid``; until then it is buffered or in flight.
+    """
+
+    accepted: int = 0
+    sent_events: int = 0
+    sent_envelopes: int = 0
+    dropped_buffer_full: int = 0
+    dropped_invalid: int = 0
+    dropped_send_failed: int = 0
+    nonfinite_values_nulled: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Envelope:
+    """One Kafka message: which topic it is for, its key and value, how many events."""
+
+    kind: Kind
+    key: bytes
+    value: bytes
+    events: int
+
+
+class Rejected(ValueError):
+    """An event the publisher drops as invalid; the message says why."""
+
+
+# --- values -------------------------------------------------------------------------
+# The hot loop handles exact float/int/str/None inline; these take the rare spellings.
+
+
+def _scalar(value: Any, name: Any, *, numeric: bool) -> float | int | str | None:
+    """A number, string (unless ``numeric``) or None, from any spelling of a scalar."""
+    if value is None:
+        return None
+    if isinstance(value, bool):  # 1/0 keeps a flag column numeric for the worker
+        return int(value)
+    if isinstance(value, int):
+        number = int(value)
+        return number if _I64_MIN <= number <= _U64_MAX else float(number)
+    if isinstance(value, float):  # numpy.float64 is one; NaN stays for the nonfinite count
+        return float(value)
+    if isinstance(value, str) and not numeric:
+        return str(value)
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # other numpy (or torch) scalars
+        try:
+            item = value.item()
+        except (TypeError, ValueError):
+            raise Rejected(f"{name!s:.80} is an array, not a scalar") from None
+        if type(item) is not type(value):
+            return _scalar(item, name, numeric=numeric)
+    if isinstance(value, numbers.Integral):
+        return _scalar(int(value), name, numeric=numeric)
+    if isinstance(value, numbers.Real | decimal.Decimal):
+        return float(value)
+    expected = "a number" if numeric else "a number, string, bool or None"
+    raise Rejected(f"{name!s:.80} must be {expected}, not {type(value).__name__}")
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, str) and value and value.isprintable():
+        return str(value)
+    raise Rejected(f"{where} must be a non-empty printable string, not {value!r:.80}")
+
+
+def _request_id(value: Any) -> str:
+    if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
+        return str(value)
+    return _text(value, "request_id")
+
+
+def _event_time(value: Any) -> int:
+    number = _scalar(value, "event_time_ms", numeric=True)
+    if not isinstance(number, int | float) or not 0 <= number < math.inf:
+        raise Rejected(f"event_time_ms must be UTC epoch milliseconds, not {value!r:.80}")
+    return int(number)
+
+
+def _mapping(value: Any, where: str) -> dict[Any, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise Rejected(f"{where} must be a mapping, not {type(value).__name__}")
+
+
+def _column_name(name: Any, *, numeric: bool) -> str:
+    if isinstance(name, str):
+        return str(name)
+    if numeric and isinstance(name, numbers.Integral) and not isinstance(name, bool):
+        return str(int(name))  # class labels 0/1 of a classifier's probabilities
+    raise Rejected(f"column name {name!r:.80} is not a string")
+
+
+def _nulled(value: Any, where: str, numeric: bool, nulled: int) -> tuple[Any, int]:
+    """Convert a scalar that is not None; NaN/inf become None, counted in ``nulled``."""
+    if type(value) is not float:
+        value = _scalar(value, where, numeric=numeric)
+        if type(value) is not float:
+            return value, nulled
+    return (value, nulled) if value - value == 0.0 else (None, nulled + 1)
+
+
+# --- columns ------------------------------------------------------------------------
+
+
+def _truncate(columns: dict[str, Column], n: int, width: int) -> None:
+    """Undo a partial append: keep ``n`` rows and only the first ``width`` columns."""
+    for column in columns.values():
+        del column[n:]
+    for name in list(columns)[width:]:
+        del columns[name]
+
+
+def _append_row(columns: dict[str, Column], n: int, row: Mapping[Any, Any], *,
+                numeric: bool) -> None:
+    """Append one event's mapping to ``columns``, all of length ``n``.
+
+    A name seen for the first time gets a column padded with ``n`` nulls, and a buffered
+    name the event lacks gets a null. A bad value rolls everything back and raises.
+    NaN and ±inf floats are appended as they are: orjson writes them as null, and
+    :func:`_count_nonfinite` counts them once per batch, off the serving path.
+    """
+    width = len(columns)
+    # Plain floats (and strings, for features) need no conversion: two identity checks.
+    plain, exact = (float, _EXACT_NUMBERS) if numeric else (str, _EXACT_FEATURES)
+    try:
+        for name, value in row.items():
+            kind = type(value)
+            if kind is not float and kind is not plain:
+                convert = exact.get(kind)
+                value = _scalar(value, name, numeric=numeric) if convert is None else (
+                    convert(value))
+            try:
+                column = columns[name]
+            except KeyError:
+                column = _new_column(columns, name, n, row, numeric=numeric)
+            column.append(value)
+    except BaseException:
+        _truncate(columns, n, width)
+        raise
+    if len(row) != len(columns):  # buffered names this event lacks
+        for column in columns.values():
+            if len(column) == n:
+                column.append(None)
+
+
+def _new_column(columns: dict[str, Column], name: Any, n: int, row: Mapping[Any, Any], *,
+                numeric: bool) -> Column:
+    """The column for a name not seen before (or spelled differently), padded with nulls."""
+    text = _column_name(name, numeric=numeric)
+    if not isinstance(name, str) and text in row:  # {1: p, "1": q}: one column filled twice
+        raise Rejected(f"names {name!r:.80} and {text!r:.80} are the same column")
+    return columns.setdefault(text, [None] * n)
+
+
+def _count_nonfinite(columns: dict[str, Column]) -> int:
+    """How many NaN/±inf floats the columns hold (orjson writes each one as null)."""
+    count = 0
+    for column in columns.values():
+        total = sum(filter(_is_float, column))
+        if total - total != 0.0:  # some value is not finite (or the sum overflowed)
+            count += sum(1 for value in column if type(value) is float and value - value)
+    return count
+
+
+class _Batch:
+    """The columns of one buffer: predictions of one (model, version), or labels of a model."""
+
+    __slots__ = ("event_time", "features", "label", "latency_ms", "model", "opened",
+                 "prediction", "probabilities", "request_id", "score", "status", "version")
+
+    def __init__(self, model: str, version: str | None, opened: float) -> None:
+        self.model, self.version, self.opened = model, version, opened
+        self.request_id: Column = []
+        self.event_time: Column = []
+        self.features: dict[str, Column] = {}
+        self.prediction: Column = []
+        self.score: Column = []
+        self.probabilities: dict[str, Column] = {}
+        self.latency_ms: Column = []
+        self.status: Column = []
+        self.label: Column = []
+
+    @property
+    def kind(self) -> Kind:
+        return "label" if self.version is None else "prediction"
+
+    def document(self, lo: int, hi: int) -> dict[str, Any]:
+        """The envelope of events ``lo:hi``, before JSON encoding."""
+        if self.version is None:
+            doc: dict[str, Any] = {"type": "label_batch", "model": self.model}
+            columns: dict[str, Any] = {"request_id": self.request_id,
+                                       "event_time": self.event_time, "label": self.label}
+        else:
+            doc = {"type": "prediction_batch", "model": self.model, "version": self.version}
+            columns = {"request_id": self.request_id, "event_time": self.event_time,
+                       "features": self.features, "prediction": self.prediction,
+                       "score": self.score, "probabilities": self.probabilities,
+                       "latency_ms": self.latency_ms, "status": self.status}
+        whole = lo == 0 and hi == len(self.request_id)
+        for name, column in columns.items():
+            if isinstance(column, dict):
+                part: Any = column if whole else {k: c[lo:hi] for k, c in column.items()}
+                present = any(c.count(None) != len(c) for c in part.values())
+            else:
+                part = column if whole else column[lo:hi]
+                present = part.count(None) != len(part)
+            if present or name not in _OPTIONAL:
+                doc[name] = part
+        return doc
+
+
+# --- the buffer ---------------------------------------------------------------------
+
+
+class EventBuffer:
+    """Thread-safe columnar buffers, one per (model, version) of predictions and per model
+    of labels, bounded to ``max_buffered_events`` counting events still in flight.
+
+    ``add_*`` never raise: invalid events are counted and dropped. ``on_ready`` (if set)
+    is called, outside the lock, when a buffer opens or fills, so a flusher can wake up.
+    """
+
+    def __init__(self, *, max_batch_events: int, linger_ms: float, max_buffered_events: int,
+                 max_envelope_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        for name, value in (("max_batch_events", max_batch_events),
+                            ("max_buffered_events", max_buffered_events),
+                            ("max_envelope_bytes", max_envelope_bytes)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if linger_ms < 0:
+            raise ValueError(f"linger_ms must be >= 0, got {linger_ms}")
+        self.max_batch_events = max_batch_events
+        self.linger_ms = linger_ms
+        self.max_buffered_events = max_buffered_events
+        self.max_envelope_bytes = max_envelope_bytes
+        self.on_ready: Callable[[], None] | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stats = PublisherStats()
+        self._predictions: dict[tuple[str, str], _Batch] = {}
+        self._labels: dict[str, _Batch] = {}
+        self._sealed: list[_Batch] = []  # full buffers waiting for the flusher, oldest first
+        self._held = 0  # events buffered or in flight
+        self._closed = False
+        self._warned_at: dict[str, float] = {}
+
+    @property
+    def stats(self) -> PublisherStats:
+        with self._lock:
+            return dataclasses.replace(self._stats)
+
+    @property
+    def held(self) -> int:
+        """Events accepted and not yet acknowledged or dropped."""
+        return self._held
+
+    def add_prediction(self, model: str, version: str, request_id: str,
+                       features: Mapping[str, Any], prediction: Any = None, score: Any = None,
+                       probabilities: Mapping[str, Any] | None = None, latency_ms: Any = None,
+                       status: str = "ok", event_time_ms: int | None = None) -> bool:
+        """Buffer one prediction; False (and counted) when invalid, full or closed."""
+        if event_time_ms is None:
+            event_time_ms = time.time_ns() // 1_000_000
+        nulled = 0
+        try:
+            if type(request_id) is not str or not request_id:
+                request_id = _request_id(request_id)
+            if type(event_time_ms) is not int or event_time_ms < 0:
+                event_time_ms = _event_time(event_time_ms)
+            if type(features) is not dict:
+                features = _mapping(features, "features")
+            if probabilities is not None and type(probabilities) is not dict:
+                probabilities = _mapping(probabilities, "probabilities")
+            if type(status) is not str:
+                status = "ok" if status is None else _text(status, "status")
+            if prediction is not None and type(prediction) is not str:
+                prediction, nulled = _nulled(prediction, "prediction", False, nulled)
+            if score is not None:
+                score, nulled = _nulled(score, "score", True, nulled)
+            if latency_ms is not None:
+                latency_ms, nulled = _nulled(latency_ms, "latency_ms", True, nulled)
+            with self._lock:
+                if self._closed or self._held >= self.max_buffered_events:
+                    return self._refuse("prediction")
+                batch = self._predictions.get((model, version))
+                wake = batch is None  # a new buffer brings a new deadline to the flusher
+                if batch is None:
+                    key = (_text(model, "model"), _text(version, "version"))
+                    batch = _Batch(*key, opened=self._clock())
+                n = len(batch.request_id)
+                width = len(batch.features)
+                _append_row(batch.features, n, features, numeric=False)
+                if probabilities is not None or batch.probabilities:
+                    try:
+                        _append_row(batch.probabilities, n, probabilities or {}, numeric=True)
+                    except BaseException:
+                        _truncate(batch.features, n, width)
+                        raise
+                batch.request_id.append(request_id)
+                batch.event_time.append(event_time_ms)
+                batch.prediction.append(prediction)
+                batch.score.append(score)
+                batch.latency_ms.append(latency_ms)
+                batch.status.append(status)
+                if wake:  # only now: a rejected first event must leave no empty buffer
+                    self._predictions[key] = batch
+                self._held += 1
+                self._stats.accepted += 1
+                if nulled:
+                    self._stats.nonfinite_values_nulled += nulled
+                if n + 1 >= self.max_batch_events:
+                    wake = self._seal(self._predictions, (batch.model, version))
+        except Exception as error:  # noqa: BLE001 - serving code must never see an exception
+            return self._reject("prediction", model, error)
+        if wake and self.on_ready is not None:
+            self.on_ready()
+        return True
+
+    def add_label(self, model: str, request_id: str, label: Any,
+                  event_time_ms: int | None = None) -> bool:
+        """Buffer one label; False (and counted) when invalid, full or closed."""
+        if event_time_ms is None:
+            event_time_ms = time.time_ns() // 1_000_000
+        try:
+            if type(request_id) is not str or not request_id:
+                request_id = _request_id(request_id)
+            if type(event_time_ms) is not int or event_time_ms < 0:
+                event_time_ms = _event_time(event_time_ms)
+            if type(label) is not str:
+                label = _scalar(label, "label", numeric=False)
+                if label is None or label != label or label in (math.inf, -math.inf):
+                    raise Rejected("label must be a finite number or a string")
+            with self._lock:
+                if self._closed or self._held >= self.max_buffered_events:
+                    return self._refuse("label")
+                batch = self._labels.get(model)
+                wake = batch is None
+                if batch is None:
+                    name = _text(model, "model")
+                    batch = self._labels[name] = _Batch(name, None, opened=self._clock())
+                batch.request_id.append(request_id)
+                batch.event_time.append(event_time_ms)
+                batch.label.append(label)
+                self._held += 1
+                self._stats.accepted += 1
+                if len(batch.request_id) >= self.max_batch_events:
+                    wake = self._seal(self._labels, batch.model)
+        except Exception as error:  # noqa: BLE001 - serving code must never see an exception
+            return self._reject("label", model, error)
+        if wake and self.on_ready is not None:
+            self.on_ready()
+        return True
+
+    def seconds_until_due(self) -> float | None:
+        """How long until some buffer is due for sending; None when nothing is buffered."""
+        with self._lock:
+            if self._sealed:
+                return 0.0
+            opened = [b.opened for b in self._predictions.values()]
+            opened += [b.opened for b in self._labels.values()]
+        if not opened:
+            return None
+        return max(0.0, min(opened) + self.linger_ms / 1000 - self._clock())
+
+    def drain(self, *, force: bool = False) -> list[Envelope]:
+        """Take the buffers that are full or lingered long enough (all with ``force``)."""
+        now, linger = self._clock(), self.linger_ms / 1000
+        with self._lock:
+            batches, self._sealed = self._sealed, []
+            books: tuple[dict[Any, _Batch], ...] = (self._predictions, self._labels)
+            for book in books:
+                due = [key for key, b in book.items() if force or b.opened + linger <= now]
+                batches.extend(book.pop(key) for key in due)
+        envelopes: list[Envelope] = []
+        nonfinite = 0
+        for batch in batches:
+            if batch.request_id:
+                nonfinite += _count_nonfinite(batch.features)
+                nonfinite += _count_nonfinite(batch.probabilities)
+                self._encode(batch, 0, len(batch.request_id), envelopes)
+        if nonfinite:
+            with self._lock:
+                self._stats.nonfinite_values_nulled += nonfinite
+        return envelopes
+
+    def settle(self, events: int, *, delivered: bool) -> None:
+        """Record the broker's answer for an envelope of ``events`` events."""
+        with self._lock:
+            self._held -= events
+            if delivered:
+                self._stats.sent_events += events
+                self._stats.sent_envelopes += 1
+            else:
+                self._stats.dropped_send_failed += events
+
+    def close(self) -> None:
+        """Refuse new events from now on (they are counted in ``dropped_send_failed``)."""
+        with self._lock:
+            self._closed = True
+
+    def discard(self) -> int:
+        """Drop whatever is still buffered, counted as failed sends; return how many."""
+        with self._lock:
+            batches = [*self._sealed, *self._predictions.values(), *self._labels.values()]
+            self._sealed, self._predictions, self._labels = [], {}, {}
+            dropped = sum(len(b.request_id) for b in batches)
+            self._held -= dropped
+            self._stats.dropped_send_failed += dropped
+        return dropped
+
+    # --- internals (``_refuse`` and ``_seal`` run under the lock) ----------------------
+
+    def _refuse(self, kind: Kind) -> bool:
+        if self._closed:
+            self._stats.dropped_send_failed += 1
+            self._warn("closed", "closed, dropping %s events (%d dropped so far)",
+                       kind, self._stats.dropped_send_failed)
+        else:
+            self._stats.dropped_buffer_full += 1
+            self._warn("full", "buffer full (max_buffered_events=%d): dropping "
+                       "new events, %d so far; is Kafka reachable?",
+                       self.max_buffered_events, self._stats.dropped_buffer_full)
+        return False
+
+    def _seal(self, book: dict[Any, _Batch], key: Any) -> bool:
+        self._sealed.append(book.pop(key))
+        return True
+
+    def _reject(self, kind: Kind, model: Any, error: Exception) -> bool:
+        reason = str(error) if isinstance(error, Rejected) else repr(error)
+        with self._lock:
+            self._stats.dropped_invalid += 1
+            self._warn("invalid", "dropped an invalid %s event of model %.80r: %s "
+                       "(%d invalid so far)", kind, model, reason, self._stats.dropped_invalid)
+        return False
+
+    def _encode(self, batch: _Batch, lo: int, hi: int, out: list[Envelope]) -> None:
+        """Encode events ``lo:hi``, halving until each envelope fits max_envelope_bytes."""
+        try:
+            value = orjson.dumps(batch.document(lo, hi))
+            problem = "" if len(value) <= self.max_envelope_bytes else (
+                f"it alone encodes to {len(value)} bytes > max_envelope_bytes")
+        except orjson.JSONEncodeError as error:  # e.g. a string with a lone surrogate
+            value, problem = b"", str(error)
+        if not problem:
+            out.append(Envelope(batch.kind, batch.model.encode(), value, hi - lo))
+        elif hi - lo == 1:
+            with self._lock:
+                self._held -= 1
+                self._stats.dropped_invalid += 1
+                self._warn("unencodable", "dropped a %s event of model %r: %s",
+                           batch.kind, batch.model, problem)
+        else:  # split in halves: only the culprit is lost, and envelopes stay under the limit
+            middle = (lo + hi) // 2
+            self._encode(batch, lo, middle, out)
+            self._encode(batch, middle, hi, out)
+
+    def _warn(self, topic: str, message: str, *args: Any) -> None:
+        """Log at most once per topic every few seconds, so a flood of drops is one line."""
+        now = self._clock()
+        if now >= self._warned_at.get(topic, -math.inf):
+            self._warned_at[topic] = now + _WARN_EVERY_S
+            log.warning("driftline publisher: " + message, *args)
