@@ -2,15 +2,17 @@
 
 :class:`PartitionWindows` is the whole state one worker keeps for one source partition:
 the open windows per model × version × window start, each holding one accumulator per
-feature, the frozen histogram edges per model × version × feature, the partition's event
+feature, the frozen histogram edges per model × version × feature, each model's event
 time, and the offset of the last message applied. It is pure (numpy only), so it is
 tested and benchmarked without an event loop, and it round-trips through
 :meth:`PartitionWindows.to_bytes` so the worker can checkpoint it.
 
-Event time and lateness, per partition (as Kafka Streams' stream time):
+Event time and lateness, per model (messages are keyed by model, so a model's events are
+in offset order on one partition; one model's backfill or clock never makes another
+model's events late):
 
-* the partition's event time is the largest event time seen so far;
-* window ``[start, start + w)`` closes once ``event time - allowed lateness >= start + w``;
+* a model's event time is the largest event time seen for it so far;
+* its window ``[start, start + w)`` closes once ``event time - allowed lateness >= start + w``;
 * an event whose window has already closed when its message arrives is *late*: it is not
   added anywhere, but counted in a :class:`LateEvents` row (one per message and window),
   so late data is visible, never silently dropped.
@@ -137,7 +139,7 @@ class PartitionWindows:
     def __init__(self, config: WindowConfig) -> None:
         self.config = config
         self.applied_offset = -1
-        self.event_time = -1
+        self.event_time: dict[str, int] = {}  # per model
         self._profiles: dict[tuple[str, str, str], _Profile] = {}
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
@@ -189,7 +191,9 @@ class PartitionWindows:
             if block.kind == "watermark":
                 late += self._apply_segment(segment)
                 segment = []
-                self.event_time = max(self.event_time, block.event_time[0])
+                # A watermark names one model, or moves every model of the partition.
+                for model in [block.model] if block.model else list(self.event_time):
+                    self._advance(model, block.event_time[0])
                 self._close_passed()
             elif block.kind == "prediction":
                 segment.append((offset, block))
@@ -203,42 +207,52 @@ class PartitionWindows:
         w = self.config.window_ms
         late: list[LateEvents] = []
         groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]] = {}
-        oldest_open = min((start for _, _, start in self._windows), default=None)
+        oldest_open = self._oldest_open_windows()
         for offset, block in segment:
+            model = block.model
+            closed_through = self._closed_through(model)
             if len(block) == 1:  # single-event message: plain ints are faster than numpy
                 t = block.event_time[0]
                 first = t - t % w
-                if first + w <= self._closed_through:
-                    late.append(LateEvents(block.model, block.version, first, offset, 1))
+                if first + w <= closed_through:
+                    late.append(LateEvents(model, block.version, first, offset, 1))
                     continue
-                self.event_time = max(self.event_time, t)
+                self._advance(model, t)
                 keep = _ONE_KEPT
             else:
                 times = np.asarray(block.event_time, dtype=np.int64)
                 starts = times - times % w
-                is_late = starts + w <= self._closed_through
+                is_late = starts + w <= closed_through
                 if is_late.any():
                     late += self._late_rows(block, offset, starts[is_late])
                     if is_late.all():
                         continue
-                self.event_time = max(self.event_time, int(times.max()))
+                self._advance(model, int(times.max()))
                 keep = ~is_late
                 first = int(starts[keep].min())
-            groups.setdefault((block.model, block.version), []).append((block, keep))
-            oldest_open = first if oldest_open is None else min(oldest_open, first)
-            if oldest_open + w <= self._closed_through:
+            groups.setdefault((model, block.version), []).append((block, keep))
+            oldest = oldest_open[model] = min(oldest_open.get(model, first), first)
+            if oldest + w <= self._closed_through(model):
                 # A window closes at this message: apply what came before it, then close,
                 # so what closes when never depends on how messages were batched.
                 self._accumulate_groups(groups)
                 groups = {}
                 self._close_passed()
-                oldest_open = min((start for _, _, start in self._windows), default=None)
+                oldest_open = self._oldest_open_windows()
         self._accumulate_groups(groups)
         return late
 
-    @property
-    def _closed_through(self) -> int:
-        return self.event_time - self.config.allowed_lateness_ms
+    def _advance(self, model: str, event_time: int) -> None:
+        self.event_time[model] = max(self.event_time.get(model, event_time), event_time)
+
+    def _closed_through(self, model: str) -> int:
+        return self.event_time.get(model, -1) - self.config.allowed_lateness_ms
+
+    def _oldest_open_windows(self) -> dict[str, int]:
+        oldest: dict[str, int] = {}
+        for model, _, start in self._windows:
+            oldest[model] = min(oldest.get(model, start), start)
+        return oldest
 
     def _accumulate_groups(
             self, groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]]
@@ -316,14 +330,20 @@ class PartitionWindows:
 
     def close_all(self) -> list[FeatureWindowRow]:
         """Close every open window (a quiet partition); later events for them are late."""
-        if self._windows:
-            last_end = max(start for _, _, start in self._windows) + self.config.window_ms
-            self.event_time = max(self.event_time, last_end + self.config.allowed_lateness_ms)
+        for model in self._oldest_open_windows():
+            self._advance(model, self.idle_watermark(model) or -1)
         return self.close_ready()
 
+    def idle_watermark(self, model: str) -> int | None:
+        """The event time that would close every open window of ``model``, if it has any."""
+        starts = [s for m, _, s in self._windows if m == model]
+        if not starts:
+            return None
+        return max(starts) + self.config.window_ms + self.config.allowed_lateness_ms
+
     def _close_passed(self) -> None:
-        closed_through = self._closed_through
-        keys = sorted(k for k in self._windows if k[2] + self.config.window_ms <= closed_through)
+        w = self.config.window_ms
+        keys = sorted(k for k in self._windows if k[2] + w <= self._closed_through(k[0]))
         rows = self._closed
         for model, version, start in keys:
             window = self._windows[(model, version, start)]

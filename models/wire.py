@@ -12,8 +12,9 @@ Both decode to the same :class:`EventBlock` of columns, so the worker has one co
 Anything that does not fit raises :class:`BadMessage` with a one-line reason; the worker
 sends such a message to the dead-letter topic and carries on.
 
-A third, tiny message type, ``{"type": "watermark", "event_time": ms}``, lets a producer
-(or the worker's idle timer) move event time forward on a partition that has gone quiet.
+A third, tiny message type, ``{"type": "watermark", "model": "fraud", "event_time": ms}``,
+lets a producer (or the worker's idle timer) move a quiet model's event time forward so
+its open windows close; without ``model`` it moves every model on the partition.
 
 >>> block = decode(b"fraud", b'{"type":"prediction","model":"fraud","version":"v1",'
 ...                b'"request_id":"r1","event_time":1764230400000,"features":{"x":1.5,"c":"DE"}}')
@@ -99,7 +100,7 @@ def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1
         known = ", ".join(sorted(_DECODERS))
         raise BadMessage(f"unknown type {kind!r}: expected one of {known}")
     block = decoder(doc)
-    if block.kind != "watermark":
+    if block.model:  # a watermark for the whole partition names no model and needs no key
         _check_key(key, block.model)
     return block
 
@@ -181,7 +182,8 @@ def _decode_label_batch(doc: Mapping[str, Any]) -> EventBlock:
 
 
 def _decode_watermark(doc: Mapping[str, Any]) -> EventBlock:
-    return EventBlock("watermark", "", "", [_event_time(doc.get("event_time"))])
+    model = _name(doc, "model", "watermark") if doc.get("model") is not None else ""
+    return EventBlock("watermark", model, "", [_event_time(doc.get("event_time"))])
 
 
 _DECODERS = {

@@ -74,7 +74,7 @@ class FeatureWindowProcessor:
         self.write_rows = write_rows
         self.stats = ProcessorStats()
         self._states: dict[int, PartitionWindows] = {}
-        self._last_message_at: dict[int, float] = {}
+        self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
 
     async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -96,7 +96,10 @@ class FeatureWindowProcessor:
         batch.windows = state.close_ready()
         await self._make_durable(partition, state, batch)
         self._count(blocks, batch, len(fresh))
-        self._last_message_at[partition] = time.monotonic()
+        now = time.monotonic()
+        for _, block in blocks:
+            if block.kind == "prediction":
+                self._last_seen[(partition, block.model)] = now
 
     def _decode(self, state: PartitionWindows, events: list[EventT],
                 batch: SinkBatch) -> list[tuple[int, EventBlock]]:
@@ -158,17 +161,19 @@ class FeatureWindowProcessor:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
             self._states.pop(partition, None)
-            self._last_message_at.pop(partition, None)
+        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
 
-    def idle_watermarks(self, now: float | None = None) -> dict[int, int]:
-        """Event times to send to quiet partitions that still hold open windows."""
+    def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
+        """(partition, model, event time) to send for quiet models that have open windows."""
         now = time.monotonic() if now is None else now
-        due: dict[int, int] = {}
-        for partition, state in self._states.items():
-            quiet = now - self._last_message_at.get(partition, now)
-            if state.open_windows and quiet >= self.settings.idle_close_seconds:
-                due[partition] = (state.event_time + self.config.window_ms
-                                  + self.config.allowed_lateness_ms)
-                # Do not send again until this one (or new data) has been processed.
-                self._last_message_at[partition] = now
+        due = []
+        for (partition, model), seen in self._last_seen.items():
+            state = self._states.get(partition)
+            if state is None or now - seen < self.settings.idle_close_seconds:
+                continue
+            event_time = state.idle_watermark(model)
+            if event_time is not None:
+                due.append((partition, model, event_time))
+            # Do not send again until this one (or new data) has been processed.
+            self._last_seen[(partition, model)] = now
         return due

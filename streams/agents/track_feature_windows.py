@@ -36,10 +36,11 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     async def close_idle_windows() -> None:
         # The watermark goes through the topic, so closing windows of a quiet partition is
         # a message in the log like any other: a replay makes the same decision.
-        for partition, event_time in processor.idle_watermarks().items():
+        for partition, model, event_time in processor.idle_watermarks():
             await topics.predictions.send(
-                value=orjson.dumps({"type": "watermark", "event_time": event_time}),
-                partition=partition)
+                key=model.encode(), partition=partition,
+                value=orjson.dumps({"type": "watermark", "model": model,
+                                    "event_time": event_time}))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[faust.types.TP],

@@ -41,10 +41,12 @@ T0 = 1_764_230_400_000
 
 
 def key_for(doc: Any) -> bytes | None:
-    """The key a well-behaved producer uses: the model name, none for a watermark."""
-    if not isinstance(doc, dict) or doc.get("type") == "watermark":
+    """The key a well-behaved producer uses: the model name; none for a partition watermark."""
+    if not isinstance(doc, dict):
         return None
     model = doc.get("model")
+    if doc.get("type") == "watermark" and not model:
+        return None
     return model.encode() if isinstance(model, str) else b"fraud"
 
 

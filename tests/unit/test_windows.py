@@ -55,12 +55,12 @@ def run(messages: list[EventBlock], chunks: list[int] | None = None,
     return rows, late
 
 
-def stream(seed: int, n_messages: int = 30) -> list[EventBlock]:
+def stream(seed: int, n_messages: int = 30, max_events: int = 40) -> list[EventBlock]:
     rng = np.random.default_rng(seed)
     messages = []
     t = 10_000
     for _ in range(n_messages):
-        n = int(rng.integers(1, 40))
+        n = int(rng.integers(1, max_events))
         t += int(rng.integers(0, 400))
         # Mostly in order, some events up to 1.5 windows behind: some of them late.
         times = (t - rng.integers(0, 1500, n) * (rng.random(n) < 0.2)).tolist()
@@ -89,9 +89,9 @@ def oracle(messages: list[EventBlock]) -> tuple[dict[tuple[int, str], list[Any]]
     return cells, late
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_windows_agree_with_numpy(seed: int) -> None:
-    messages = stream(seed)
+@pytest.mark.parametrize(("seed", "max_events"), [(0, 40), (1, 40), (2, 40), (3, 2), (4, 2)])
+def test_windows_agree_with_numpy(seed: int, max_events: int) -> None:
+    messages = stream(seed, 200 if max_events == 2 else 30, max_events)
     rows, late = run(messages)
     cells, expected_late = oracle(messages)
     assert late == expected_late
@@ -211,3 +211,21 @@ def test_state_is_bounded_by_open_windows_not_events() -> None:
         state.close_ready()
         sizes.append(len(state.to_bytes()))
     assert max(sizes[100:]) < 1.5 * max(sizes[50:100])
+
+
+def test_one_models_backfill_does_not_make_another_models_events_late() -> None:
+    state = PartitionWindows(CONFIG)
+    live = [block([50_000 + i], model="live", x=[1.0]) for i in range(3)]
+    backfill = [block([10_000 + i], model="old", x=[2.0]) for i in range(3)]
+    late = state.apply(list(enumerate(live + backfill)))
+    assert late == []
+    assert state.event_time == {"live": 50_002, "old": 10_002}
+
+
+def test_a_watermark_naming_a_model_closes_only_its_windows() -> None:
+    state = PartitionWindows(CONFIG)
+    state.apply([(0, block([10_000], model="a", x=[1.0])), (1, block([10_000], model="b", x=[1.0]))])
+    assert state.idle_watermark("a") == 10_000 + W + CONFIG.allowed_lateness_ms
+    state.apply([(2, EventBlock("watermark", "a", "", [state.idle_watermark("a") or 0]))])
+    assert [r.model for r in state.close_ready()] == ["a"]
+    assert state.open_windows == 1 and state.idle_watermark("a") is None
