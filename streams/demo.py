@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sinks.schema import statements
 from streams.embedded.stack import EmbeddedStack
 from streams.publisher import AsyncPublisher
 from streams.settings import Settings
@@ -32,6 +33,7 @@ FEATURES_PER_MODEL = 6
 
 def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console) -> int:
     home.mkdir(parents=True, exist_ok=True)
+    started = time.time() - 1
     console.print(f"[bold]driftline demo[/]: embedded broker + ClickHouse under {home}/")
     with EmbeddedStack(home / "embedded") as stack:
         settings = settings.replace(**stack.settings_overrides(),
@@ -45,6 +47,8 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
         client = clickhouse_connect.get_client(dsn=settings.clickhouse_url,
                                                username=settings.clickhouse_user,
                                                password=settings.clickhouse_password)
+        for ddl in statements(settings.clickhouse_database):  # the worker does it too
+            client.command(ddl)
         plan = _aligned(plan, settings)
         try:
             _publish_and_wait(settings, plan, client, worker, console)
@@ -52,7 +56,7 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
             console.print("[yellow]interrupted: stopping, then showing what has arrived[/]")
         finally:
             worker.stop()
-        _show_results(settings, plan, client, console)
+        _show_results(settings, plan, client, console, started)
         client.close()
     return 0
 
@@ -105,48 +109,56 @@ def _window_rows(client: Client, settings: Settings, plan: TrafficPlan) -> int:
     return int(result.result_rows[0][0])
 
 
-def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
-    """(title, SQL) pairs the demo prints with their output; the README shows the same."""
-    since = f"window_start >= fromUnixTimestamp64Milli({start_ms})"
+def example_queries(database: str, start_ms: int, written_after: float) -> list[tuple[str, str]]:
+    """(title, SQL) pairs the demo prints with their output; the README shows the same.
+
+    The data directory persists across runs, so each query looks at this run's rows only.
+    """
+    since = _utc(start_ms / 1000)
+    written = _utc(written_after)
     return [
-        ("Mean and median of a numeric feature per window (the shift shows in v2)",
+        ("A numeric feature per window: v2's amount shifts part-way, v1's does not",
          f"SELECT model_version, formatDateTime(window_start, '%H:%i') AS window, count,\n"
-         f"       round(mean, 2) AS mean, round(p50, 2) AS median, bin_counts\n"
+         f"       round(mean, 1) AS mean, round(p50, 1) AS median, round(p95, 1) AS p95\n"
          f"FROM {database}.feature_windows FINAL\n"
-         f"WHERE model = 'fraud-detector' AND feature = 'amount' AND {since}\n"
+         f"WHERE model = 'fraud-detector' AND feature = 'amount'\n"
+         f"  AND window_start >= '{since}'\n"
          f"ORDER BY model_version, window_start"),
-        ("Top categories of a categorical feature, first and last window",
-         f"SELECT model_version, formatDateTime(window_start, '%H:%i') AS window,\n"
+        ("A categorical feature per window: top countries of v2",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window,\n"
          f"       arraySlice(categories, 1, 3) AS top3,\n"
-         f"       arraySlice(category_counts, 1, 3) AS counts, other_count\n"
+         f"       arraySlice(category_counts, 1, 3) AS counts\n"
          f"FROM {database}.feature_windows FINAL\n"
-         f"WHERE model = 'fraud-detector' AND feature = 'country' AND {since}\n"
-         f"  AND window_start IN (SELECT min(window_start) FROM {database}.feature_windows\n"
-         f"                       WHERE {since} UNION ALL SELECT max(window_start)\n"
-         f"                       FROM {database}.feature_windows WHERE {since})\n"
-         f"ORDER BY model_version, window_start"),
-        ("Roll windows up to hours in SQL: histograms add bin by bin",
-         f"SELECT model, model_version, toStartOfHour(window_start) AS hour,\n"
-         f"       sum(count) AS events, sum(missing_count) AS missing,\n"
-         f"       sumForEach(bin_counts) AS histogram\n"
+         f"WHERE model = 'fraud-detector' AND model_version = 'v2' AND feature = 'country'\n"
+         f"  AND window_start >= '{since}'\n"
+         f"ORDER BY window_start"),
+        ("Windows roll up in SQL: counts and histograms add bin by bin",
+         f"SELECT model, model_version, sum(count) AS events,\n"
+         f"       sum(missing_count) AS missing, sumForEach(bin_counts) AS histogram\n"
          f"FROM {database}.feature_windows FINAL\n"
-         f"WHERE feature = 'age' AND {since}\n"
-         f"GROUP BY model, model_version, hour ORDER BY model, model_version, hour"),
-        ("Late events and dead letters",
-         f"SELECT 'late events' AS what, sum(late_events) AS n FROM {database}.late_events FINAL\n"
+         f"WHERE feature = 'items' AND window_start >= '{since}'\n"
+         f"GROUP BY model, model_version ORDER BY model, model_version"),
+        ("Late events and dead letters: counted, never silently dropped",
+         f"SELECT 'late events' AS what, sum(late_events) AS n\n"
+         f"FROM {database}.late_events FINAL WHERE written_at >= '{written}'\n"
          f"UNION ALL\n"
-         f"SELECT 'dead letters', count() FROM {database}.dead_letters FINAL"),
+         f"SELECT 'dead letters', count()\n"
+         f"FROM {database}.dead_letters FINAL WHERE written_at >= '{written}'"),
     ]
 
 
-def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
-                  console: Console) -> None:
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def _show_results(settings: Settings, plan: TrafficPlan, client: Client, console: Console,
+                  started: float) -> None:
     database = settings.clickhouse_database
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters. The data directory persists; `driftline embedded` serves it "
                   f"again for your own queries.\n")
-    for title, sql in example_queries(database, plan.start_ms or 0):
+    for title, sql in example_queries(database, plan.start_ms or 0, started):
         console.print(f"[bold]{title}[/]")
         console.print(sql, style="cyan", highlight=False)
         result = client.query(sql)
