@@ -40,6 +40,8 @@ FeatureKind = Literal["numeric", "categorical"]
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _NO_EDGES = np.empty(0, dtype=np.float64)
 _ONE_KEPT = np.ones(1, dtype=np.bool_)
+_ACCUMULATORS: dict[str, type[NumericAccumulator] | type[CategoricalAccumulator]] = {
+    "NumericAccumulator": NumericAccumulator, "CategoricalAccumulator": CategoricalAccumulator}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,19 +358,20 @@ class PartitionWindows:
 
     def _row(self, model: str, version: str, start: int, name: str,
              acc: NumericAccumulator | CategoricalAccumulator) -> FeatureWindowRow:
-        base = dict(model=model, version=version, feature=name, window_start=start,
-                    window_end=start + self.config.window_ms)
+        end = start + self.config.window_ms
         if isinstance(acc, CategoricalAccumulator):
             cats, counts, other = acc.top_k(self.config.top_k_categories)
             nan = float("nan")
             return FeatureWindowRow(
-                **base, kind="categorical", count=acc.count, missing_count=acc.missing_count,
+                model, version, name, "categorical", start, end,
+                count=acc.count, missing_count=acc.missing_count,
                 mean=nan, variance=nan, min=nan, max=nan, quantiles=(), bin_edges=(),
                 bin_counts=(), categories=tuple(cats),
                 category_counts=tuple(int(c) for c in counts), other_count=int(other))
         s = acc.summary(QUANTILE_LEVELS)
         return FeatureWindowRow(
-            **base, kind="numeric", count=s.count, missing_count=s.missing_count,
+            model, version, name, "numeric", start, end,
+            count=s.count, missing_count=s.missing_count,
             mean=s.mean, variance=s.variance, min=s.min, max=s.max,
             quantiles=tuple(float(q) for q in s.quantiles),
             bin_edges=tuple(float(e) for e in acc.edges),
@@ -412,8 +415,7 @@ class PartitionWindows:
         for model, version, start, features, pending in state["windows"]:
             window = _Window()
             for name, (kind, acc_state) in features.items():
-                acc_cls = NumericAccumulator if kind == "NumericAccumulator" else CategoricalAccumulator
-                window.features[name] = acc_cls.from_state(acc_state)
+                window.features[name] = _ACCUMULATORS[kind].from_state(acc_state)
             window.pending = {n: [np.asarray(p, np.float64) for p in parts]
                               for n, parts in pending.items()}
             self._windows[(model, version, start)] = window
@@ -430,7 +432,7 @@ def _feature_names(blocks: Iterable[EventBlock]) -> list[str]:
 def _concat_column(parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]], name: str,
                    singles: bool) -> list[Any]:
     if singles:  # every part is a single-event message
-        return [column[0] if (column := b.features.get(name)) else None for b, _ in parts]
+        return [values[0] if (values := b.features.get(name)) else None for b, _ in parts]
     if len(parts) == 1:
         block = parts[0][0]
         return block.features.get(name) or [None] * len(block)

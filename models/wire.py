@@ -43,14 +43,14 @@ MIN_EVENT_TIME_MS = 946_684_800_000
 MAX_EVENT_TIME_MS = 7_258_118_400_000
 MAX_NAME_LENGTH = 256
 
-_NUMBER_TYPES = frozenset({int, float, bool, type(None)})
+_NUMBER_TYPES: frozenset[type] = frozenset({int, float, bool, type(None)})
 _KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
     int: "numeric", float: "numeric", bool: "numeric", str: "categorical",
     type(None): "missing"}
-_STRING_TYPES = frozenset({str, type(None)})
+_STRING_TYPES: frozenset[type] = frozenset({str, type(None)})
 
 
-class BadMessage(ValueError):  # noqa: N818 - it names what the message is, not a failure mode
+class BadMessage(ValueError):
     """A message that cannot be processed; the text says why, in one line."""
 
 
@@ -131,7 +131,8 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise BadMessage("'probabilities' must be an object of class -> number")
-        block.probabilities = {str(c): [_number(p, "probabilities")] for c, p in probabilities.items()}
+        block.probabilities = {str(c): [_number(p, "probabilities")]
+                               for c, p in probabilities.items()}
     block.latency_ms = [_number(doc.get("latency_ms"), "latency_ms")]
     block.status = [_optional_str(doc.get("status", "ok"), "status")]
     return block
@@ -140,7 +141,7 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
 def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
     block = _header(doc, "prediction", with_version=True, batch=True)
     n = len(block)
-    block.request_id = _column(doc, "request_id", n, _STRING_TYPES, required=True)
+    block.request_id = _required_column(doc, "request_id", n, _STRING_TYPES)
     features = doc.get("features", {})
     if not isinstance(features, dict):
         raise BadMessage("'features' must be an object of name -> column")
@@ -154,10 +155,8 @@ def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise BadMessage("'probabilities' must be an object of class -> column")
-        block.probabilities = {
-            str(c): _column(probabilities, c, n, _NUMBER_TYPES, required=True) or []
-            for c in probabilities
-        }
+        block.probabilities = {str(c): _required_column(probabilities, c, n, _NUMBER_TYPES)
+                               for c in probabilities}
     block.latency_ms = _column(doc, "latency_ms", n, _NUMBER_TYPES)
     block.status = _column(doc, "status", n, _STRING_TYPES)
     return block
@@ -176,8 +175,8 @@ def _decode_label(doc: Mapping[str, Any]) -> EventBlock:
 def _decode_label_batch(doc: Mapping[str, Any]) -> EventBlock:
     block = _header(doc, "label", with_version=False, batch=True)
     n = len(block)
-    block.request_id = _column(doc, "request_id", n, _STRING_TYPES, required=True)
-    block.label = _column(doc, "label", n, _NUMBER_TYPES | _STRING_TYPES, required=True)
+    block.request_id = _required_column(doc, "request_id", n, _STRING_TYPES)
+    block.label = _required_column(doc, "label", n, _NUMBER_TYPES | _STRING_TYPES)
     return block
 
 
@@ -217,7 +216,8 @@ def _name(doc: Mapping[str, Any], field: str, what: str) -> str:
     if value is None:
         raise BadMessage(f"{what} lacks required field {field!r}")
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-        raise BadMessage(f"{field!r} must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+        raise BadMessage(f"{field!r} must be a non-empty string of at most "
+                         f"{MAX_NAME_LENGTH} characters")
     return value
 
 
@@ -225,7 +225,8 @@ def _event_time(value: Any) -> int:
     if value is None:
         raise BadMessage("event lacks required field 'event_time' (UTC epoch milliseconds)")
     if type(value) is not int:
-        raise BadMessage(f"'event_time' must be an integer of UTC epoch milliseconds, got {value!r}")
+        raise BadMessage(f"'event_time' must be an integer of UTC epoch milliseconds, "
+                         f"got {value!r}")
     if not MIN_EVENT_TIME_MS <= value <= MAX_EVENT_TIME_MS:
         raise BadMessage(f"'event_time' {value} is out of range: send UTC epoch milliseconds")
     return value
@@ -249,12 +250,18 @@ def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
     block.feature_kinds[name] = kind
 
 
-def _column(doc: Mapping[str, Any], field: str, n: int, allowed: frozenset[type],
-            required: bool = False) -> list[Any] | None:
+def _required_column(doc: Mapping[str, Any], field: str, n: int,
+                     allowed: frozenset[type]) -> list[Any]:
+    column = _column(doc, field, n, allowed)
+    if column is None:
+        raise BadMessage(f"batch lacks required column {field!r}")
+    return column
+
+
+def _column(doc: Mapping[str, Any], field: str, n: int,
+            allowed: frozenset[type]) -> list[Any] | None:
     column = doc.get(field)
     if column is None:
-        if required:
-            raise BadMessage(f"batch lacks required column {field!r}")
         return None
     if not isinstance(column, list) or len(column) != n:
         raise BadMessage(f"column {field!r} must be a list of {n} values")

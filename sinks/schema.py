@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
     max Nullable(Float64) COMMENT 'largest non-missing value',
 {_quantile_ddl()}
     bin_edges Array(Float64) COMMENT 'histogram edges e0<e1<...; fixed per model, version, feature',
-    bin_counts Array(UInt64) COMMENT 'counts: [x<e0], [e0<=x<e1], ..., [x>=e_last]; sum with sumForEach',
+    bin_counts Array(UInt64) COMMENT 'counts [x<e0], [e0<=x<e1], ..., [x>=e_last]; add: sumForEach',
     categories Array(String) COMMENT 'top categories by count (categorical)',
     category_counts Array(UInt64) COMMENT 'count of each entry of categories',
     other_count UInt64 COMMENT 'non-missing values outside the top categories',

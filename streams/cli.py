@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -113,10 +114,8 @@ def _embedded(args: argparse.Namespace, settings: Settings, console: Console) ->
         for key, value in stack.settings_overrides().items():
             console.print(f"  export DRIFTLINE_{key.upper()}={value}", highlight=False)
         console.print("Ctrl-C stops both.")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

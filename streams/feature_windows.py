@@ -24,7 +24,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from models.windows import PartitionWindows, WindowConfig
 from models.wire import BadMessage, EventBlock, decode
@@ -65,8 +65,8 @@ class ProcessorStats:
 
 
 class FeatureWindowProcessor:
-    def __init__(self, settings: Settings, table: faust.Table, dead_letter_topic: faust.TopicT,
-                 write_rows: WriteRows) -> None:
+    def __init__(self, settings: Settings, table: TableT[bytes, bytes],
+                 dead_letter_topic: faust.TopicT, write_rows: WriteRows) -> None:
         self.settings = settings
         self.config = window_config(settings)
         self.table = table
@@ -76,14 +76,14 @@ class FeatureWindowProcessor:
         self._states: dict[int, PartitionWindows] = {}
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
 
-    async def process(self, events: Sequence[EventT]) -> None:
-        by_partition: dict[int, list[EventT]] = defaultdict(list)
+    async def process(self, events: Sequence[EventT[bytes]]) -> None:
+        by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         for partition, part in by_partition.items():
             await self._process_partition(partition, sorted(part, key=lambda e: e.message.offset))
 
-    async def _process_partition(self, partition: int, events: list[EventT]) -> None:
+    async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
         fresh = [e for e in events if e.message.offset > state.applied_offset]
         self.stats.replayed_messages += len(events) - len(fresh)
@@ -101,7 +101,7 @@ class FeatureWindowProcessor:
             if block.kind == "prediction":
                 self._last_seen[(partition, block.model)] = now
 
-    def _decode(self, state: PartitionWindows, events: list[EventT],
+    def _decode(self, state: PartitionWindows, events: list[EventT[bytes]],
                 batch: SinkBatch) -> list[tuple[int, EventBlock]]:
         blocks: list[tuple[int, EventBlock]] = []
         for event in events:

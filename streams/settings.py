@@ -17,6 +17,7 @@ ValueError: DRIFTLINE_WINDOW_SECONDS='soon' is not an integer: set it to a whole
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_type_hints
@@ -69,7 +70,7 @@ class Settings:
     allowed_lateness_seconds: int = 10
     #: A partition that has received nothing for this long (wall clock) gets its windows closed.
     idle_close_seconds: float = 30.0
-    #: At most this often per partition: rows written to ClickHouse, state checkpointed, offsets acked.
+    #: At most this often per partition: rows written, state checkpointed, offsets acked.
     checkpoint_seconds: float = 1.0
     #: At most this many messages are processed together.
     batch_max_messages: int = 2000
@@ -135,11 +136,13 @@ class Settings:
                     "top_k_categories", "max_tracked_categories", "batch_max_messages")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"{_PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
+                raise ValueError(f"{_PREFIX}{name.upper()} must be positive, "
+                                 f"got {getattr(self, name)}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"{_PREFIX}ALLOWED_LATENESS_SECONDS must be >= 0")
         if self.top_k_categories > self.max_tracked_categories:
-            raise ValueError(f"{_PREFIX}TOP_K_CATEGORIES must not exceed {_PREFIX}MAX_TRACKED_CATEGORIES")
+            raise ValueError(f"{_PREFIX}TOP_K_CATEGORIES must not exceed "
+                             f"{_PREFIX}MAX_TRACKED_CATEGORIES")
         return self
 
 
@@ -173,6 +176,6 @@ def _parse_bin_edges(var: str, raw: str) -> dict[str, tuple[float, ...]]:
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         raise ValueError(f'{var} must be a JSON object like {{"amount": [0, 10, 100]}}') from None
     for feature, values in edges.items():
-        if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        if len(values) < 2 or any(b <= a for a, b in itertools.pairwise(values)):
             raise ValueError(f"{var}: edges of {feature!r} must be at least two increasing numbers")
     return edges

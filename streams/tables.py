@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 
-def declare_window_states(app: faust.App) -> faust.Table:
+def declare_window_states(app: faust.App) -> TableT[bytes, bytes]:
     """One checkpoint per source partition of the predictions topic.
 
     Key ``b"partition-N"``, value the bytes of a :class:`models.windows.PartitionWindows`.

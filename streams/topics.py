@@ -6,6 +6,7 @@ table changelogs get that count too, and a mismatch between them breaks recovery
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import faust
@@ -40,11 +41,10 @@ async def ensure_topics(settings: Settings) -> None:
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, settings.partitions, settings.replication_factor)
                    for name in names if name not in existing]
+        # Another worker may create them between our list and our create.
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created them between our list and create
     finally:
         await admin.close()
 

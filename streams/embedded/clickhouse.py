@@ -2,8 +2,8 @@
 
 The server keeps its data in ``data_dir``, so tables survive a stop and a start. One data
 directory belongs to one server at a time; everything else talks to that server over HTTP
-(clickhouse-connect ``get_client(host=..., port=...)``). No users or passwords are set up:
-development and tests only.
+(clickhouse-connect ``get_client(dsn=url)``). No users or passwords are set up: development
+and tests only.
 
 Usage::
 
@@ -31,8 +31,9 @@ from streams.embedded.errors import EmbeddedStartError
 
 __all__ = ["EmbeddedClickHouse"]
 
-_PORT_SETTING = "DRIFTLINE_CLICKHOUSE_URL"
-_DIR_SETTING = "DRIFTLINE_EMBEDDED_DIR"
+#: The knobs that move the port and the data directory, as the CLI spells them.
+_PORT_OPTION = "--clickhouse-port"
+_DIR_OPTION = "--home"
 _MISSING = "chdb is missing: pip install chdb-core==26.9.0"
 #: Config, control FIFO and log live here, inside the data directory, out of ClickHouse's way.
 _WORK_DIR_NAME = "driftline-server"
@@ -50,7 +51,7 @@ class EmbeddedClickHouse:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
-        self.data_dir = Path(data_dir).resolve()
+        self.data_dir = Path(data_dir).resolve()  # absolute: the server chdirs elsewhere
         self.port = _process.free_port() if port is None else port
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -61,10 +62,12 @@ class EmbeddedClickHouse:
 
     @property
     def work_dir(self) -> Path:
+        """The server's config, control FIFO, lock file and log."""
         return self.data_dir / _WORK_DIR_NAME
 
     @property
     def log_path(self) -> Path:
+        """The server's stdout and stderr, rewritten at each start."""
         return self.work_dir / "server.log"
 
     @property
@@ -76,7 +79,11 @@ class EmbeddedClickHouse:
         """Start the server and wait until ``/ping`` answers; no-op if running."""
         if self._proc is None:
             self.launch()
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:  # Ctrl-C included: a half-started server is stopped too
+                self.stop()
+                raise
         return self
 
     def launch(self) -> None:
@@ -88,14 +95,63 @@ class EmbeddedClickHouse:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         lock = self._lock_data_dir()
         try:
-            _process.ensure_port_free(self.port, _PORT_SETTING)
-            argv = [sys.executable, "-m", server.__name__, "--port", str(self.port),
-                    "--data-dir", str(self.data_dir), "--work-dir", str(self.work_dir)]
+            _process.ensure_port_free(self.port, _PORT_OPTION)
+            argv = [
+                sys.executable,
+                "-m",
+                server.__name__,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--work-dir",
+                str(self.work_dir),
+            ]
             # SIGTERM on parent death; ClickHouse parts are written atomically, so even the
             # SIGKILL fallback in stop() loses nothing that an INSERT had acknowledged.
             self._proc = _process.spawn(argv, self.log_path, signal.SIGTERM, pass_fds=[lock])
         finally:
             os.close(lock)  # the child's inherited copy now holds the lock, until it dies
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the launched server answers ``/ping`` (importing chdb takes a while)."""
+        if self._proc is None:
+            raise RuntimeError("wait_ready() before launch()")
+        outcome = _process.wait_ready(self._proc, self._pings, timeout)
+        if outcome == "ready":
+            return
+        code = self._proc.poll()
+        self.stop()
+        tail = _process.log_tail(self.log_path)
+        if code == server.EXIT_NO_CHDB:
+            raise EmbeddedStartError(_MISSING)
+        if "Cannot lock file" in tail:  # a server started by something other than driftline
+            raise self._dir_in_use()
+        if outcome == "exited":
+            raise EmbeddedStartError(
+                f"the ClickHouse server exited with code {code} before "
+                f"it was ready: {tail} (log: {self.log_path})"
+            )
+        raise EmbeddedStartError(
+            f"the ClickHouse server did not answer {self.url}/ping within "
+            f"{timeout:g} s: {tail} (log: {self.log_path})"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server this object started, data kept; safe to repeat.
+
+        Asks through the control FIFO first, then falls back to SIGTERM and SIGKILL. A
+        graceful stop waits (~5 s at most) for idle keep-alive HTTP connections, such as
+        those of clickhouse-connect's shared pool; clients made with ``dedicated_pool=True``
+        and closed leave none.
+        """
+        if self._proc is None:
+            return
+        if self._proc.poll() is None and self._ask_to_stop():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout)
+        _process.terminate(self._proc, grace=5.0)
+        self._proc = None
 
     def _lock_data_dir(self) -> int:
         """An fd holding an exclusive lock on the data directory, or a one-line error.
@@ -114,40 +170,8 @@ class EmbeddedClickHouse:
     def _dir_in_use(self) -> EmbeddedStartError:
         return EmbeddedStartError(
             f"the ClickHouse data directory {self.data_dir} is in use by another driftline "
-            f"server: stop it or pick another {_DIR_SETTING}")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until the launched server answers ``/ping`` (importing chdb takes a while)."""
-        if self._proc is None:
-            raise RuntimeError("wait_ready() before launch()")
-        outcome = _process.wait_ready(self._proc, self._pings, timeout)
-        if outcome == "ready":
-            return
-        code = self._proc.poll()
-        self.stop()
-        tail = _process.log_tail(self.log_path)
-        if code == server.EXIT_NO_CHDB:
-            raise EmbeddedStartError(_MISSING)
-        if "Cannot lock file" in tail:  # a server started by something other than driftline
-            raise self._dir_in_use()
-        if outcome == "exited":
-            raise EmbeddedStartError(f"the ClickHouse server exited with code {code} before "
-                                     f"it was ready: {tail} (log: {self.log_path})")
-        raise EmbeddedStartError(f"the ClickHouse server did not answer {self.url}/ping within "
-                                 f"{timeout:g} s: {tail} (log: {self.log_path})")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server this object started, data kept; safe to repeat.
-
-        Asks through the control FIFO first, then falls back to SIGTERM and SIGKILL.
-        """
-        if self._proc is None:
-            return
-        if self._proc.poll() is None and self._ask_to_stop():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout)
-        _process.terminate(self._proc, grace=5.0)
-        self._proc = None
+            f"server: stop it or pick another {_DIR_OPTION}"
+        )
 
     def _ask_to_stop(self) -> bool:
         try:

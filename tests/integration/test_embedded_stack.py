@@ -51,8 +51,12 @@ def test_clickhouse_round_trip(embedded_stack: EmbeddedStack, unique_name: str) 
             "model LowCardinality(String), score Float64) ENGINE = MergeTree ORDER BY (model, at)"
         )
         at = datetime(2025, 1, 1, tzinfo=UTC)
-        client.insert(f"{database}.scores", [[at, at], ["a", "b"], [0.25, 0.75]],
-                      column_names=["at", "model", "score"], column_oriented=True)
+        client.insert(
+            f"{database}.scores",
+            [[at, at], ["a", "b"], [0.25, 0.75]],
+            column_names=["at", "model", "score"],
+            column_oriented=True,
+        )
         rows = client.query(f"SELECT model, score FROM {database}.scores ORDER BY model")
         assert rows.result_rows == [("a", 0.25), ("b", 0.75)]
     finally:
@@ -92,16 +96,29 @@ def test_broker_stop_leaves_no_process(tmp_path: Path) -> None:
 def test_taken_port_is_reported(
     kind: type[EmbeddedBroker | EmbeddedClickHouse], tmp_path: Path, listener: int
 ) -> None:
-    with pytest.raises(EmbeddedStartError, match=rf"^127.0.0.1:{listener} is already in use: "
-                       r"pick another port with DRIFTLINE_\w+ or stop what holds it$"):
+    with pytest.raises(
+        EmbeddedStartError,
+        match=rf"^127.0.0.1:{listener} is already in use: "
+        r"pick another port with --[\w-]+ or stop what holds it$",
+    ):
         kind(tmp_path, port=listener).start()
+
+
+def test_stack_that_fails_half_way_stops_what_it_started(tmp_path: Path, listener: int) -> None:
+    stack = EmbeddedStack(tmp_path, clickhouse_port=listener)
+    stack.broker.launch()
+    broker_pid = stack.broker.pid
+    assert broker_pid is not None
+    with pytest.raises(EmbeddedStartError, match="already in use"):
+        stack.start()
+    assert stack.broker.pid is None and _gone(broker_pid)
 
 
 def test_broker_losing_the_port_race_is_reported(
     tmp_path: Path, listener: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Skip the early check, so tansu itself fails to bind and exits.
-    monkeypatch.setattr(_process, "ensure_port_free", lambda port, setting: None)
+    monkeypatch.setattr(_process, "ensure_port_free", lambda port, option: None)
     broker = EmbeddedBroker(tmp_path, port=listener)
     with pytest.raises(EmbeddedStartError, match="is already in use"):
         broker.start()
@@ -126,13 +143,17 @@ def test_missing_chdb_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         EmbeddedClickHouse(tmp_path).start()
 
 
-@pytest.mark.parametrize("module, kind", [("broker", "EmbeddedBroker"),
-                                          ("clickhouse", "EmbeddedClickHouse")])
+@pytest.mark.parametrize(
+    "module, kind", [("broker", "EmbeddedBroker"), ("clickhouse", "EmbeddedClickHouse")]
+)
 def test_no_orphan_when_the_parent_is_killed(module: str, kind: str, tmp_path: Path) -> None:
-    script = (f"import sys, time; from streams.embedded.{module} import {kind}; "
-              f"print({kind}(sys.argv[1]).start().pid, flush=True); time.sleep(30)")
-    with subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
-                          stdout=subprocess.PIPE, text=True) as parent:
+    script = (
+        f"import sys, time; from streams.embedded.{module} import {kind}; "
+        f"print({kind}(sys.argv[1]).start().pid, flush=True); time.sleep(30)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as parent:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         parent.send_signal(signal.SIGKILL)

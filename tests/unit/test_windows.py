@@ -224,7 +224,8 @@ def test_one_models_backfill_does_not_make_another_models_events_late() -> None:
 
 def test_a_watermark_naming_a_model_closes_only_its_windows() -> None:
     state = PartitionWindows(CONFIG)
-    state.apply([(0, block([10_000], model="a", x=[1.0])), (1, block([10_000], model="b", x=[1.0]))])
+    state.apply([(0, block([10_000], model="a", x=[1.0])),
+                 (1, block([10_000], model="b", x=[1.0]))])
     assert state.idle_watermark("a") == 10_000 + W + CONFIG.allowed_lateness_ms
     state.apply([(2, EventBlock("watermark", "a", "", [state.idle_watermark("a") or 0]))])
     assert [r.model for r in state.close_ready()] == ["a"]
