@@ -20,7 +20,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from types import TracebackType
+from typing import Literal, Self
 
 from streams.embedded.errors import EmbeddedStartError
 
@@ -133,3 +134,49 @@ def log_tail(path: Path, lines: int = 4) -> str:
         return "(no log)"
     kept = [line.strip() for line in _ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
     return " | ".join(kept[-lines:]) or "(empty log)"
+
+
+class ChildServer:
+    """Lifecycle shared by the embedded servers: ``launch`` + ``wait_ready`` = ``start``.
+
+    A server that fails to become ready, or a start interrupted by Ctrl-C, is stopped again,
+    so no half-started child outlives the error. Subclasses define the three steps.
+    """
+
+    #: Seconds :meth:`start` waits for readiness unless told otherwise.
+    start_timeout = 10.0
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running server, ``None`` when stopped."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start the server and wait until it answers; no-op if running."""
+        if self._proc is None:
+            self.launch()
+            try:
+                self.wait_ready(self.start_timeout if timeout is None else timeout)
+            except BaseException:  # Ctrl-C included: a half-started server is stopped too
+                self.stop()
+                raise
+        return self
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -17,10 +17,7 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from streams.embedded import _process
 from streams.embedded.errors import EmbeddedStartError
@@ -35,7 +32,7 @@ _CORRELATION_ID = 0x0D71F7
 _CLIENT_ID = b"driftline-health"
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(_process.ChildServer):
     """A tansu broker on ``127.0.0.1:port`` with in-memory storage, logging into ``log_dir``.
 
     Parameters
@@ -47,9 +44,9 @@ class EmbeddedBroker:
     """
 
     def __init__(self, log_dir: str | os.PathLike[str], port: int | None = None) -> None:
+        super().__init__()
         self.log_dir = Path(log_dir)
         self.port = _process.free_port() if port is None else port
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -60,22 +57,6 @@ class EmbeddedBroker:
     def log_path(self) -> Path:
         """The broker's log, rewritten at each start."""
         return self.log_dir / "tansu.log"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running broker, ``None`` when stopped."""
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 10.0) -> Self:
-        """Start the broker and wait until it answers Kafka requests; no-op if running."""
-        if self._proc is None:
-            self.launch()
-            try:
-                self.wait_ready(timeout)
-            except BaseException:  # Ctrl-C included: a half-started server is stopped too
-                self.stop()
-                raise
-        return self
 
     def launch(self) -> None:
         """Spawn the broker without waiting for it (see :meth:`wait_ready`)."""
@@ -125,17 +106,6 @@ class EmbeddedBroker:
         if self._proc is not None:
             _process.terminate(self._proc, timeout)
             self._proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self._proc is not None else "stopped"

@@ -22,8 +22,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from streams.embedded import _clickhouse_server as server
 from streams.embedded import _process
@@ -39,7 +37,7 @@ _MISSING = "chdb is missing: pip install chdb-core==26.9.0"
 _WORK_DIR_NAME = "driftline-server"
 
 
-class EmbeddedClickHouse:
+class EmbeddedClickHouse(_process.ChildServer):
     """A ClickHouse HTTP server on ``127.0.0.1:port`` storing its data in ``data_dir``.
 
     Parameters
@@ -51,9 +49,9 @@ class EmbeddedClickHouse:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir).resolve()  # absolute: the server chdirs elsewhere
         self.port = _process.free_port() if port is None else port
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -70,21 +68,8 @@ class EmbeddedClickHouse:
         """The server's stdout and stderr, rewritten at each start."""
         return self.work_dir / "server.log"
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running server, ``None`` when stopped."""
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 60.0) -> Self:
-        """Start the server and wait until ``/ping`` answers; no-op if running."""
-        if self._proc is None:
-            self.launch()
-            try:
-                self.wait_ready(timeout)
-            except BaseException:  # Ctrl-C included: a half-started server is stopped too
-                self.stop()
-                raise
-        return self
+    #: Importing chdb alone takes a while on a busy machine.
+    start_timeout = 60.0
 
     def launch(self) -> None:
         """Spawn the server without waiting for it (see :meth:`wait_ready`)."""
@@ -195,17 +180,6 @@ class EmbeddedClickHouse:
             return False
         finally:
             connection.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self._proc is not None else "stopped"
