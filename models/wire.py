@@ -48,6 +48,9 @@ _KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
     int: "numeric", float: "numeric", bool: "numeric", str: "categorical",
     type(None): "missing"}
 _STRING_TYPES: frozenset[type] = frozenset({str, type(None)})
+#: Scores, probabilities, latencies: numbers or null, never booleans.
+_MEASURE_TYPES: frozenset[type] = frozenset({int, float, type(None)})
+_LABEL_TYPES: frozenset[type] = frozenset({int, float, bool, str})
 
 
 class BadMessage(ValueError):
@@ -115,7 +118,8 @@ def _check_key(key: bytes | None, model: str) -> None:
 def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
     block = _header(doc, "prediction", with_version=True)
     block.request_id = [_name(doc, "request_id", "prediction event")]
-    features = doc.get("features", {})
+    features = doc.get("features")
+    features = {} if features is None else features
     if not isinstance(features, dict):
         raise BadMessage("'features' must be an object of name -> number, string or null")
     for name, value in features.items():
@@ -141,8 +145,9 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
 def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
     block = _header(doc, "prediction", with_version=True, batch=True)
     n = len(block)
-    block.request_id = _required_column(doc, "request_id", n, _STRING_TYPES)
-    features = doc.get("features", {})
+    block.request_id = _request_ids(doc, n)
+    features = doc.get("features")
+    features = {} if features is None else features
     if not isinstance(features, dict):
         raise BadMessage("'features' must be an object of name -> column")
     for name, column in features.items():
@@ -150,14 +155,14 @@ def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
             raise BadMessage(f"feature {name!r} must be a list of {n} values")
         _set_feature(block, name, column)
     block.prediction = _column(doc, "prediction", n, _NUMBER_TYPES | _STRING_TYPES)
-    block.score = _column(doc, "score", n, _NUMBER_TYPES)
+    block.score = _column(doc, "score", n, _MEASURE_TYPES)
     probabilities = doc.get("probabilities")
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise BadMessage("'probabilities' must be an object of class -> column")
-        block.probabilities = {str(c): _required_column(probabilities, c, n, _NUMBER_TYPES)
+        block.probabilities = {str(c): _required_column(probabilities, c, n, _MEASURE_TYPES)
                                for c in probabilities}
-    block.latency_ms = _column(doc, "latency_ms", n, _NUMBER_TYPES)
+    block.latency_ms = _column(doc, "latency_ms", n, _MEASURE_TYPES)
     block.status = _column(doc, "status", n, _STRING_TYPES)
     return block
 
@@ -175,8 +180,8 @@ def _decode_label(doc: Mapping[str, Any]) -> EventBlock:
 def _decode_label_batch(doc: Mapping[str, Any]) -> EventBlock:
     block = _header(doc, "label", with_version=False, batch=True)
     n = len(block)
-    block.request_id = _required_column(doc, "request_id", n, _STRING_TYPES)
-    block.label = _required_column(doc, "label", n, _NUMBER_TYPES | _STRING_TYPES)
+    block.request_id = _request_ids(doc, n)
+    block.label = _required_column(doc, "label", n, _LABEL_TYPES)
     return block
 
 
@@ -248,6 +253,14 @@ def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
                          "send numbers or strings, one kind per feature")
     block.features[name] = column
     block.feature_kinds[name] = kind
+
+
+def _request_ids(doc: Mapping[str, Any], n: int) -> list[str]:
+    ids = _required_column(doc, "request_id", n, frozenset({str}))
+    if not all(ids) or max(map(len, ids)) > MAX_NAME_LENGTH:
+        raise BadMessage(f"'request_id' values must be non-empty strings of at most "
+                         f"{MAX_NAME_LENGTH} characters")
+    return ids
 
 
 def _required_column(doc: Mapping[str, Any], field: str, n: int,

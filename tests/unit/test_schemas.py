@@ -195,7 +195,8 @@ def within_json_schema_reach(doc: dict[str, Any]) -> bool:
     cols = [doc.get(field) for field in ("request_id", "prediction", "score", "latency_ms",
                                          "status", "label")]
     if doc["type"] == "prediction_batch":
-        cols += [*doc.get("features", {}).values(), *(doc.get("probabilities") or {}).values()]
+        cols += [*(doc.get("features") or {}).values(),
+                 *(doc.get("probabilities") or {}).values()]
     return (all(type(t) is int for t in times)
             and all(c is None or len(c) == len(times) for c in cols))
 
@@ -219,6 +220,8 @@ def test_schema_and_decoder_agree_on_every_field_and_value(kind: str) -> None:
 numeric_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                            st.floats(allow_nan=False, allow_infinity=False))
 string_values = st.one_of(st.none(), st.text(max_size=12))
+measure_values = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1),
+                           st.floats(allow_nan=False, allow_infinity=False))
 names = st.one_of(st.text(min_size=1, max_size=12),
                   st.text(min_size=MAX_NAME_LENGTH, max_size=MAX_NAME_LENGTH))
 
@@ -239,15 +242,15 @@ def prediction_batches(draw: st.DrawFn) -> dict[str, Any]:
     return draw(st.fixed_dictionaries({
         "type": st.just("prediction_batch"), "model": names, "version": names,
         "event_time": column(st.integers(MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS)),
-        "request_id": column(string_values),
+        "request_id": column(names),
     }, optional={
         "features": st.dictionaries(names, feature_column, max_size=6),
         "prediction": optional(st.one_of(numeric_values, string_values)),
-        "score": optional(numeric_values),
+        "score": optional(measure_values),
         "probabilities": st.one_of(st.none(), st.dictionaries(st.text(max_size=5),
-                                                              column(numeric_values),
+                                                              column(measure_values),
                                                               max_size=3)),
-        "latency_ms": optional(numeric_values),
+        "latency_ms": optional(measure_values),
         "status": optional(string_values),
     }))
 

@@ -63,6 +63,11 @@ def test_labels_in_both_forms() -> None:
     assert (batch.kind, batch.label, batch.request_id) == ("label", ["x", "y"], ["a", "b"])
 
 
+def test_features_may_be_null_or_absent() -> None:
+    assert decode(b"fraud", dumps(prediction(features=None))).features == {}
+    assert decode(b"fraud", dumps(envelope(2, features=None))).features == {}
+
+
 def test_watermark_needs_no_key() -> None:
     block = decode(None, dumps({"type": "watermark", "event_time": T0}))
     assert (block.kind, block.event_time) == ("watermark", [T0])
@@ -90,6 +95,11 @@ def test_watermark_needs_no_key() -> None:
     (b"fraud", dumps(envelope(2, event_time=[])), "non-empty list"),
     (b"fraud", dumps(envelope(2, score=["a", "b"])), "column 'score'"),
     (b"fraud", dumps(envelope(2, request_id=None)), "required column 'request_id'"),
+    (b"fraud", dumps(envelope(2, request_id=["a", None])), "column 'request_id'"),
+    (b"fraud", dumps(envelope(2, request_id=["a", ""])), "non-empty strings"),
+    (b"fraud", dumps(envelope(2, score=[True, 0.5])), "column 'score'"),
+    (b"m", dumps({"type": "label_batch", "model": "m", "request_id": ["a"],
+                  "event_time": [T0], "label": [None]}), "column 'label'"),
 ])
 def test_bad_input_is_rejected_with_a_reason(key: bytes | None, value: bytes | None,
                                               reason: str) -> None:
