@@ -18,40 +18,35 @@ True
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import logging
 import math
-import numbers
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-import numpy as np
 import orjson
+
+from streams.publisher._values import (
+    Column,
+    Rejected,
+    append_row,
+    count_nonfinite,
+    null_if_nonfinite,
+    to_event_time,
+    to_mapping,
+    to_request_id,
+    to_scalar,
+    to_text,
+    truncate,
+)
 
 log = logging.getLogger("streams.publisher")
 
 Kind = Literal["prediction", "label"]
-Column = list[Any]
 
 # The wire format lets an envelope omit these when every one of its events lacks them.
 _OPTIONAL = frozenset({"prediction", "score", "probabilities", "latency_ms"})
-_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # orjson refuses integers outside this range
-# Exact types whose conversion is one call (numpy's, from feature arrays, are common);
-# anything else takes the general path of _scalar.
-_EXACT_NUMBERS: dict[type, Callable[[Any], Any]] = {
-    type(None): lambda value: None,
-    bool: int,  # 1/0 keeps a flag column numeric for the worker
-    int: lambda value: value if _I64_MIN <= value <= _U64_MAX else float(value),
-    np.bool_: int,
-    **dict.fromkeys((np.float64, np.float32, np.float16), float),
-    **dict.fromkeys((np.int64, np.int32, np.int16, np.int8,
-                     np.uint64, np.uint32, np.uint16, np.uint8), int),
-}
-_EXACT_FEATURES: dict[type, Callable[[Any], Any]] = {**_EXACT_NUMBERS, np.str_: str}
-_is_float: Callable[[Any], bool] = float.__instancecheck__
 _WARN_EVERY_S = 10.0
 
 
@@ -97,147 +92,6 @@ class Envelope:
     key: bytes
     value: bytes
     events: int
-
-
-class Rejected(ValueError):
-    """An event the publisher drops as invalid; the message says why."""
-
-
-# --- values -------------------------------------------------------------------------
-# The hot loop handles exact float/int/str/None inline; these take the rare spellings.
-
-
-def _scalar(value: Any, name: Any, *, numeric: bool) -> float | int | str | None:
-    """A number, string (unless ``numeric``) or None, from any spelling of a scalar."""
-    if value is None:
-        return None
-    if isinstance(value, bool):  # 1/0 keeps a flag column numeric for the worker
-        return int(value)
-    if isinstance(value, int):
-        number = int(value)
-        return number if _I64_MIN <= number <= _U64_MAX else float(number)
-    if isinstance(value, float):  # numpy.float64 is one; NaN stays for the nonfinite count
-        return float(value)
-    if isinstance(value, str) and not numeric:
-        return str(value)
-    if hasattr(value, "dtype") and hasattr(value, "item"):  # other numpy (or torch) scalars
-        try:
-            item = value.item()
-        except (TypeError, ValueError):
-            raise Rejected(f"{name!s:.80} is an array, not a scalar") from None
-        if type(item) is not type(value):
-            return _scalar(item, name, numeric=numeric)
-    if isinstance(value, numbers.Integral):
-        return _scalar(int(value), name, numeric=numeric)
-    if isinstance(value, numbers.Real | decimal.Decimal):
-        return float(value)
-    expected = "a number" if numeric else "a number, string, bool or None"
-    raise Rejected(f"{name!s:.80} must be {expected}, not {type(value).__name__}")
-
-
-def _text(value: Any, where: str) -> str:
-    if isinstance(value, str) and value and value.isprintable():
-        return str(value)
-    raise Rejected(f"{where} must be a non-empty printable string, not {value!r:.80}")
-
-
-def _request_id(value: Any) -> str:
-    if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
-        return str(value)
-    return _text(value, "request_id")
-
-
-def _event_time(value: Any) -> int:
-    number = _scalar(value, "event_time_ms", numeric=True)
-    if not isinstance(number, int | float) or not 0 <= number < math.inf:
-        raise Rejected(f"event_time_ms must be UTC epoch milliseconds, not {value!r:.80}")
-    return int(number)
-
-
-def _mapping(value: Any, where: str) -> dict[Any, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise Rejected(f"{where} must be a mapping, not {type(value).__name__}")
-
-
-def _column_name(name: Any, *, numeric: bool) -> str:
-    if isinstance(name, str):
-        return str(name)
-    if numeric and isinstance(name, numbers.Integral) and not isinstance(name, bool):
-        return str(int(name))  # class labels 0/1 of a classifier's probabilities
-    raise Rejected(f"column name {name!r:.80} is not a string")
-
-
-def _nulled(value: Any, where: str, numeric: bool, nulled: int) -> tuple[Any, int]:
-    """Convert a scalar that is not None; NaN/inf become None, counted in ``nulled``."""
-    if type(value) is not float:
-        value = _scalar(value, where, numeric=numeric)
-        if type(value) is not float:
-            return value, nulled
-    return (value, nulled) if value - value == 0.0 else (None, nulled + 1)
-
-
-# --- columns ------------------------------------------------------------------------
-
-
-def _truncate(columns: dict[str, Column], n: int, width: int) -> None:
-    """Undo a partial append: keep ``n`` rows and only the first ``width`` columns."""
-    for column in columns.values():
-        del column[n:]
-    for name in list(columns)[width:]:
-        del columns[name]
-
-
-def _append_row(columns: dict[str, Column], n: int, row: Mapping[Any, Any], *,
-                numeric: bool) -> None:
-    """Append one event's mapping to ``columns``, all of length ``n``.
-
-    A name seen for the first time gets a column padded with ``n`` nulls, and a buffered
-    name the event lacks gets a null. A bad value rolls everything back and raises.
-    NaN and ±inf floats are appended as they are: orjson writes them as null, and
-    :func:`_count_nonfinite` counts them once per batch, off the serving path.
-    """
-    width = len(columns)
-    # Plain floats (and strings, for features) need no conversion: two identity checks.
-    plain, exact = (float, _EXACT_NUMBERS) if numeric else (str, _EXACT_FEATURES)
-    try:
-        for name, value in row.items():
-            kind = type(value)
-            if kind is not float and kind is not plain:
-                convert = exact.get(kind)
-                value = _scalar(value, name, numeric=numeric) if convert is None else (
-                    convert(value))
-            try:
-                column = columns[name]
-            except KeyError:
-                column = _new_column(columns, name, n, row, numeric=numeric)
-            column.append(value)
-    except BaseException:
-        _truncate(columns, n, width)
-        raise
-    if len(row) != len(columns):  # buffered names this event lacks
-        for column in columns.values():
-            if len(column) == n:
-                column.append(None)
-
-
-def _new_column(columns: dict[str, Column], name: Any, n: int, row: Mapping[Any, Any], *,
-                numeric: bool) -> Column:
-    """The column for a name not seen before (or spelled differently), padded with nulls."""
-    text = _column_name(name, numeric=numeric)
-    if not isinstance(name, str) and text in row:  # {1: p, "1": q}: one column filled twice
-        raise Rejected(f"names {name!r:.80} and {text!r:.80} are the same column")
-    return columns.setdefault(text, [None] * n)
-
-
-def _count_nonfinite(columns: dict[str, Column]) -> int:
-    """How many NaN/±inf floats the columns hold (orjson writes each one as null)."""
-    count = 0
-    for column in columns.values():
-        total = sum(filter(_is_float, column))
-        if total - total != 0.0:  # some value is not finite (or the sum overflowed)
-            count += sum(1 for value in column if type(value) is float and value - value)
-    return count
 
 
 class _Batch:
@@ -342,37 +196,37 @@ class EventBuffer:
         nulled = 0
         try:
             if type(request_id) is not str or not request_id:
-                request_id = _request_id(request_id)
+                request_id = to_request_id(request_id)
             if type(event_time_ms) is not int or event_time_ms < 0:
-                event_time_ms = _event_time(event_time_ms)
+                event_time_ms = to_event_time(event_time_ms)
             if type(features) is not dict:
-                features = _mapping(features, "features")
+                features = to_mapping(features, "features")
             if probabilities is not None and type(probabilities) is not dict:
-                probabilities = _mapping(probabilities, "probabilities")
+                probabilities = to_mapping(probabilities, "probabilities")
             if type(status) is not str:
-                status = "ok" if status is None else _text(status, "status")
+                status = "ok" if status is None else to_text(status, "status")
             if prediction is not None and type(prediction) is not str:
-                prediction, nulled = _nulled(prediction, "prediction", False, nulled)
+                prediction, nulled = null_if_nonfinite(prediction, "prediction", False, nulled)
             if score is not None:
-                score, nulled = _nulled(score, "score", True, nulled)
+                score, nulled = null_if_nonfinite(score, "score", True, nulled)
             if latency_ms is not None:
-                latency_ms, nulled = _nulled(latency_ms, "latency_ms", True, nulled)
+                latency_ms, nulled = null_if_nonfinite(latency_ms, "latency_ms", True, nulled)
             with self._lock:
                 if self._closed or self._held >= self.max_buffered_events:
                     return self._refuse("prediction")
                 batch = self._predictions.get((model, version))
                 wake = batch is None  # a new buffer brings a new deadline to the flusher
                 if batch is None:
-                    key = (_text(model, "model"), _text(version, "version"))
+                    key = (to_text(model, "model"), to_text(version, "version"))
                     batch = _Batch(*key, opened=self._clock())
                 n = len(batch.request_id)
                 width = len(batch.features)
-                _append_row(batch.features, n, features, numeric=False)
+                append_row(batch.features, n, features, numeric=False)
                 if probabilities is not None or batch.probabilities:
                     try:
-                        _append_row(batch.probabilities, n, probabilities or {}, numeric=True)
+                        append_row(batch.probabilities, n, probabilities or {}, numeric=True)
                     except BaseException:
-                        _truncate(batch.features, n, width)
+                        truncate(batch.features, n, width)
                         raise
                 batch.request_id.append(request_id)
                 batch.event_time.append(event_time_ms)
@@ -401,11 +255,11 @@ class EventBuffer:
             event_time_ms = time.time_ns() // 1_000_000
         try:
             if type(request_id) is not str or not request_id:
-                request_id = _request_id(request_id)
+                request_id = to_request_id(request_id)
             if type(event_time_ms) is not int or event_time_ms < 0:
-                event_time_ms = _event_time(event_time_ms)
+                event_time_ms = to_event_time(event_time_ms)
             if type(label) is not str:
-                label = _scalar(label, "label", numeric=False)
+                label = to_scalar(label, "label", numeric=False)
                 if label is None or label != label or label in (math.inf, -math.inf):
                     raise Rejected("label must be a finite number or a string")
             with self._lock:
@@ -414,7 +268,7 @@ class EventBuffer:
                 batch = self._labels.get(model)
                 wake = batch is None
                 if batch is None:
-                    name = _text(model, "model")
+                    name = to_text(model, "model")
                     batch = self._labels[name] = _Batch(name, None, opened=self._clock())
                 batch.request_id.append(request_id)
                 batch.event_time.append(event_time_ms)
@@ -453,8 +307,8 @@ class EventBuffer:
         nonfinite = 0
         for batch in batches:
             if batch.request_id:
-                nonfinite += _count_nonfinite(batch.features)
-                nonfinite += _count_nonfinite(batch.probabilities)
+                nonfinite += count_nonfinite(batch.features)
+                nonfinite += count_nonfinite(batch.probabilities)
                 self._encode(batch, 0, len(batch.request_id), envelopes)
         if nonfinite:
             with self._lock:
