@@ -103,7 +103,7 @@ class ReferenceProfile:
 
 
 def _feature(doc: dict[str, Any]) -> FeatureReference:
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
     if fields.get("kind") == "categorical":
         return CategoricalReference(**fields)
     return NumericReference(**fields)
