@@ -85,6 +85,11 @@ def _checked_edges(edges: npt.NDArray[np.float64]) -> _Floats:
     return edges
 
 
+def _histogram(edges: _Floats, values: _Floats) -> _Ints:
+    bins = np.searchsorted(edges, values, side="right")
+    return np.bincount(bins, minlength=edges.size + 1).astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class NumericSummary:
     """Read-only summary of a :class:`NumericAccumulator`.
@@ -102,6 +107,7 @@ class NumericSummary:
     max: float
     quantiles: _Floats
     bin_counts: _Ints
+    fine_bin_counts: _Ints
 
 
 class NumericAccumulator:
@@ -117,6 +123,9 @@ class NumericAccumulator:
     ``x < edges[0]``, bin ``i`` holds ``edges[i-1] <= x < edges[i]``, and the last
     bin is the overflow ``x >= edges[-1]``.
 
+    A second histogram on ``fine_edges`` (a reference's percentiles) has the same
+    layout; KS and Wasserstein distances are computed on it.
+
     Parameters
     ----------
     edges
@@ -124,6 +133,8 @@ class NumericAccumulator:
         May be empty (a single bin counts everything) until :meth:`set_edges`.
     relative_accuracy
         Relative accuracy of the quantile sketch.
+    fine_edges
+        Edges of the fine histogram, same rules; empty by default.
 
     Examples
     --------
@@ -138,9 +149,12 @@ class NumericAccumulator:
     (array([-0.069,  1.139]), array([163, 389, 320, 130]))
     """
 
-    def __init__(self, edges: npt.NDArray[np.float64], relative_accuracy: float = 0.01) -> None:
+    def __init__(self, edges: npt.NDArray[np.float64], relative_accuracy: float = 0.01,
+                 fine_edges: npt.NDArray[np.float64] | None = None) -> None:
         self.edges = _frozen(_checked_edges(edges))
         self.relative_accuracy = relative_accuracy
+        fine = np.empty(0) if fine_edges is None else fine_edges
+        self.fine_edges = _frozen(_checked_edges(fine))
         self._reset()
 
     def _reset(self) -> None:
@@ -152,6 +166,7 @@ class NumericAccumulator:
         self._max = math.nan
         self._sketch = QuantileSketch(self.relative_accuracy)
         self._bin_counts: _Ints = np.zeros(self.edges.size + 1, dtype=np.int64)
+        self._fine_bin_counts: _Ints = np.zeros(self.fine_edges.size + 1, dtype=np.int64)
 
     @property
     def count(self) -> int:
@@ -183,13 +198,15 @@ class NumericAccumulator:
             self._min = float(np.fmin(self._min, present.min()))
             self._max = float(np.fmax(self._max, present.max()))
             self._sketch.update(present)
-            bins = np.searchsorted(self.edges, present, side="right")
-            self._bin_counts += np.bincount(bins, minlength=self._bin_counts.size)
+            self._bin_counts += _histogram(self.edges, present)
+            if self.fine_edges.size:
+                self._fine_bin_counts += _histogram(self.fine_edges, present)
         self._count += values.size
         self._missing_count += values.size - present.size
         return self
 
-    def set_edges(self, edges: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> Self:
+    def set_edges(self, edges: npt.NDArray[np.float64], values: npt.NDArray[np.float64],
+                  fine_edges: npt.NDArray[np.float64] | None = None) -> Self:
         """Freeze the edges of an accumulator built without any, binning ``values``.
 
         ``values`` must hold the non-missing values already added (in any order);
@@ -206,13 +223,16 @@ class NumericAccumulator:
                 f"but {self._count - self._missing_count} were added"
             )
         self.edges = _frozen(edges)
-        bins = np.searchsorted(edges, present, side="right")
-        self._bin_counts = np.bincount(bins, minlength=edges.size + 1).astype(np.int64)
+        self._bin_counts = _histogram(edges, present)
+        if fine_edges is not None:
+            self.fine_edges = _frozen(_checked_edges(fine_edges))
+            self._fine_bin_counts = _histogram(self.fine_edges, present)
         return self
 
     def merge(self, other: NumericAccumulator) -> Self:
         """Add ``other`` (same edges) into this accumulator."""
-        if not np.array_equal(self.edges, other.edges):
+        if not (np.array_equal(self.edges, other.edges)
+                and np.array_equal(self.fine_edges, other.fine_edges)):
             raise ValueError("cannot merge numeric accumulators with different bin edges")
         n = other._count - other._missing_count
         if n:
@@ -224,6 +244,7 @@ class NumericAccumulator:
         self._max = float(np.fmax(self._max, other._max))
         self._sketch.merge(other._sketch)
         self._bin_counts = self._bin_counts + other._bin_counts
+        self._fine_bin_counts = self._fine_bin_counts + other._fine_bin_counts
         return self
 
     def summary(self, levels: Sequence[float]) -> NumericSummary:
@@ -238,6 +259,7 @@ class NumericAccumulator:
             max=self._max,
             quantiles=_frozen(self._sketch.quantiles(levels)),
             bin_counts=_frozen(self._bin_counts),
+            fine_bin_counts=_frozen(self._fine_bin_counts),
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -253,12 +275,15 @@ class NumericAccumulator:
             "max": _nullable(self._max),
             "sketch": self._sketch.to_state(),
             "bin_counts": self._bin_counts.copy(),
+            "fine_edges": self.fine_edges.copy(),
+            "fine_bin_counts": self._fine_bin_counts.copy(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild an accumulator from :meth:`to_state` output (possibly JSON-decoded)."""
-        acc = cls(np.array(state["edges"], dtype=np.float64), float(state["relative_accuracy"]))
+        acc = cls(np.array(state["edges"], dtype=np.float64), float(state["relative_accuracy"]),
+                  np.array(state.get("fine_edges", []), dtype=np.float64))
         acc._count = int(state["count"])
         acc._missing_count = int(state["missing_count"])
         acc._mean = _float(state["mean"])
@@ -267,6 +292,8 @@ class NumericAccumulator:
         acc._max = _float(state["max"])
         acc._sketch = QuantileSketch.from_state(state["sketch"])
         acc._bin_counts = np.array(state["bin_counts"], dtype=np.int64)
+        acc._fine_bin_counts = np.array(
+            state.get("fine_bin_counts", [0] * (acc.fine_edges.size + 1)), dtype=np.int64)
         return acc
 
 
@@ -296,11 +323,13 @@ class CategoricalAccumulator:
     (['b', 'a'], array([3, 2]), 2)
     """
 
-    def __init__(self, max_tracked: int = 1000) -> None:
+    def __init__(self, max_tracked: int = 1000, tracked: Sequence[str] = ()) -> None:
         if max_tracked < 0:
             raise ValueError(f"max_tracked must be >= 0, got {max_tracked}")
         self.max_tracked = max_tracked
         self._reset()
+        # A reference's categories are always counted, however many others arrive first.
+        self._counts.update(dict.fromkeys(tracked, 0))
 
     def _reset(self) -> None:
         self._count = 0
@@ -368,7 +397,8 @@ class CategoricalAccumulator:
         """
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        ranked = sorted(self._counts.items(), key=lambda item: (-item[1], item[0]))[:k]
+        seen = (item for item in self._counts.items() if item[1])
+        ranked = sorted(seen, key=lambda item: (-item[1], item[0]))[:k]
         counts = np.array([n for _, n in ranked], dtype=np.int64)
         other = self._count - self._missing_count - int(counts.sum())
         return [c for c, _ in ranked], counts, other

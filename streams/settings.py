@@ -53,6 +53,10 @@ class Settings:
     predictions_topic: str = "driftline.predictions"
     labels_topic: str = "driftline.labels"
     dead_letter_topic: str = "driftline.dead-letters"
+    #: Compacted: the live reference profile per model version, read by every worker.
+    references_topic: str = "driftline.references"
+    #: Alert JSON, keyed by model, for any consumer (pager bridge, retraining trigger).
+    alerts_topic: str = "driftline.alerts"
     partitions: int = 4
     replication_factor: int = 1
 
@@ -66,20 +70,20 @@ class Settings:
     app_id: str = "driftline"
     state_dir: str = ".driftline/state"
     window_seconds: int = 60
-    #: Windows close when (max event time seen on the partition) - lateness passes their end.
+    #: A window closes when (the model's largest event time) - lateness passes its end.
     allowed_lateness_seconds: int = 10
-    #: A partition that has received nothing for this long (wall clock) gets its windows closed.
+    #: A model that has sent nothing for this long (wall clock) gets its windows closed.
     idle_close_seconds: float = 30.0
     #: At most this often per partition: rows written, state checkpointed, offsets acked.
     checkpoint_seconds: float = 1.0
     #: At most this many messages are processed together.
     batch_max_messages: int = 2000
-    #: Events older than this behind the watermark go to the dead-letter topic, not a late counter.
-    late_retention_seconds: int = 7 * 24 * 3600
     max_message_bytes: int = 8 * 1024 * 1024
 
     # Feature distributions
     histogram_bins: int = 10
+    #: Percentile bins on which KS and Wasserstein are computed (with a stated error bound).
+    fine_histogram_bins: int = 100
     #: Edges are frozen from the first values seen of a feature, until reference profiles exist.
     edge_sample_size: int = 1000
     #: JSON object: feature name -> list of bin edges, overriding edges learnt from data.
@@ -87,6 +91,14 @@ class Settings:
     top_k_categories: int = 20
     max_tracked_categories: int = 1000
     quantile_relative_accuracy: float = 0.01
+
+    # Drift
+    #: Alert rules (TOML, or YAML with PyYAML installed); built-in defaults when unset.
+    rules_file: str | None = None
+    #: Without a training reference, a version's first N closed windows become its reference.
+    baseline_windows: int = 5
+    #: "fixed": the first N windows, once; "rolling": always the N windows before this one.
+    baseline_mode: Literal["fixed", "rolling"] = "fixed"
 
     @property
     def window_ms(self) -> int:
@@ -133,6 +145,7 @@ class Settings:
 
     def _validated(self) -> Settings:
         positive = ("partitions", "window_seconds", "histogram_bins", "edge_sample_size",
+                    "fine_histogram_bins", "baseline_windows",
                     "top_k_categories", "max_tracked_categories", "batch_max_messages")
         for name in positive:
             if getattr(self, name) <= 0:

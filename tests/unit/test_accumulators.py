@@ -419,7 +419,7 @@ def test_contract_merge_is_associative(
 def test_contract_defaults_not_mutable(cls: type, factory: Factory, batch: Batch) -> None:
     for parameter in inspect.signature(cls).parameters.values():
         default = parameter.default
-        assert default is inspect.Parameter.empty or isinstance(default, int | float | str | None)
+        assert default is inspect.Parameter.empty or isinstance(default, int | float | str | tuple | None)
     first, second = factory(), factory()
     first.update(batch(np.random.default_rng(0)))
     assert_states_close(second.to_state(), factory().to_state())
@@ -432,3 +432,34 @@ def test_contract_defaults_not_mutable(cls: type, factory: Factory, batch: Batch
 
 def _filled_once(factory: Factory, batch: Batch) -> Any:
     return factory().update(batch(np.random.default_rng(0))).to_state()
+
+
+def test_fine_histogram_counts_on_its_own_edges_and_survives_merge_and_state() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=500)
+    fine = np.quantile(x, np.linspace(0, 1, 21))
+    a = NumericAccumulator(np.array([-1.0, 1.0]), fine_edges=fine).update(x[:200])
+    b = NumericAccumulator(np.array([-1.0, 1.0]), fine_edges=fine).update(x[200:])
+    merged = a.merge(b)
+    expected = np.bincount(np.searchsorted(fine, x, side="right"), minlength=fine.size + 1)
+    assert merged.summary([0.5]).fine_bin_counts.tolist() == expected.tolist()
+    again = NumericAccumulator.from_state(orjson.loads(orjson.dumps(
+        merged.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)))
+    assert again.summary([0.5]).fine_bin_counts.tolist() == expected.tolist()
+
+
+def test_set_edges_can_add_a_fine_histogram() -> None:
+    x = np.array([0.1, 0.5, 0.9, 2.0])
+    acc = NumericAccumulator(np.empty(0)).update(x)
+    acc.set_edges(np.array([0.0, 1.0]), x, fine_edges=np.array([0.0, 0.5, 1.0]))
+    s = acc.summary([0.5])
+    assert s.bin_counts.tolist() == [0, 3, 1]
+    assert s.fine_bin_counts.tolist() == [0, 1, 2, 1]
+
+
+def test_reference_categories_are_always_tracked_and_hidden_when_unseen() -> None:
+    acc = CategoricalAccumulator(max_tracked=3, tracked=["ref_a", "ref_b"])
+    acc.update(np.array(["x", "y", "z", "ref_b"], dtype=object))
+    assert acc.category_counts["ref_b"] == 1 and acc.category_counts["ref_a"] == 0
+    assert acc.untracked_count == 2  # only one slot was left for new categories
+    assert acc.top_k(5)[0] == ["ref_b", "x"]
