@@ -419,7 +419,8 @@ def test_contract_merge_is_associative(
 def test_contract_defaults_not_mutable(cls: type, factory: Factory, batch: Batch) -> None:
     for parameter in inspect.signature(cls).parameters.values():
         default = parameter.default
-        assert default is inspect.Parameter.empty or isinstance(default, int | float | str | tuple | None)
+        immutable = int | float | str | tuple | None
+        assert default is inspect.Parameter.empty or isinstance(default, immutable)
     first, second = factory(), factory()
     first.update(batch(np.random.default_rng(0)))
     assert_states_close(second.to_state(), factory().to_state())
