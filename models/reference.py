@@ -24,10 +24,13 @@ b'fraud/v1'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 ReferenceSource = Literal["training", "baseline"]
@@ -85,7 +88,7 @@ class ReferenceProfile:
         """Kafka key on the (compacted) references topic: one live profile per version."""
         return f"{self.model}/{self.version}".encode()
 
-    @property
+    @functools.cached_property
     def profile_id(self) -> str:
         """Content hash: windows remember which profile their edges came from."""
         return hashlib.sha256(self.to_json()).hexdigest()[:16]
@@ -100,6 +103,31 @@ class ReferenceProfile:
         doc: dict[str, Any] = orjson.loads(data)
         features = {name: _feature(f) for name, f in doc.pop("features").items()}
         return cls(features=features, **doc)
+
+
+def category_label(value: float) -> str:
+    """How a number is named as a category: ``3.0`` -> ``"3"``, ``0.5`` -> ``"0.5"``.
+
+    Reference builder and worker both use it, so a low-cardinality numeric feature is
+    counted under the same names on both sides.
+
+    >>> [category_label(v) for v in (3.0, -0.0, 0.5, 1e21)]
+    ['3', '0', '0.5', '1e+21']
+    """
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def category_labels(values: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
+    """:func:`category_label` of each value (NaN -> None), one call per distinct value."""
+    out = np.full(values.shape, None, dtype=object)
+    present = ~np.isnan(values)
+    if present.any():
+        distinct, inverse = np.unique(values[present], return_inverse=True)
+        labels = np.array([category_label(float(v)) for v in distinct], dtype=object)
+        out[present] = labels[inverse]
+    return out
 
 
 def _feature(doc: dict[str, Any]) -> FeatureReference:

@@ -27,18 +27,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.accumulators import CategoricalAccumulator, NumericAccumulator, edges_from_sample
-from models.wire import BadMessage, EventBlock
+from models.accumulators import CategoricalAccumulator, NumericAccumulator
+from models.feature_profiles import (
+    NO_EDGES,
+    Accumulator,
+    FeatureKind,
+    FeatureProfile,
+    FeatureProfiles,
+    ProfileConfig,
+    ReferenceLookup,
+)
+from models.wire import EventBlock
 
-FeatureKind = Literal["numeric", "categorical"]
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-_NO_EDGES = np.empty(0, dtype=np.float64)
 _ONE_KEPT = np.ones(1, dtype=np.bool_)
 _ACCUMULATORS: dict[str, type[NumericAccumulator] | type[CategoricalAccumulator]] = {
     "NumericAccumulator": NumericAccumulator, "CategoricalAccumulator": CategoricalAccumulator}
@@ -49,11 +56,18 @@ class WindowConfig:
     window_ms: int = 60_000
     allowed_lateness_ms: int = 10_000
     histogram_bins: int = 10
+    fine_histogram_bins: int = 100
     edge_sample_size: int = 1000
     fixed_edges: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
     top_k_categories: int = 20
     max_tracked_categories: int = 1000
     relative_accuracy: float = 0.01
+
+    @property
+    def profiles(self) -> ProfileConfig:
+        return ProfileConfig(self.histogram_bins, self.fine_histogram_bins,
+                             self.edge_sample_size, self.fixed_edges,
+                             self.max_tracked_categories, self.relative_accuracy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +92,11 @@ class FeatureWindowRow:
     categories: tuple[str, ...]
     category_counts: tuple[int, ...]
     other_count: int
+    #: For drift scores, not stored as such: the percentile histogram, and every
+    #: tracked category's count (a reference's categories included, zeros too).
+    fine_bin_edges: tuple[float, ...] = ()
+    fine_bin_counts: tuple[int, ...] = ()
+    tracked_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,31 +110,13 @@ class LateEvents:
     count: int
 
 
-class _Profile:
-    """What stays fixed for a model × version × feature: its kind and its bin edges."""
-
-    __slots__ = ("edges", "kind", "provisional", "sample")
-
-    def __init__(self, kind: FeatureKind, edges: npt.NDArray[np.float64] | None = None,
-                 provisional: bool = False) -> None:
-        self.kind = kind
-        self.edges = edges  # None while numeric edges are still being learnt
-        self.sample: list[npt.NDArray[np.float64]] = []
-        # A feature seen only as missing so far: its kind is a guess the first value settles.
-        self.provisional = provisional
-
-    @property
-    def sample_size(self) -> int:
-        return sum(len(s) for s in self.sample)
-
-
 class _Window:
     """Accumulators of one model × version × window; numeric ones wait for frozen edges."""
 
     __slots__ = ("features", "pending")
 
     def __init__(self) -> None:
-        self.features: dict[str, NumericAccumulator | CategoricalAccumulator] = {}
+        self.features: dict[str, Accumulator] = {}
         # Values seen before the feature's edges were frozen; binned once they are.
         self.pending: dict[str, list[npt.NDArray[np.float64]]] = {}
 
@@ -138,48 +139,17 @@ class PartitionWindows:
     [('x', 3, 1, 1.5)]
     """
 
-    def __init__(self, config: WindowConfig) -> None:
+    def __init__(self, config: WindowConfig, references: ReferenceLookup | None = None) -> None:
         self.config = config
         self.applied_offset = -1
         self.event_time: dict[str, int] = {}  # per model
-        self._profiles: dict[tuple[str, str, str], _Profile] = {}
+        self.profiles = FeatureProfiles(config.profiles, references)
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
-        # Kinds already checked per model × version: the per-message check is a dict lookup.
-        self._settled: dict[tuple[str, str], dict[str, str]] = {}
 
-    # -- validation ---------------------------------------------------------------
     def check_kinds(self, block: EventBlock) -> None:
-        """Raise :class:`BadMessage` if a feature changes kind; learn kinds seen first here."""
-        settled = self._settled.setdefault((block.model, block.version), {})
-        for name, kind in block.feature_kinds.items():
-            if kind == "missing" or settled.get(name) == kind:
-                continue
-            settled[name] = kind  # undone below if it was wrong
-            profile = self._profiles.get((block.model, block.version, name))
-            if profile is None:
-                self._profiles[(block.model, block.version, name)] = self._new_profile(name, kind)
-            elif profile.provisional:
-                self._settle_kind(block.model, block.version, name, kind)
-            elif profile.kind != kind:
-                settled[name] = profile.kind
-                raise BadMessage(f"feature {name!r} of {block.model}/{block.version} was "
-                                 f"{profile.kind} and now carries {kind} values")
-
-    def _settle_kind(self, model: str, version: str, name: str, kind: FeatureKind) -> None:
-        profile = self._profiles[(model, version, name)] = self._new_profile(name, kind)
-        for (m, v, _), window in self._windows.items():
-            old = window.features.get(name) if (m, v) == (model, version) else None
-            if old is not None:  # it has only counted missing values: carry them over
-                new = window.features[name] = self._new_accumulator(profile)
-                missing = np.full(old.missing_count, None if kind == "categorical" else np.nan)
-                new.update(missing.astype(object if kind == "categorical" else np.float64))
-
-    def _new_profile(self, name: str, kind: FeatureKind) -> _Profile:
-        fixed = self.config.fixed_edges.get(name)
-        if kind == "numeric" and fixed is not None:
-            return _Profile(kind, np.asarray(fixed, dtype=np.float64))
-        return _Profile(kind, _NO_EDGES if kind == "categorical" else None)
+        """Raise :class:`~models.wire.BadMessage` if a feature changes kind."""
+        self.profiles.check_kinds(block)
 
     # -- update -------------------------------------------------------------------
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]) -> list[LateEvents]:
@@ -278,50 +248,56 @@ class PartitionWindows:
         starts = times - times % self.config.window_ms
         window_starts = np.unique(starts)
         singles = len(keep) == len(parts) > 1
+        for start in window_starts:
+            if (model, version, int(start)) not in self._windows:
+                # A new window takes the version's reference as it is now.
+                self.profiles.refresh(model, version)
+                self._windows[(model, version, int(start))] = _Window()
         for name in _feature_names(b for b, _ in parts):
-            profile = self._profiles.get((model, version, name))
+            profile = self.profiles.get(model, version, name)
             column = _concat_column(parts, name, singles)
-            if profile is None:  # only ever missing so far: count it as numeric for now
-                profile = self._profiles[(model, version, name)] = _Profile(
-                    "numeric", provisional=True)
-            values = _as_array(column, profile.kind)[keep]
-            learning = profile.kind == "numeric" and profile.edges is None
-            if learning:  # the sample that fixes the edges is taken in message order
+            values = profile.as_array(column)[keep]
+            if profile.learning:  # the sample that fixes the edges is taken in message order
                 profile.sample.append(values[~np.isnan(values)])
             for start in window_starts:
-                window = self._windows.setdefault((model, version, int(start)), _Window())
-                in_window = values[starts == start]
-                acc = window.features.get(name)
-                if acc is None:
-                    acc = window.features[name] = self._new_accumulator(profile)
+                window = self._windows[(model, version, int(start))]
+                in_window = starts == start
+                acc = self._accumulator(window, name, profile)
+                if isinstance(acc, NumericAccumulator) and profile.kind == "categorical":
+                    # Opened before a reference made these numbers categories: still numbers.
+                    acc.update(np.asarray(column, dtype=np.float64)[keep][in_window])
+                    continue
                 # Moments and counts need no edges; the histogram is filled when they freeze.
-                acc.update(in_window)
-                if learning:
-                    window.pending.setdefault(name, []).append(in_window[~np.isnan(in_window)])
-            self._maybe_freeze(model, version, name, profile)
+                acc.update(values[in_window])
+                if profile.learning:
+                    window.pending.setdefault(name, []).append(
+                        values[in_window][~np.isnan(values[in_window])])
+            self._maybe_freeze(model, version, name)
 
-    def _new_accumulator(self, profile: _Profile) -> NumericAccumulator | CategoricalAccumulator:
-        if profile.kind == "categorical":
-            return CategoricalAccumulator(self.config.max_tracked_categories)
-        edges = _NO_EDGES if profile.edges is None else profile.edges
-        return NumericAccumulator(edges, self.config.relative_accuracy)
+    def _accumulator(self, window: _Window, name: str, profile: FeatureProfile) -> Accumulator:
+        acc = window.features.get(name)
+        if acc is None:
+            acc = window.features[name] = profile.new_accumulator(self.config.profiles)
+        elif (isinstance(acc, CategoricalAccumulator) != (profile.kind == "categorical")
+              and acc.count == acc.missing_count):
+            # The feature was seen only as missing until now: carry those over.
+            old, acc = acc, profile.new_accumulator(self.config.profiles)
+            acc.update(np.full(old.count, None if profile.kind == "categorical" else np.nan,
+                               dtype=object if profile.kind == "categorical" else np.float64))
+            window.features[name] = acc
+        return acc
 
-    def _maybe_freeze(self, model: str, version: str, name: str, profile: _Profile,
-                      force: bool = False) -> None:
-        if profile.kind != "numeric" or profile.edges is not None:
+    def _maybe_freeze(self, model: str, version: str, name: str, force: bool = False) -> None:
+        if not self.profiles.maybe_freeze((model, version, name), force):
             return
-        size = profile.sample_size
-        if size == 0 or (size < self.config.edge_sample_size and not force):
-            return
-        sample = np.concatenate(profile.sample)[: self.config.edge_sample_size]
-        profile.edges = edges_from_sample(sample, self.config.histogram_bins)
-        profile.sample = []
+        profile = self.profiles[(model, version, name)]
+        assert profile.edges is not None
         for (m, v, _), window in self._windows.items():
-            if (m, v) == (model, version) and name in window.features:
+            acc = window.features.get(name) if (m, v) == (model, version) else None
+            if isinstance(acc, NumericAccumulator) and not acc.edges.size:
                 pending = window.pending.pop(name, [])
-                acc = window.features[name]
-                assert isinstance(acc, NumericAccumulator)
-                acc.set_edges(profile.edges, np.concatenate(pending) if pending else _NO_EDGES)
+                acc.set_edges(profile.edges, np.concatenate(pending) if pending else NO_EDGES,
+                              profile.fine_edges)
 
     # -- closing ------------------------------------------------------------------
     def close_ready(self) -> list[FeatureWindowRow]:
@@ -350,14 +326,13 @@ class PartitionWindows:
         for model, version, start in keys:
             window = self._windows[(model, version, start)]
             for name in list(window.pending):
-                self._maybe_freeze(model, version, name,
-                                   self._profiles[(model, version, name)], force=True)
+                self._maybe_freeze(model, version, name, force=True)
             del self._windows[(model, version, start)]
             rows += [self._row(model, version, start, name, acc)
                      for name, acc in sorted(window.features.items())]
 
     def _row(self, model: str, version: str, start: int, name: str,
-             acc: NumericAccumulator | CategoricalAccumulator) -> FeatureWindowRow:
+             acc: Accumulator) -> FeatureWindowRow:
         end = start + self.config.window_ms
         if isinstance(acc, CategoricalAccumulator):
             cats, counts, other = acc.top_k(self.config.top_k_categories)
@@ -367,7 +342,8 @@ class PartitionWindows:
                 count=acc.count, missing_count=acc.missing_count,
                 mean=nan, variance=nan, min=nan, max=nan, quantiles=(), bin_edges=(),
                 bin_counts=(), categories=tuple(cats),
-                category_counts=tuple(int(c) for c in counts), other_count=int(other))
+                category_counts=tuple(int(c) for c in counts), other_count=int(other),
+                tracked_counts=acc.category_counts)
         s = acc.summary(QUANTILE_LEVELS)
         return FeatureWindowRow(
             model, version, name, "numeric", start, end,
@@ -376,7 +352,10 @@ class PartitionWindows:
             quantiles=tuple(float(q) for q in s.quantiles),
             bin_edges=tuple(float(e) for e in acc.edges),
             bin_counts=tuple(int(c) for c in s.bin_counts) if len(acc.edges) else (),
-            categories=(), category_counts=(), other_count=0)
+            categories=(), category_counts=(), other_count=0,
+            fine_bin_edges=tuple(float(e) for e in acc.fine_edges),
+            fine_bin_counts=tuple(int(c) for c in s.fine_bin_counts) if len(acc.fine_edges)
+            else ())
 
     # -- checkpoint ---------------------------------------------------------------
     @property
@@ -393,25 +372,20 @@ class PartitionWindows:
         state = {
             "applied_offset": self.applied_offset,
             "event_time": self.event_time,
-            "profiles": [[*key, p.kind, None if p.edges is None else p.edges, p.sample,
-                          p.provisional]
-                         for key, p in self._profiles.items()],
+            "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
                          w.pending] for key, w in self._windows.items()],
         }
         return orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
-    def from_bytes(cls, config: WindowConfig, data: bytes) -> PartitionWindows:
+    def from_bytes(cls, config: WindowConfig, data: bytes,
+                   references: ReferenceLookup | None = None) -> PartitionWindows:
         state = orjson.loads(data)
-        self = cls(config)
+        self = cls(config, references)
         self.applied_offset = state["applied_offset"]
         self.event_time = state["event_time"]
-        for model, version, name, kind, edges, sample, provisional in state["profiles"]:
-            profile = _Profile(kind, None if edges is None else np.asarray(edges, np.float64),
-                               provisional)
-            profile.sample = [np.asarray(s, np.float64) for s in sample]
-            self._profiles[(model, version, name)] = profile
+        self.profiles.load_state(state["profiles"])
         for model, version, start, features, pending in state["windows"]:
             window = _Window()
             for name, (kind, acc_state) in features.items():
@@ -441,9 +415,3 @@ def _concat_column(parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]], name: 
         column.extend(block.features.get(name) or [None] * len(block))
     return column
 
-
-def _as_array(column: list[Any], kind: FeatureKind) -> npt.NDArray[Any]:
-    if kind == "numeric":
-        # None becomes NaN (missing); booleans become 1.0 / 0.0.
-        return np.asarray(column, dtype=np.float64)
-    return np.asarray(column, dtype=object)

@@ -42,6 +42,10 @@ BlockKind = Literal["prediction", "label", "watermark"]
 MIN_EVENT_TIME_MS = 946_684_800_000
 MAX_EVENT_TIME_MS = 7_258_118_400_000
 MAX_NAME_LENGTH = 256
+#: The model's outputs are monitored like features under these reserved names.
+OUTPUT = "output."
+SCORE_FEATURE = "output.score"
+PREDICTION_FEATURE = "output.prediction"
 
 _NUMBER_TYPES: frozenset[type] = frozenset({int, float, bool, type(None)})
 _KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
@@ -124,7 +128,7 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
         raise BadMessage("'features' must be an object of name -> number, string or null")
     for name, value in features.items():
         kind = _KIND_OF_TYPE.get(type(value))
-        if kind is None or not name or len(name) > MAX_NAME_LENGTH:
+        if kind is None or not name or len(name) > MAX_NAME_LENGTH or name.startswith(OUTPUT):
             _set_feature(block, name, [value])  # raises the precise reason
         else:
             block.features[name] = [value]
@@ -139,6 +143,7 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
                                for c, p in probabilities.items()}
     block.latency_ms = [_number(doc.get("latency_ms"), "latency_ms")]
     block.status = [_optional_str(doc.get("status", "ok"), "status")]
+    _add_outputs(block)
     return block
 
 
@@ -164,6 +169,7 @@ def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
                                for c in probabilities}
     block.latency_ms = _column(doc, "latency_ms", n, _MEASURE_TYPES)
     block.status = _column(doc, "status", n, _STRING_TYPES)
+    _add_outputs(block)
     return block
 
 
@@ -237,17 +243,37 @@ def _event_time(value: Any) -> int:
     return value
 
 
+def _add_outputs(block: EventBlock) -> None:
+    """Monitor the model's outputs like features: ``output.score``, ``output.prediction``."""
+    for name, column in ((SCORE_FEATURE, block.score), (PREDICTION_FEATURE, block.prediction)):
+        if column is not None:
+            kind = _column_kind(column)
+            # All missing: nothing to watch. Mixing numbers and strings: not watched.
+            if kind is not None and kind != "missing":
+                block.features[name] = column
+                block.feature_kinds[name] = kind
+
+
+def _column_kind(column: list[Any]) -> Literal["numeric", "categorical", "missing"] | None:
+    types = set(map(type, column))
+    if types <= {type(None)}:
+        return "missing"
+    if types <= _NUMBER_TYPES:
+        return "numeric"
+    if types <= _STRING_TYPES:
+        return "categorical"
+    return None
+
+
 def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
     if not name or len(name) > MAX_NAME_LENGTH:
         raise BadMessage(f"feature name {name[:40]!r} must be 1 to {MAX_NAME_LENGTH} characters")
-    types = set(map(type, column))
-    if types <= {type(None)}:
-        kind: Literal["numeric", "categorical", "missing"] = "missing"
-    elif types <= _NUMBER_TYPES:
-        kind = "numeric"
-    elif types <= _STRING_TYPES:
-        kind = "categorical"
-    else:
+    if name.startswith(OUTPUT):
+        raise BadMessage(f"feature name {name!r}: names starting with {OUTPUT!r} are reserved "
+                         "for the model's outputs")
+    kind = _column_kind(column)
+    if kind is None:
+        types = set(map(type, column))
         shown = ", ".join(sorted(t.__name__ for t in types - {type(None)}))
         raise BadMessage(f"feature {name!r} mixes or holds unsupported types ({shown}): "
                          "send numbers or strings, one kind per feature")

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -230,3 +231,71 @@ def test_a_watermark_naming_a_model_closes_only_its_windows() -> None:
     state.apply([(2, EventBlock("watermark", "a", "", [state.idle_watermark("a") or 0]))])
     assert [r.model for r in state.close_ready()] == ["a"]
     assert state.open_windows == 1 and state.idle_watermark("a") is None
+
+
+def _reference(**features: Any) -> Any:
+    from models.reference import ReferenceProfile
+
+    return ReferenceProfile("m", "v1", "training", 0, features)
+
+
+def _numeric_reference(edges: tuple[float, ...], fine: tuple[float, ...]) -> Any:
+    from models.reference import NumericReference
+
+    return NumericReference(edges=edges, counts=(0,) * (len(edges) + 1), fine_edges=fine,
+                            fine_counts=(0,) * (len(fine) + 1), count=0, missing_count=0,
+                            mean=0.0, std=1.0, min=0.0, max=1.0, quantiles=(0.0,) * 7)
+
+
+def test_windows_are_binned_on_the_reference_edges() -> None:
+    ref = _reference(x=_numeric_reference((0.0, 1.0), (0.0, 0.5, 1.0)))
+    state = PartitionWindows(CONFIG, lambda model, version: ref)
+    b = block([10_000] * 4, x=[-1.0, 0.2, 0.7, 3.0])
+    state.check_kinds(b)
+    state.apply([(0, b)])
+    (row,) = state.close_all()
+    assert (row.bin_edges, row.bin_counts) == ((0.0, 1.0), (1, 2, 1))
+    assert (row.fine_bin_edges, row.fine_bin_counts) == ((0.0, 0.5, 1.0), (1, 1, 1, 1))
+
+
+def test_a_number_the_reference_treats_as_a_category_is_counted_by_its_label() -> None:
+    from models.reference import CategoricalReference
+
+    ref = _reference(x=CategoricalReference(("1", "2"), (5, 5), 0, 10, 0))
+    state = PartitionWindows(CONFIG, lambda model, version: ref)
+    b = block([10_000] * 4, x=[1.0, 2.0, 2.0, 7.0])
+    state.check_kinds(b)
+    state.apply([(0, b)])
+    (row,) = state.close_all()
+    assert row.kind == "categorical"
+    assert dict(row.tracked_counts) == {"1": 1, "2": 2, "7": 1}
+
+
+def test_a_reference_that_arrives_later_applies_from_the_next_window() -> None:
+    live: dict[str, Any] = {}
+    state = PartitionWindows(CONFIG, lambda model, version: live.get("ref"))
+    first = block([10_000 + i for i in range(60)], x=[float(i) for i in range(60)])
+    state.check_kinds(first)
+    state.apply([(0, first)])
+    live["ref"] = _reference(x=_numeric_reference((10.0, 20.0), (10.0, 15.0, 20.0)))
+    second = block([11_000, 11_001], x=[12.0, 30.0])
+    state.check_kinds(second)
+    state.apply([(1, second)])
+    rows = sorted(state.close_all(), key=lambda r: r.window_start)
+    assert rows[0].bin_edges != (10.0, 20.0) and sum(rows[0].bin_counts) == 60
+    assert (rows[1].bin_edges, rows[1].bin_counts) == ((10.0, 20.0), (0, 1, 1))
+
+
+def test_model_outputs_are_watched_like_features() -> None:
+    from models.wire import MIN_EVENT_TIME_MS as T
+    from models.wire import decode
+
+    state = PartitionWindows(CONFIG)
+    b = decode(b"m", orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",
+                                   "request_id": ["a", "b"], "event_time": [T, T + 1],
+                                   "score": [0.2, 0.8], "prediction": ["no", "yes"]}))
+    state.check_kinds(b)
+    state.apply([(0, b)])
+    rows = {r.feature: r for r in state.close_all()}
+    assert rows["output.score"].mean == pytest.approx(0.5)
+    assert dict(rows["output.prediction"].tracked_counts) == {"no": 1, "yes": 1}

@@ -39,9 +39,12 @@ def dumps(doc: object) -> bytes:
 def test_single_prediction_decodes_to_one_row_columns() -> None:
     block = decode(b"fraud", dumps(prediction()))
     assert (block.kind, block.model, block.version, len(block)) == ("prediction", "fraud", "v1", 1)
-    assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None]}
+    # The model's outputs are watched like features, under reserved names.
+    assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None],
+                              "output.score": [0.9], "output.prediction": ["fraud"]}
     assert block.feature_kinds == {"amount": "numeric", "country": "categorical",
-                                   "age": "missing"}
+                                   "age": "missing", "output.score": "numeric",
+                                   "output.prediction": "categorical"}
     assert block.probabilities == {"fraud": [0.9], "ok": [0.1]}
     assert block.score == [0.9] and block.latency_ms == [3.5] and block.status == ["ok"]
 
@@ -63,9 +66,20 @@ def test_labels_in_both_forms() -> None:
     assert (batch.kind, batch.label, batch.request_id) == ("label", ["x", "y"], ["a", "b"])
 
 
+def inputs(features: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in features.items() if not k.startswith("output.")}
+
+
 def test_features_may_be_null_or_absent() -> None:
-    assert decode(b"fraud", dumps(prediction(features=None))).features == {}
-    assert decode(b"fraud", dumps(envelope(2, features=None))).features == {}
+    assert inputs(decode(b"fraud", dumps(prediction(features=None))).features) == {}
+    assert inputs(decode(b"fraud", dumps(envelope(2, features=None))).features) == {}
+
+
+def test_feature_names_for_outputs_are_reserved() -> None:
+    with pytest.raises(BadMessage, match="reserved"):
+        decode(b"fraud", dumps(prediction(features={"output.score": 1.0})))
+    with pytest.raises(BadMessage, match="reserved"):
+        decode(b"fraud", dumps(envelope(2, features={"output.x": [1.0, 2.0]})))
 
 
 def test_watermark_needs_no_key() -> None:
@@ -130,5 +144,5 @@ def test_envelope_round_trip_keeps_every_value(case: tuple[int, list[int], dict[
     doc = envelope(n, event_time=times, features=features)
     block = decode(b"fraud", dumps(doc))
     assert block.event_time == times
-    assert block.features == orjson.loads(dumps(features))
+    assert inputs(block.features) == orjson.loads(dumps(features))
     assert len(block) == n
