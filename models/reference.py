@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -34,6 +35,9 @@ import numpy.typing as npt
 import orjson
 
 ReferenceSource = Literal["training", "baseline"]
+_Objects = npt.NDArray[np.object_]
+#: Integral floats below this print as integers; beyond it floats are no longer exact.
+_EXACT_INTEGERS = 2.0**53
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,28 +109,44 @@ class ReferenceProfile:
         return cls(features=features, **doc)
 
 
-def category_label(value: float) -> str:
-    """How a number is named as a category: ``3.0`` -> ``"3"``, ``0.5`` -> ``"0.5"``.
+def category_label(value: str | float | int | bool | np.generic) -> str:
+    """The category a value counts under; the worker must label window values with this.
 
-    Reference builder and worker both use it, so a low-cardinality numeric feature is
-    counted under the same names on both sides.
+    Strings are their own label. Numbers (bools as 0/1) are converted to float64; an
+    integral value below 2**53 in magnitude is written as a decimal integer (``3``, ``-2``,
+    ``0`` for both zeros), anything else as Python's shortest round-trip ``repr`` of the
+    float (``0.5``, ``1e+16``, ``2.5e-07``). So ``3``, ``3.0``, ``np.int8(3)`` and
+    ``True + 2`` are one category, and float32 data gives the labels of its float64 values
+    (``np.float32(0.1)`` is ``0.10000000149011612``). Missing values (None, NaN, ±inf) have
+    no label: :class:`ValueError`.
 
-    >>> [category_label(v) for v in (3.0, -0.0, 0.5, 1e21)]
-    ['3', '0', '0.5', '1e+21']
+    >>> [category_label(v) for v in ("DE", 3, 3.0, -0.0, True, 0.5, 1e16, np.float32(0.25))]
+    ['DE', '3', '3', '0', '1', '0.5', '1e+16', '0.25']
     """
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+    if isinstance(value, str):
+        return str(value)
+    if value is None:
+        raise ValueError("None is missing, not a category")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{number!r} is missing, not a category")
+    if number.is_integer() and abs(number) < _EXACT_INTEGERS:
+        return str(int(number))
+    return repr(number)
 
 
-def category_labels(values: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
-    """:func:`category_label` of each value (NaN -> None), one call per distinct value."""
-    out = np.full(values.shape, None, dtype=object)
-    present = ~np.isnan(values)
-    if present.any():
-        distinct, inverse = np.unique(values[present], return_inverse=True)
-        labels = np.array([category_label(float(v)) for v in distinct], dtype=object)
-        out[present] = labels[inverse]
+def category_labels(values: npt.ArrayLike) -> _Objects:
+    """:func:`category_label` of each value of a numeric column; None where missing.
+
+    >>> category_labels(np.array([2.0, np.nan, 0.5, 2.0])).tolist()
+    ['2', None, '0.5', '2']
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(x)
+    distinct, inverse = np.unique(x[finite], return_inverse=True)
+    labels = np.array([category_label(v) for v in distinct.tolist()] or [""], dtype=object)
+    out = np.full(x.size, None, dtype=object)
+    out[finite] = labels[inverse]
     return out
 
 

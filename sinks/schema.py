@@ -89,7 +89,24 @@ ORDER BY (source_topic, source_partition, source_offset)
 COMMENT 'Messages that could not be processed; the message itself is on the dead-letter topic'
 """
 
-TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS)
+REFERENCES = """
+CREATE TABLE IF NOT EXISTS {db}.references
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version the profile describes',
+    source Enum8('training' = 1, 'baseline' = 2) COMMENT 'training data, or first windows served',
+    profile_id String COMMENT 'content hash of the profile; windows name the profile they used',
+    created_at DateTime64(3, 'UTC') COMMENT 'when the profile was built',
+    published_at DateTime64(3, 'UTC') COMMENT 'when it was published; the latest is live',
+    features UInt32 COMMENT 'number of features in the profile',
+    profile String CODEC(ZSTD(3)) COMMENT 'the profile as JSON (ReferenceProfile.to_json)'
+)
+ENGINE = ReplacingMergeTree(published_at)
+ORDER BY (model, model_version)
+COMMENT 'Reference profile of each model version; the live one is on the references topic'
+"""
+
+TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES)
 
 
 def statements(database: str) -> list[str]:

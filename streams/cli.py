@@ -4,6 +4,7 @@
     driftline worker     run a worker against the configured Kafka and ClickHouse
     driftline embedded   run only the embedded broker and ClickHouse, until Ctrl-C
     driftline traffic    publish synthetic traffic to the configured Kafka
+    driftline reference  build a reference profile from training data, or publish one
 
 Every setting comes from ``DRIFTLINE_*`` environment variables (see streams/settings.py).
 """
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     traffic = sub.add_parser("traffic", help="publish synthetic traffic to configured Kafka")
     _traffic_args(traffic)
     traffic.set_defaults(command=_traffic)
+
+    from streams.references import add_reference_parser
+
+    add_reference_parser(sub)  # driftline reference build | publish
     return parser
 
 

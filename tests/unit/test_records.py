@@ -13,7 +13,8 @@ def test_prediction_record_is_a_valid_single_event() -> None:
     block = decode(b"fraud", event.dumps())
     assert (block.kind, block.model, block.version, block.request_id) == (
         "prediction", "fraud", "v2", ["r1"])
-    assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None]}
+    assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None],
+                              "output.score": [0.9]}
     assert block.score == [0.9] and block.status == ["ok"]
 
 
