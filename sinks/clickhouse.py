@@ -16,6 +16,9 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
+from models.alerts import Alert
+from models.monitor import DriftScoreRow
+from models.reference import ReferenceProfile
 from models.windows import FeatureWindowRow, LateEvents
 from sinks.schema import quantile_columns, statements
 from streams.settings import Settings
@@ -42,16 +45,33 @@ class SinkBatch:
     windows: list[FeatureWindowRow] = dataclasses.field(default_factory=list)
     late: list[LateEvents] = dataclasses.field(default_factory=list)
     dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    scores: list[DriftScoreRow] = dataclasses.field(default_factory=list)
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+    #: Baselines the worker built from a version's first windows.
+    references: list[ReferenceProfile] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.windows or self.late or self.dead_letters)
+        return bool(self.windows or self.late or self.dead_letters or self.scores
+                    or self.alerts or self.references)
 
 
 _WINDOW_COLUMNS = [
     "model", "model_version", "feature", "kind", "window_start", "window_end", "count",
     "missing_count", "mean", "variance", "min", "max", *quantile_columns(), "bin_edges",
-    "bin_counts", "categories", "category_counts", "other_count", "revision",
+    "bin_counts", "fine_bin_edges", "fine_bin_counts", "categories", "category_counts",
+    "other_count", "revision",
 ]
+_SCORE_COLUMNS = [
+    "model", "model_version", "feature", "window_start", "window_end", "metric", "value",
+    "p_value", "error_bound", "n_reference", "n_window", "threshold", "verdict",
+    "reference_source", "reference_id", "revision",
+]
+_ALERT_COLUMNS = [
+    "id", "dedup_key", "state", "severity", "model", "model_version", "feature", "metric",
+    "value", "threshold", "window_start", "window_end", "first_seen", "last_seen", "summary",
+]
+_REFERENCE_COLUMNS = ["model", "model_version", "source", "profile_id", "created_at",
+                      "published_at", "features", "profile"]
 
 
 class ClickHouseSink:
@@ -102,6 +122,23 @@ class ClickHouseSink:
                 [[r.model for r in batch.late], [r.version for r in batch.late],
                  [r.window_start for r in batch.late], [batch.partition] * len(batch.late),
                  [r.offset for r in batch.late], [r.count for r in batch.late]])
+        if batch.scores:
+            rows = batch.scores
+            await self._insert("drift_scores", _SCORE_COLUMNS, [
+                *([getattr(r, name) for r in rows] for name in _SCORE_COLUMNS[:-1]),
+                [batch.revision] * len(rows)])
+        if batch.alerts:
+            alerts = batch.alerts
+            await self._insert("alerts", _ALERT_COLUMNS, [
+                [a.version if name == "model_version" else getattr(a, name) for a in alerts]
+                for name in _ALERT_COLUMNS])
+        if batch.references:
+            refs = batch.references
+            await self._insert("references", _REFERENCE_COLUMNS, [
+                [r.model for r in refs], [r.version for r in refs], [r.source for r in refs],
+                [r.profile_id for r in refs], [r.created_at_ms for r in refs],
+                [r.created_at_ms for r in refs], [len(r.features) for r in refs],
+                [r.to_json().decode() for r in refs]])
         if batch.dead_letters:
             letters = batch.dead_letters
             await self._insert(
@@ -128,6 +165,7 @@ def _window_columns(rows: list[FeatureWindowRow], revision: int) -> list[list[An
         [_nullable(r.mean) for r in rows], [_nullable(r.variance) for r in rows],
         [_nullable(r.min) for r in rows], [_nullable(r.max) for r in rows], *quantiles,
         [list(r.bin_edges) for r in rows], [list(r.bin_counts) for r in rows],
+        [list(r.fine_bin_edges) for r in rows], [list(r.fine_bin_counts) for r in rows],
         [list(r.categories) for r in rows], [list(r.category_counts) for r in rows],
         [r.other_count for r in rows], [revision] * len(rows),
     ]

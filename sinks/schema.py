@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
 {_quantile_ddl()}
     bin_edges Array(Float64) COMMENT 'histogram edges e0<e1<...; fixed per model, version, feature',
     bin_counts Array(UInt64) COMMENT 'counts [x<e0], [e0<=x<e1], ..., [x>=e_last]; add: sumForEach',
+    fine_bin_edges Array(Float64) COMMENT 'percentile edges for KS and Wasserstein',
+    fine_bin_counts Array(UInt64) COMMENT 'counts on fine_bin_edges, same layout as bin_counts',
     categories Array(String) COMMENT 'top categories by count (categorical)',
     category_counts Array(UInt64) COMMENT 'count of each entry of categories',
     other_count UInt64 COMMENT 'non-missing values outside the top categories',
@@ -106,7 +108,68 @@ ORDER BY (model, model_version)
 COMMENT 'Reference profile of each model version; the live one is on the references topic'
 """
 
-TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES)
+DRIFT_SCORES = """
+CREATE TABLE IF NOT EXISTS {db}.drift_scores
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    feature LowCardinality(String) COMMENT 'feature, or output.score / output.prediction',
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (inclusive)',
+    window_end DateTime64(3, 'UTC') COMMENT 'event-time window end (exclusive)',
+    metric LowCardinality(String) COMMENT 'psi, js, wasserstein(_std), ks, chi2, unseen_share',
+    value Float64 COMMENT 'the score (for ks and chi2: the test statistic)',
+    p_value Nullable(Float64) COMMENT 'p-value of ks and chi2; NULL for effect sizes',
+    error_bound Nullable(Float64) COMMENT 'the exact value lies within this of value',
+    n_reference UInt64 COMMENT 'non-missing values in the reference',
+    n_window UInt64 COMMENT 'non-missing values in the window',
+    threshold Nullable(Float64) COMMENT 'the rule threshold the verdict used (q for tests)',
+    verdict Enum8('ok' = 1, 'warning' = 2, 'critical' = 3, 'not_evaluated' = 4)
+        COMMENT 'the rule verdict; not_evaluated below the minimum count or window number',
+    reference_source Enum8('training' = 1, 'baseline' = 2) COMMENT 'what it was compared with',
+    reference_id String COMMENT 'content hash of that reference profile',
+    revision UInt64 COMMENT 'source offset when written; the highest revision wins',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, feature, metric, window_start)
+COMMENT 'Drift of each feature per window against the version reference, one row per metric'
+"""
+
+ALERTS = """
+CREATE TABLE IF NOT EXISTS {db}.alerts
+(
+    id String COMMENT 'incident id: stable across its open / escalated / resolved events',
+    dedup_key String COMMENT 'what the incident is about: drift:model:version:feature:metric',
+    state Enum8('open' = 1, 'escalated' = 2, 'resolved' = 3) COMMENT 'the state this row records',
+    severity Enum8('warning' = 1, 'critical' = 2) COMMENT 'severity at that state',
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    feature LowCardinality(String) COMMENT 'feature (or output) concerned',
+    metric LowCardinality(String) COMMENT 'metric that crossed its threshold',
+    value Float64 COMMENT 'its value in the window that changed the state',
+    threshold Float64 COMMENT 'the threshold it was judged against',
+    window_start DateTime64(3, 'UTC') COMMENT 'window that changed the state: start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window that changed the state: end',
+    first_seen DateTime64(3, 'UTC') COMMENT 'start of the first bad window of the incident',
+    last_seen DateTime64(3, 'UTC') COMMENT 'end of the latest bad window',
+    summary String COMMENT 'one human-readable line',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(first_seen)
+ORDER BY (model, dedup_key, first_seen, id, state)
+COMMENT 'Alert events: one row per incident state change, the same JSON as the alerts topic'
+"""
+
+TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS)
+
+
+#: Columns added after a table was first released: existing tables get them on start-up.
+ADDED_COLUMNS = (
+    ("feature_windows", "fine_bin_edges Array(Float64) AFTER bin_counts"),
+    ("feature_windows", "fine_bin_counts Array(UInt64) AFTER fine_bin_edges"),
+)
 
 
 def statements(database: str) -> list[str]:
@@ -114,4 +177,6 @@ def statements(database: str) -> list[str]:
     if not database.replace("_", "").isalnum():
         raise ValueError(f"ClickHouse database name {database!r} must be letters, digits and _")
     return [f"CREATE DATABASE IF NOT EXISTS {database}",
-            *(ddl.format(db=database).strip() for ddl in TABLES)]
+            *(ddl.format(db=database).strip() for ddl in TABLES),
+            *(f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS {column}"
+              for table, column in ADDED_COLUMNS)]
