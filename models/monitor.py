@@ -1,11 +1,34 @@
-"""Model health per partition: drift scores of closed windows, alert rules, incidents."""
+"""Model health per partition: closed windows -> drift scores -> rules -> incidents -> alerts.
+
+:class:`Monitor` is pure and checkpointable like the window state it sits beside. For
+each closed window of a model version it picks the reference (the live training profile,
+else the version's production baseline), scores every feature the window shares with it
+(:mod:`models.drift`), judges the scores (:func:`models.alert_evaluation.evaluate_window`)
+and feeds the verdicts to the version's incident tracker, which turns runs of bad windows
+into one ``open`` alert and runs of good ones into one ``resolved``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import orjson
+
+from models.alert_evaluation import Evaluation, Finding, Score, evaluate_window
+from models.alert_rules import RulesConfig
+from models.alerts import Alert
+from models.baseline import baseline_profile
+from models.drift import DriftScore, categorical_scores, numeric_scores
+from models.incidents import IncidentTracker
+from models.reference import CategoricalReference, NumericReference, ReferenceProfile
+from models.windows import FeatureWindowRow
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
+ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,3 +54,172 @@ class DriftScoreRow:
     @property
     def model_version(self) -> str:
         return self.version
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    baseline_windows: int = 5
+    baseline_mode: Literal["fixed", "rolling"] = "fixed"
+    top_k_categories: int = 20
+    psi_smoothing: float = 1e-4
+    chi_smoothing: float = 0.5
+
+
+@dataclasses.dataclass
+class MonitorResult:
+    scores: list[DriftScoreRow] = dataclasses.field(default_factory=list)
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+    #: Baselines that became live in this call (fixed mode: once per version).
+    baselines: list[ReferenceProfile] = dataclasses.field(default_factory=list)
+
+
+class _Version:
+    """What the monitor remembers about one model version."""
+
+    def __init__(self, keep: int) -> None:
+        self.windows_seen = 0
+        self.baseline: ReferenceProfile | None = None
+        self.recent: deque[list[FeatureWindowRow]] = deque(maxlen=keep)
+
+
+class Monitor:
+    """Scores, judges and tracks incidents for the model versions on one partition."""
+
+    def __init__(self, config: MonitorConfig, rules: RulesConfig,
+                 references: ReferenceLookup | None = None) -> None:
+        self.config = config
+        self.rules = rules
+        self.references: ReferenceLookup = references or (lambda model, version: None)
+        self.incidents = IncidentTracker.from_settings(rules.incidents)
+        self._versions: dict[tuple[str, str], _Version] = {}
+
+    def observe(self, rows: Sequence[FeatureWindowRow]) -> MonitorResult:
+        """Judge the closed windows in ``rows`` (in the order they closed)."""
+        result = MonitorResult()
+        windows: dict[tuple[str, str, int], list[FeatureWindowRow]] = {}
+        for row in rows:
+            windows.setdefault((row.model, row.version, row.window_start), []).append(row)
+        for (model, version, _), window in windows.items():
+            self._observe_window(model, version, window, result)
+        return result
+
+    def _observe_window(self, model: str, version: str, window: list[FeatureWindowRow],
+                        result: MonitorResult) -> None:
+        state = self._versions.setdefault((model, version), _Version(self.config.baseline_windows))
+        state.windows_seen += 1
+        reference = self.references(model, version) or self._baseline(state)
+        start, end = window[0].window_start, window[0].window_end
+        scored = self._score(window, reference) if reference is not None else []
+        evaluation = evaluate_window(self.rules, model, version, start, end,
+                                     [score for score, _ in scored], state.windows_seen)
+        result.alerts += self.incidents.update(evaluation)
+        assert reference is not None or not scored
+        result.scores += [_row(score, drift, evaluation, start, end, reference)
+                          for score, drift in scored if reference is not None]
+        self._remember(model, version, state, window, result)
+
+    def _baseline(self, state: _Version) -> ReferenceProfile | None:
+        if self.config.baseline_mode == "fixed":
+            return state.baseline
+        if len(state.recent) < self.config.baseline_windows:
+            return None
+        first = state.recent[0][0]
+        return baseline_profile(first.model, first.version, state.recent,
+                                self.config.top_k_categories)
+
+    def _remember(self, model: str, version: str, state: _Version,
+                  window: list[FeatureWindowRow], result: MonitorResult) -> None:
+        if self.config.baseline_mode == "fixed" and state.baseline is not None:
+            return
+        state.recent.append(window)
+        if (self.config.baseline_mode == "fixed"
+                and len(state.recent) == self.config.baseline_windows):
+            state.baseline = baseline_profile(model, version, state.recent,
+                                              self.config.top_k_categories)
+            state.recent.clear()
+            result.baselines.append(state.baseline)
+
+    def _score(self, window: list[FeatureWindowRow],
+               reference: ReferenceProfile) -> list[tuple[Score, DriftScore]]:
+        out: list[tuple[Score, DriftScore]] = []
+        for row in window:
+            for drift in self._drift(row, reference.features.get(row.feature)):
+                out.append((Score(row.model, row.version, row.feature, drift.metric,
+                                  drift.value, drift.p_value, drift.n_reference,
+                                  drift.n_window), drift))
+        return out
+
+    def _drift(self, row: FeatureWindowRow,
+               feature: NumericReference | CategoricalReference | None) -> list[DriftScore]:
+        if isinstance(feature, NumericReference) and row.kind == "numeric":
+            # Comparable only when binned alike (windows opened before a reference was
+            # published keep the edges they had).
+            if row.bin_edges != feature.edges or row.fine_bin_edges != feature.fine_edges:
+                return []
+            return numeric_scores(feature, row.bin_counts, row.fine_bin_counts, row.min, row.max,
+                                  psi_smoothing=self.config.psi_smoothing)
+        if isinstance(feature, CategoricalReference) and row.kind == "categorical":
+            counts = row.tracked_counts or dict(zip(row.categories, row.category_counts,
+                                                    strict=True))
+            named = sum(counts.values())
+            untracked = row.count - row.missing_count - named
+            return categorical_scores(feature, {c: n for c, n in counts.items() if n},
+                                      untracked=max(untracked, 0),
+                                      psi_smoothing=self.config.psi_smoothing,
+                                      chi_smoothing=self.config.chi_smoothing)
+        return []
+
+    # -- checkpoint ---------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "incidents": self.incidents.to_dict(),
+            "versions": [[model, version, state.windows_seen,
+                          None if state.baseline is None else state.baseline.to_json().decode(),
+                          [[dataclasses.asdict(r) for r in w] for w in state.recent]]
+                         for (model, version), state in self._versions.items()],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
+        for model, version, seen, baseline, recent in state["versions"]:
+            version_state = _Version(self.config.baseline_windows)
+            version_state.windows_seen = seen
+            if baseline is not None:
+                version_state.baseline = ReferenceProfile.from_json(baseline)
+            version_state.recent.extend([_window_row(r) for r in w] for w in recent)
+            self._versions[(model, version)] = version_state
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_state())
+
+
+def _row(score: Score, drift: DriftScore, evaluation: Evaluation, start: int, end: int,
+         reference: ReferenceProfile) -> DriftScoreRow:
+    finding = _finding(evaluation, score.feature, score.metric)
+    verdict: Verdict = "not_evaluated" if finding is None else (
+        "ok" if finding.severity is None else finding.severity)
+    return DriftScoreRow(
+        score.model, score.version, score.feature, start, end, score.metric, drift.value,
+        drift.p_value, drift.error_bound, drift.n_reference, drift.n_window,
+        None if finding is None else finding.threshold, verdict, reference.source,
+        reference.profile_id)
+
+
+def _finding(evaluation: Evaluation, feature: str, metric: str) -> Finding | None:
+    for finding in evaluation.findings:
+        if (finding.feature, finding.metric) == (feature, metric):
+            return finding
+    return None
+
+
+def _window_row(doc: dict[str, Any]) -> FeatureWindowRow:
+    # JSON has no NaN: orjson wrote "no value" as null; it comes back as NaN.
+    def value(v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(math.nan if x is None else x for x in v)
+        return v
+
+    fields: dict[str, Any] = {k: value(v) for k, v in doc.items()}
+    for name in ("mean", "variance", "min", "max"):
+        fields[name] = math.nan if fields[name] is None else fields[name]
+    return FeatureWindowRow(**fields)

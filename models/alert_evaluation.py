@@ -1,0 +1,232 @@
+"""One closed window's scores judged against the rules: what is bad, good, or not judged.
+
+:func:`evaluate_window` applies, per (feature, metric) of one model version's window:
+
+1. the gates: a rule exists and is enabled; the version has had ``min_windows`` closed
+   windows (``windows_seen`` counts this one); the window holds ``min_count`` events with
+   the feature present; the value (and, for a test, the p-value) is usable. A key that
+   fails a gate is *skipped*, with the reason: neither bad nor good.
+2. ``threshold`` metrics: the value against ``warn``/``critical`` in the metric's direction.
+3. ``test`` metrics (``ks``, ``chi2``): Benjamini-Hochberg over every test of the window
+   that passed the gates (in practice one per feature), each compared with its own
+   ``fdr_q``; then the effect floor: the same feature's ``effect_metric`` in this window
+   must reach ``effect_floor``. A test's finding carries value = the statistic and
+   threshold = q; it is "warning" at most.
+
+Every judged key gets a :class:`Finding` (``severity`` None when good), so the incident
+tracker sees good windows too and can resolve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from models.alert_rules import RulesConfig, Severity, Threshold
+from models.fdr import bh_adjusted
+
+__all__ = ["Evaluation", "Finding", "Score", "Skipped", "evaluate_window"]
+
+
+class Score(NamedTuple):
+    """One metric of one feature for one closed window, as the drift step emits it."""
+
+    model: str
+    version: str
+    feature: str
+    metric: str
+    value: float
+    p_value: float | None
+    n_reference: int
+    n_window: int
+
+
+class Skipped(NamedTuple):
+    """A (feature, metric) of the window that was not judged, and why."""
+
+    feature: str
+    metric: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """The verdict on one (feature, metric) of one window; ``severity`` None is good.
+
+    ``threshold`` is the bound crossed (the lowest one when good); for a test it is q,
+    and ``value`` is the statistic. ``reason`` says the comparison in words.
+
+    Examples
+    --------
+    >>> f = Finding("fraud-detector", "2", "amount", "psi", 0, 60_000, "critical",
+    ...             0.41, 0.25, "psi 0.41 ≥ critical 0.25")
+    >>> f.dedup_key, f.bad
+    ('drift:fraud-detector:2:amount:psi', True)
+    """
+
+    model: str
+    version: str
+    feature: str
+    metric: str
+    window_start: int
+    window_end: int
+    severity: Severity | None
+    value: float
+    threshold: float
+    reason: str
+    category: str = "drift"
+    p_value: float | None = None
+    adjusted_p: float | None = None
+
+    @property
+    def bad(self) -> bool:
+        return self.severity is not None
+
+    @property
+    def dedup_key(self) -> str:
+        """``category:model:version:feature:metric``, with ``%`` and ``:`` escaped."""
+        parts = (self.category, self.model, self.version, self.feature, self.metric)
+        return ":".join(p.replace("%", "%25").replace(":", "%3A") for p in parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """All verdicts on one closed window of one model version.
+
+    Examples
+    --------
+    >>> scores = [Score("m", "1", f, "psi", v, None, 5000, 800)
+    ...           for f, v in [("age", 0.02), ("amount", 0.3), ("country", 0.12)]]
+    >>> ev = evaluate_window(RulesConfig.default(), "m", "1", 0, 60_000, scores, 3)
+    >>> [(f.feature, f.severity) for f in ev.findings]
+    [('age', None), ('amount', 'critical'), ('country', 'warning')]
+    >>> [f.reason for f in ev.bad]
+    ['psi 0.3 ≥ critical 0.25', 'psi 0.12 ≥ warning 0.1']
+    >>> evaluate_window(RulesConfig.default(), "m", "1", 0, 60_000, scores, 2).skipped[0]
+    Skipped(feature='age', metric='psi', reason='2 of min_windows 3 windows closed')
+    """
+
+    model: str
+    version: str
+    window_start: int
+    window_end: int
+    findings: tuple[Finding, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def bad(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.bad)
+
+    @property
+    def good(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.bad)
+
+
+def evaluate_window(
+    config: RulesConfig,
+    model: str,
+    version: str,
+    window_start: int,
+    window_end: int,
+    scores: Iterable[Score],
+    windows_seen: int,
+) -> Evaluation:
+    """Judge one closed window's scores (all of one model version) against ``config``.
+
+    Parameters
+    ----------
+    windows_seen
+        Closed windows of this model version so far, this one included.
+
+    Raises :class:`ValueError` for a score of another model version, or two scores
+    for one (feature, metric).
+    """
+    by_key: dict[tuple[str, str], Score] = {}
+    for score in scores:
+        if (score.model, score.version) != (model, version):
+            raise ValueError(f"score for {score.model} {score.version} in a window of "
+                             f"{model} {version}")
+        if (score.feature, score.metric) in by_key:
+            raise ValueError(f"two scores for {score.feature!r} {score.metric!r}")
+        by_key[score.feature, score.metric] = score
+    skipped: list[Skipped] = []
+    findings: list[Finding] = []
+    tests: list[tuple[Score, Threshold]] = []
+    for (feature, metric), score in sorted(by_key.items()):
+        rule = config.rule(model, feature, metric)
+        reason = _gate(rule, score, windows_seen)
+        if reason is not None or rule is None:
+            skipped.append(Skipped(feature, metric, reason or "no rule"))
+        elif rule.kind == "test":
+            tests.append((score, rule))
+        else:
+            level = rule.severity(score.value)
+            bound = rule.bound(level)
+            findings.append(_finding(score, rule, window_start, window_end, level, bound,
+                                     _compare(rule, score.value, level, bound)))
+    adjusted = bh_adjusted([s.p_value or 0.0 for s, _ in tests])  # gated: p is set
+    for (score, rule), p_adj in zip(tests, adjusted, strict=True):
+        effect = by_key.get((score.feature, rule.effect_metric or ""))
+        if rule.effect_metric and (effect is None or not math.isfinite(effect.value)):
+            skipped.append(Skipped(score.feature, score.metric,
+                                   f"no {rule.effect_metric} score for the effect floor"))
+        else:
+            findings.append(_test_finding(score, rule, float(p_adj), effect,
+                                          window_start, window_end))
+    findings.sort(key=lambda f: (f.feature, f.metric))
+    skipped.sort()
+    return Evaluation(model, version, window_start, window_end, tuple(findings), tuple(skipped))
+
+
+def _test_finding(score: Score, rule: Threshold, p_adj: float, effect: Score | None,
+                  start: int, end: int) -> Finding:
+    """Bad when significant after BH and the effect reaches its floor (no floor: None)."""
+    significant = p_adj <= rule.fdr_q
+    big = effect is None or effect.value >= rule.effect_floor
+    reason = (f"{score.metric} {_fmt(score.value)}, BH-adjusted p {_fmt(p_adj)} "
+              f"{'≤' if significant else '>'} q {_fmt(rule.fdr_q)}")
+    if significant and effect is not None:
+        reason += (f"{', ' if big else ' but '}{effect.metric} {_fmt(effect.value)} "
+                   f"{'≥' if big else '<'} floor {_fmt(rule.effect_floor)}")
+    severity: Severity | None = "warning" if significant and big else None
+    return dataclasses.replace(_finding(score, rule, start, end, severity, rule.fdr_q, reason),
+                               p_value=score.p_value, adjusted_p=p_adj)
+
+
+def _gate(rule: Threshold | None, score: Score, windows_seen: int) -> str | None:
+    """Why ``score`` may not be judged, or None when it may."""
+    if rule is None:
+        return f"no rule for metric {score.metric!r}"
+    if not rule.enabled:
+        return "rule disabled"
+    if windows_seen < rule.min_windows:
+        return f"{windows_seen} of min_windows {rule.min_windows} windows closed"
+    if score.n_window < rule.min_count:
+        return f"{score.n_window} events < min_count {rule.min_count}"
+    if not math.isfinite(score.value):
+        return f"value {score.value} is not finite"
+    p = score.p_value
+    if rule.kind == "test" and (p is None or not 0.0 <= p <= 1.0):
+        return f"p-value {p} is not in [0, 1]"
+    return None
+
+
+def _finding(score: Score, rule: Threshold, start: int, end: int, severity: Severity | None,
+             bound: float, reason: str) -> Finding:
+    return Finding(score.model, score.version, score.feature, score.metric, start, end,
+                   severity, float(score.value), bound, reason, rule.category)
+
+
+def _compare(rule: Threshold, value: float, severity: Severity | None, bound: float) -> str:
+    if severity is not None:
+        sign = "≥" if rule.direction == "above" else "≤"
+        return f"{rule.metric} {_fmt(value)} {sign} {severity} {_fmt(bound)}"
+    sign = "<" if rule.direction == "above" else ">"
+    level = "warning" if rule.warn is not None else "critical"
+    return f"{rule.metric} {_fmt(value)} {sign} {level} {_fmt(bound)}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"

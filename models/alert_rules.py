@@ -1,0 +1,323 @@
+"""Alert rules: per-metric thresholds from one config file, resolved per model and feature.
+
+A file changes only what it names; everything else keeps the built-in defaults
+(:data:`DEFAULTS`, spelled out with comments in ``driftline.toml`` at the repository
+root). Its layout, in TOML (YAML with the same shape works where PyYAML is installed)::
+
+    [defaults]                      # min_windows, min_count, fdr_q
+    [incidents]                     # open_after, resolve_after, cooldown_windows
+    [metrics.<metric>]              # kind, direction, warn, critical, effect_metric,
+                                    # effect_floor, enabled, category
+    [models."<model>"]              # min_windows, min_count, fdr_q
+    [models."<model>".metrics.<metric>]
+    [models."<model>".features.<feature>]
+    [models."<model>".features.<feature>.metrics.<metric>]
+
+Each key resolves separately, the most specific scope winning: feature, then model,
+then defaults. A metric has one of two kinds:
+
+* ``threshold``: its value is bad at or beyond ``warn`` (severity "warning") or
+  ``critical``, in its ``direction``: ``above`` (PSI: bigger is worse) or ``below``
+  (accuracy: smaller is worse).
+* ``test``: a p-value metric (``ks``, ``chi2``). It is bad when it is significant after
+  Benjamini-Hochberg across the window's tests at ``fdr_q`` *and* the same feature's
+  ``effect_metric`` in that window reaches ``effect_floor``: on a window of a million
+  events every shift is significant, and only shifts big enough to matter may alert.
+  A test is always severity "warning"; how big a shift is, the effect metrics say.
+
+Applying the rules to one window's scores is
+:func:`models.alert_evaluation.evaluate_window`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from models._rule_checks import (
+    INCIDENT_KEYS,
+    METRIC_KEYS,
+    SETTINGS,
+    RulesError,
+    check,
+    quoted,
+    table,
+)
+
+__all__ = ["DEFAULTS", "IncidentSettings", "RulesConfig", "RulesError", "Severity", "Threshold"]
+
+Severity = Literal["warning", "critical"]
+Direction = Literal["above", "below"]
+Kind = Literal["threshold", "test"]
+
+_DETECTOR = {"warn": 1.0}  # river detectors report 1.0 for a window in which they fired
+DEFAULTS: Mapping[str, Any] = {
+    "defaults": {"min_windows": 3, "min_count": 500, "fdr_q": 0.05},
+    "incidents": {"open_after": 2, "resolve_after": 3, "cooldown_windows": 5},
+    "metrics": {
+        "psi": {"direction": "above", "warn": 0.1, "critical": 0.25},
+        "js": {"direction": "above", "warn": 0.1, "critical": 0.2},
+        "wasserstein_std": {"direction": "above", "warn": 0.2, "critical": 0.5},
+        "wasserstein": {"enabled": False},  # in the feature's own units: set per feature
+        "ks": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
+        "chi2": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
+        "unseen_share": {"direction": "above", "warn": 0.05, "critical": 0.2},
+        "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentSettings:
+    """How findings become incidents (see :class:`models.incidents.IncidentTracker`)."""
+
+    open_after: int = 2
+    resolve_after: int = 3
+    cooldown_windows: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """The rule for one metric of one feature of one model, overrides applied.
+
+    Attributes
+    ----------
+    kind, direction, warn, critical
+        ``threshold``: bad at or beyond ``warn``/``critical`` in ``direction``; a level
+        set to None is off. ``test``: judged by p-value and effect floor instead.
+    effect_metric, effect_floor, fdr_q
+        For a ``test``: its BH-adjusted p-value must be ``<= fdr_q`` and the same
+        feature's ``effect_metric`` ``>= effect_floor`` (no floor when None).
+    min_count, min_windows
+        Events the window needs, and closed windows the version needs, to be judged.
+    enabled, category
+        A disabled rule judges nothing; ``category`` starts the dedup key.
+
+    Examples
+    --------
+    >>> psi = Threshold("psi", warn=0.1, critical=0.25)
+    >>> psi.severity(0.05), psi.severity(0.1), psi.severity(0.41)
+    (None, 'warning', 'critical')
+    >>> accuracy = Threshold("accuracy", direction="below", warn=0.9, critical=0.8)
+    >>> accuracy.severity(0.85), accuracy.bound("critical")
+    ('warning', 0.8)
+    """
+
+    metric: str
+    kind: Kind = "threshold"
+    direction: Direction = "above"
+    warn: float | None = None
+    critical: float | None = None
+    effect_metric: str | None = None
+    effect_floor: float = 0.0
+    fdr_q: float = 0.05
+    min_count: int = 500
+    min_windows: int = 3
+    enabled: bool = True
+    category: str = "drift"
+
+    def severity(self, value: float) -> Severity | None:
+        """How bad ``value`` is for a ``threshold`` metric: None when it is fine."""
+        if self.critical is not None and self._reaches(value, self.critical):
+            return "critical"
+        if self.warn is not None and self._reaches(value, self.warn):
+            return "warning"
+        return None
+
+    def bound(self, severity: Severity | None) -> float:
+        """The bound reported with a finding: the one crossed, or the lowest for None."""
+        if self.kind == "test":
+            return self.fdr_q
+        level = self.critical if severity == "critical" or self.warn is None else self.warn
+        if level is None:
+            raise ValueError(f"the {self.metric} rule has neither warn nor critical")
+        return level
+
+    def _reaches(self, value: float, bound: float) -> bool:
+        return value >= bound if self.direction == "above" else value <= bound
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+    """One scope of a rules file: scalar settings and per-metric rule fields."""
+
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def over(self, base: _Layer) -> _Layer:
+        metrics = {m: {**base.metrics.get(m, {}), **self.metrics.get(m, {})}
+                   for m in {**base.metrics, **self.metrics}}
+        return _Layer({**base.settings, **self.settings}, metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class RulesConfig:
+    """All alert rules, parsed and checked once at start-up.
+
+    Examples
+    --------
+    >>> rules = RulesConfig.from_toml('''
+    ... [models."fraud-detector".metrics.psi]
+    ... critical = 0.3
+    ... [models."fraud-detector".features.amount]
+    ... min_count = 50
+    ... ''')
+    >>> t = rules.thresholds("fraud-detector", "amount", "psi")
+    >>> t.warn, t.critical, t.min_count
+    (0.1, 0.3, 50)
+    >>> rules.thresholds("churn", "amount", "psi").critical
+    0.25
+    >>> RulesConfig.from_toml("[metrics.psi]\\nwarm = 0.2")
+    Traceback (most recent call last):
+    ...
+    models.alert_rules.RulesError: <string>: metrics.psi.warm: unknown key; did you mean 'warn'?
+    """
+
+    defaults: _Layer
+    models: Mapping[str, _Layer]
+    features: Mapping[tuple[str, str], _Layer]
+    incidents: IncidentSettings
+
+    @classmethod
+    def default(cls) -> Self:
+        """The built-in rules, :data:`DEFAULTS`."""
+        return cls.from_mapping({})
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "<mapping>") -> Self:
+        """Rules from an already-parsed document, applied over :data:`DEFAULTS`."""
+        try:
+            return cls._parse(data, cls._parse(DEFAULTS, None))
+        except RulesError as e:
+            raise RulesError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<string>") -> Self:
+        """Rules from TOML text."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise RulesError(f"{source}: not valid TOML: {e}") from None
+        return cls.from_mapping(data, source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Self:
+        """Rules from a ``.toml`` file, or ``.yaml``/``.yml`` where PyYAML is importable."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".toml", ".yaml", ".yml"):
+            raise RulesError(f"{path}: unknown rules format; name the file .toml (or .yaml)")
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RulesError(f"{path}: cannot read the rules file: {e}") from None
+        if suffix == ".toml":
+            return cls.from_toml(text, str(path))
+        try:
+            yaml = importlib.import_module("yaml")
+        except ImportError:
+            raise RulesError(f"{path}: YAML rules need PyYAML (pip install pyyaml); "
+                             "or write the rules as TOML") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RulesError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        return cls.from_mapping({} if data is None else data, str(path))
+
+    def thresholds(self, model: str, feature: str, metric: str) -> Threshold:
+        """The rule for ``metric`` of ``feature`` of ``model``: feature > model > default.
+
+        Raises :class:`KeyError` when no scope has a rule for ``metric``.
+        """
+        rule = self.rule(model, feature, metric)
+        if rule is None:
+            raise KeyError(f"no alert rule for metric {metric!r}; add a [metrics.{metric}] table")
+        return rule
+
+    def rule(self, model: str, feature: str | None, metric: str) -> Threshold | None:
+        """Like :meth:`thresholds`, but None for a metric without a rule."""
+        fields: dict[str, Any] = {}
+        found = False
+        for layer in self._chain(model, feature):
+            fields.update(layer.settings)
+            if metric in layer.metrics:
+                found = True
+                fields.update(layer.metrics[metric])
+        return Threshold(metric, **fields) if found else None
+
+    def _chain(self, model: str, feature: str | None) -> list[_Layer]:
+        layers = [self.defaults, self.models.get(model), self.features.get((model, feature or ""))]
+        return [layer for layer in layers if layer is not None]
+
+    @classmethod
+    def _parse(cls, data: Mapping[str, Any], base: RulesConfig | None) -> Self:
+        doc = table("", data, ("defaults", "incidents", "metrics", "models"))
+        defaults = _layer("defaults", table("defaults", doc.get("defaults", {}), SETTINGS),
+                          "metrics", doc.get("metrics", {}))
+        raw_incidents = table("incidents", doc.get("incidents", {}), INCIDENT_KEYS)
+        incidents = {k: check(f"incidents.{k}", k, v) for k, v in raw_incidents.items()}
+        models: dict[str, _Layer] = {}
+        features: dict[tuple[str, str], _Layer] = {}
+        for model, raw in table("models", doc.get("models", {})).items():
+            where = f"models.{quoted(model)}"
+            scope = table(where, raw, (*SETTINGS, "metrics", "features"))
+            models[model] = _layer(where, scope, f"{where}.metrics", scope.get("metrics", {}))
+            for feature, fraw in table(f"{where}.features", scope.get("features", {})).items():
+                fwhere = f"{where}.features.{quoted(feature)}"
+                fscope = table(fwhere, fraw, (*SETTINGS, "metrics"))
+                features[model, feature] = _layer(fwhere, fscope, f"{fwhere}.metrics",
+                                                  fscope.get("metrics", {}))
+        settings = IncidentSettings(**incidents)
+        if base is not None:
+            defaults = defaults.over(base.defaults)
+            settings = dataclasses.replace(base.incidents, **incidents)
+        rules = cls(defaults, models, features, settings)
+        rules._check_all()
+        return rules
+
+    def _check_all(self) -> None:
+        scopes: list[tuple[str, str, str | None]] = [("metrics", "", None)]
+        scopes += [(f"models.{quoted(m)}.metrics", m, None) for m in self.models]
+        scopes += [(f"models.{quoted(m)}.features.{quoted(f)}.metrics", m, f)
+                   for m, f in self.features]
+        for where, model, feature in scopes:
+            names = {n for layer in self._chain(model, feature) for n in layer.metrics}
+            for name in sorted(names):
+                rule = self.rule(model, feature, name)
+                if rule is not None:
+                    _check_rule(f"{where}.{quoted(name)}", rule)
+
+
+def _layer(where: str, settings: dict[str, Any], metrics_at: str, metrics: Any) -> _Layer:
+    scalars = {k: check(f"{where}.{k}", k, v) for k, v in settings.items() if k in SETTINGS}
+    rules = {}
+    for name, raw in table(metrics_at, metrics).items():
+        at = f"{metrics_at}.{quoted(name)}"
+        fields = table(at, raw, METRIC_KEYS)
+        rules[name] = {k: check(f"{at}.{k}", k, v) for k, v in fields.items()}
+    return _Layer(scalars, rules)
+
+
+def _check_rule(where: str, rule: Threshold) -> None:
+    """Checks that need the resolved rule: its keys must fit its kind."""
+    if rule.kind == "test":
+        for key in ("warn", "critical"):
+            if getattr(rule, key) is not None:
+                raise RulesError(f"{where}.{key}: a test metric has no {key} level; "
+                                 "tune fdr_q and effect_floor instead")
+        return
+    if rule.effect_metric is not None:
+        raise RulesError(f"{where}.effect_metric: only a metric with kind = \"test\" has an "
+                         "effect floor; remove it")
+    if rule.warn is None and rule.critical is None:
+        if rule.enabled:
+            raise RulesError(f"{where}: set warn and/or critical, or enabled = false")
+        return
+    if (rule.warn is not None and rule.critical is not None
+            and rule.severity(rule.warn) == "critical" and rule.warn != rule.critical):
+        raise RulesError(f"{where}: critical {rule.critical} must be at or {rule.direction} "
+                         f"warn {rule.warn} for direction {rule.direction!r}")
