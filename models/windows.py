@@ -363,25 +363,32 @@ class PartitionWindows:
         return len(self._windows)
 
     def to_bytes(self) -> bytes:
-        """Serialise the whole state (orjson; numpy arrays as lists).
+        """Serialise the whole state (orjson; numpy arrays as lists)."""
+        return orjson.dumps(self.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def to_state(self) -> dict[str, Any]:
+        """The whole state as plain data (numpy arrays inside: dump with orjson's numpy option).
 
         Call :meth:`close_ready` first: rows closed but not yet taken are not part of it.
         """
         if self._closed:
             raise RuntimeError("take closed rows with close_ready() before checkpointing")
-        state = {
+        return {
             "applied_offset": self.applied_offset,
             "event_time": self.event_time,
             "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
                          w.pending] for key, w in self._windows.items()],
         }
-        return orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_bytes(cls, config: WindowConfig, data: bytes,
                    references: ReferenceLookup | None = None) -> PartitionWindows:
-        state = orjson.loads(data)
+        return cls.from_state(config, orjson.loads(data), references)
+
+    @classmethod
+    def from_state(cls, config: WindowConfig, state: dict[str, Any],
+                   references: ReferenceLookup | None = None) -> PartitionWindows:
         self = cls(config, references)
         self.applied_offset = state["applied_offset"]
         self.event_time = state["event_time"]

@@ -1,4 +1,5 @@
-"""Turn batches of prediction messages into closed feature windows, checkpointed per partition.
+"""Turn batches of prediction messages into closed windows, drift scores and alerts,
+checkpointed per partition.
 
 One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust buffered
 (``stream.take_events``), partition by partition, in this order:
@@ -6,8 +7,9 @@ One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust bu
 1. skip messages at or below the checkpoint's applied offset (a replay after a crash);
 2. decode each message; bad ones become dead letters;
 3. apply the rest to the partition's :class:`~models.windows.PartitionWindows`;
-4. close the windows event time has passed;
-5. write rows and dead letters (ClickHouse, dead-letter topic) and wait for them;
+4. close the windows event time has passed, and judge them (:class:`~models.monitor.Monitor`):
+   drift scores against the version's reference, alert rules, incidents;
+5. write rows (ClickHouse), dead letters and alerts (their topics) and wait for them;
 6. checkpoint the state to the ``window_states`` changelog and wait for it.
 
 Faust acks the messages only after this returns, so a committed offset always lies inside
@@ -26,6 +28,10 @@ import faust
 import orjson
 from faust.types import EventT, TableT
 
+from models.alert_rules import RulesConfig
+from models.feature_profiles import ReferenceLookup
+from models.monitor import MonitorConfig
+from models.partition import PartitionState
 from models.windows import PartitionWindows, WindowConfig
 from models.wire import BadMessage, EventBlock, decode
 from sinks.clickhouse import DeadLetter, SinkBatch
@@ -41,12 +47,24 @@ def window_config(settings: Settings) -> WindowConfig:
         window_ms=settings.window_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         histogram_bins=settings.histogram_bins,
+        fine_histogram_bins=settings.fine_histogram_bins,
         edge_sample_size=settings.edge_sample_size,
         fixed_edges=settings.bin_edges,
         top_k_categories=settings.top_k_categories,
         max_tracked_categories=settings.max_tracked_categories,
         relative_accuracy=settings.quantile_relative_accuracy,
     )
+
+
+def monitor_config(settings: Settings) -> MonitorConfig:
+    return MonitorConfig(baseline_windows=settings.baseline_windows,
+                         baseline_mode=settings.baseline_mode,
+                         top_k_categories=settings.top_k_categories)
+
+
+def load_rules(settings: Settings) -> RulesConfig:
+    return (RulesConfig.default() if settings.rules_file is None
+            else RulesConfig.from_file(settings.rules_file))
 
 
 class ProcessorStats:
@@ -58,6 +76,8 @@ class ProcessorStats:
         self.dead_letters = 0
         self.late_events = 0
         self.windows_written = 0
+        self.scores_written = 0
+        self.alerts = 0
         self.replayed_messages = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -66,14 +86,20 @@ class ProcessorStats:
 
 class FeatureWindowProcessor:
     def __init__(self, settings: Settings, table: TableT[bytes, bytes],
-                 dead_letter_topic: faust.TopicT, write_rows: WriteRows) -> None:
+                 dead_letter_topic: faust.TopicT, alerts_topic: faust.TopicT,
+                 write_rows: WriteRows, references: ReferenceLookup,
+                 rules: RulesConfig) -> None:
         self.settings = settings
         self.config = window_config(settings)
+        self.monitor_config = monitor_config(settings)
+        self.rules = rules
+        self.references = references
         self.table = table
         self.dead_letter_topic = dead_letter_topic
+        self.alerts_topic = alerts_topic
         self.write_rows = write_rows
         self.stats = ProcessorStats()
-        self._states: dict[int, PartitionWindows] = {}
+        self._states: dict[int, PartitionState] = {}
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
@@ -85,15 +111,19 @@ class FeatureWindowProcessor:
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
-        fresh = [e for e in events if e.message.offset > state.applied_offset]
+        windows = state.windows
+        fresh = [e for e in events if e.message.offset > windows.applied_offset]
         self.stats.replayed_messages += len(events) - len(fresh)
         if not fresh:
             return
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
-        blocks = self._decode(state, fresh, batch)
-        batch.late = state.apply(blocks)
-        state.applied_offset = max(state.applied_offset, fresh[-1].message.offset)
-        batch.windows = state.close_ready()
+        blocks = self._decode(windows, fresh, batch)
+        batch.late = windows.apply(blocks)
+        windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
+        batch.windows = windows.close_ready()
+        health = state.monitor.observe(batch.windows)
+        batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
+                                                        health.baselines)
         await self._make_durable(partition, state, batch)
         self._count(blocks, batch, len(fresh))
         now = time.monotonic()
@@ -117,11 +147,15 @@ class FeatureWindowProcessor:
             blocks.append((message.offset, block))
         return blocks
 
-    async def _make_durable(self, partition: int, state: PartitionWindows,
+    async def _make_durable(self, partition: int, state: PartitionState,
                             batch: SinkBatch) -> None:
         if batch:
             await self.write_rows(batch)
         sent = [await self._send_dead_letter(d) for d in batch.dead_letters]
+        sent += [await self.alerts_topic.send(key=a.key, value=a.to_json())
+                 for a in batch.alerts]
+        for alert in batch.alerts:
+            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
         key = f"partition-{partition}".encode()
         value = state.to_bytes()
         # Write the changelog for this partition explicitly: inside take_events Faust's
@@ -144,16 +178,22 @@ class FeatureWindowProcessor:
         self.stats.dead_letters += len(batch.dead_letters)
         self.stats.late_events += sum(r.count for r in batch.late)
         self.stats.windows_written += len(batch.windows)
+        self.stats.scores_written += len(batch.scores)
+        self.stats.alerts += len(batch.alerts)
         if batch.dead_letters:
             log.warning("%d message(s) sent to %s, first: %s", len(batch.dead_letters),
                         self.settings.dead_letter_topic, batch.dead_letters[0].reason)
 
-    def _state(self, partition: int) -> PartitionWindows:
+    def _state(self, partition: int) -> PartitionState:
         state = self._states.get(partition)
         if state is None:
             stored = self.table.data.get(f"partition-{partition}".encode())
-            state = (PartitionWindows(self.config) if stored is None
-                     else PartitionWindows.from_bytes(self.config, stored))
+            if stored is None:
+                state = PartitionState.new(self.config, self.monitor_config, self.rules,
+                                           self.references)
+            else:
+                state = PartitionState.from_bytes(stored, self.config, self.monitor_config,
+                                                  self.rules, self.references)
             self._states[partition] = state
         return state
 
@@ -171,7 +211,7 @@ class FeatureWindowProcessor:
             state = self._states.get(partition)
             if state is None or now - seen < self.settings.idle_close_seconds:
                 continue
-            event_time = state.idle_watermark(model)
+            event_time = state.windows.idle_watermark(model)
             if event_time is not None:
                 due.append((partition, model, event_time))
             # Do not send again until this one (or new data) has been processed.

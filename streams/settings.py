@@ -93,6 +93,8 @@ class Settings:
     quantile_relative_accuracy: float = 0.01
 
     # Drift
+    #: How long a starting worker waits to read the existing reference profiles.
+    reference_wait_seconds: float = 10.0
     #: Alert rules (TOML, or YAML with PyYAML installed); built-in defaults when unset.
     rules_file: str | None = None
     #: Without a training reference, a version's first N closed windows become its reference.

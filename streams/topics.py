@@ -20,6 +20,7 @@ from streams.settings import Settings
 class Topics:
     predictions: faust.TopicT
     dead_letters: faust.TopicT
+    alerts: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -28,12 +29,16 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                          partitions=settings.partitions)
 
     return Topics(predictions=raw(settings.predictions_topic),
-                  dead_letters=raw(settings.dead_letter_topic))
+                  dead_letters=raw(settings.dead_letter_topic),
+                  alerts=raw(settings.alerts_topic))
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the source and dead-letter topics if they do not exist yet."""
-    names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic)
+    """Create the source, dead-letter, alerts and (compacted) references topics if missing."""
+    from streams.references import ensure_references_topic
+
+    names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
+             settings.alerts_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **kafka_client_options(settings))
     await admin.start()
@@ -47,6 +52,7 @@ async def ensure_topics(settings: Settings) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+    await ensure_references_topic(settings)
 
 
 def kafka_client_options(settings: Settings) -> dict[str, object]:

@@ -1,7 +1,9 @@
-"""Agent: predictions topic -> feature windows in ClickHouse (thin: all work is elsewhere)."""
+"""Agent: predictions topic -> feature windows, drift scores and alerts (thin: the work is
+in :mod:`streams.feature_windows` and the pure modules under it)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -12,7 +14,8 @@ from faust.types import TP, StreamT, TableT
 from mode.types.signals import BaseSignalT
 
 from sinks.clickhouse import ClickHouseSink
-from streams.feature_windows import FeatureWindowProcessor
+from streams.feature_windows import FeatureWindowProcessor, load_rules
+from streams.references import ReferenceStore
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -23,16 +26,28 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
            window_states: TableT[bytes, bytes]) -> FeatureWindowProcessor:
     """Register the agent and its idle timer on ``app``; return the processor they share."""
     sink = ClickHouseSink(settings)
-    processor = FeatureWindowProcessor(settings, window_states, topics.dead_letters, sink.write)
+    references = ReferenceStore(settings)
+    processor = FeatureWindowProcessor(settings, window_states, topics.dead_letters,
+                                       topics.alerts, sink.write, references.get,
+                                       load_rules(settings))
 
     @app.agent(topics.predictions, name="track_feature_windows")
     async def track_feature_windows(stream: StreamT[bytes]) -> None:
         await sink.start()
+        await references.start()
+        try:
+            # Existing references first, so the first windows are binned on their edges.
+            async with asyncio.timeout(settings.reference_wait_seconds):
+                await references.wait_ready()
+        except TimeoutError:
+            log.warning("references not all read after %ss; going on without waiting",
+                        settings.reference_wait_seconds)
         try:
             async for events in cast(Stream[bytes], stream).take_events(settings.batch_max_messages,
                                                    within=settings.checkpoint_seconds):
                 await processor.process(events)
         finally:
+            await references.stop()
             await sink.close()
 
     # Faust's timer decorator is untyped.
