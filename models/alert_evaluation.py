@@ -27,7 +27,7 @@ from typing import NamedTuple
 from models.alert_rules import RulesConfig, Severity, Threshold
 from models.fdr import bh_adjusted
 
-__all__ = ["Evaluation", "Finding", "Score", "Skipped", "evaluate_window"]
+__all__ = ["Evaluation", "Finding", "Score", "Skipped", "evaluate_window", "worst_per_feature"]
 
 
 class Score(NamedTuple):
@@ -79,6 +79,9 @@ class Finding:
     category: str = "drift"
     p_value: float | None = None
     adjusted_p: float | None = None
+    #: False: one incident per feature, whichever of its metrics is bad (see
+    #: :func:`worst_per_feature`).
+    per_metric: bool = True
 
     @property
     def bad(self) -> bool:
@@ -86,8 +89,9 @@ class Finding:
 
     @property
     def dedup_key(self) -> str:
-        """``category:model:version:feature:metric``, with ``%`` and ``:`` escaped."""
-        parts = (self.category, self.model, self.version, self.feature, self.metric)
+        """``category:model:version:feature[:metric]``, with ``%`` and ``:`` escaped."""
+        parts = (self.category, self.model, self.version, self.feature,
+                 *((self.metric,) if self.per_metric else ()))
         return ":".join(p.replace("%", "%25").replace(":", "%3A") for p in parts)
 
 
@@ -230,3 +234,29 @@ def _compare(rule: Threshold, value: float, severity: Severity | None, bound: fl
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
+
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, None: 2}
+
+
+def worst_per_feature(evaluation: Evaluation) -> Evaluation:
+    """One verdict per feature: its worst finding, keyed by the feature alone.
+
+    One shifted feature makes PSI, JS, Wasserstein and KS bad together; users want one
+    incident for it, not four. The finding kept is the most severe (then by metric name,
+    so the choice is deterministic); the feature is good only when every metric is.
+
+    >>> scores = [Score("m", "1", "amount", metric, v, None, 5000, 800)
+    ...           for metric, v in [("psi", 0.3), ("js", 0.12), ("wasserstein_std", 0.1)]]
+    >>> ev = worst_per_feature(evaluate_window(RulesConfig.default(), "m", "1", 0, 60_000,
+    ...                                        scores, 3))
+    >>> [(f.dedup_key, f.metric, f.severity) for f in ev.findings]
+    [('drift:m:1:amount', 'psi', 'critical')]
+    """
+    by_feature: dict[str, list[Finding]] = {}
+    for finding in evaluation.findings:
+        by_feature.setdefault(finding.feature, []).append(finding)
+    worst = [dataclasses.replace(min(group, key=lambda f: (_SEVERITY_RANK[f.severity], f.metric)),
+                                 per_metric=False)
+             for _, group in sorted(by_feature.items())]
+    return dataclasses.replace(evaluation, findings=tuple(worst))

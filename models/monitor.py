@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 import orjson
 
-from models.alert_evaluation import Evaluation, Finding, Score, evaluate_window
+from models.alert_evaluation import (
+    Evaluation,
+    Finding,
+    Score,
+    evaluate_window,
+    worst_per_feature,
+)
 from models.alert_rules import RulesConfig
 from models.alerts import Alert
 from models.baseline import baseline_profile
@@ -112,7 +118,8 @@ class Monitor:
         scored = self._score(window, reference) if reference is not None else []
         evaluation = evaluate_window(self.rules, model, version, start, end,
                                      [score for score, _ in scored], state.windows_seen)
-        result.alerts += self.incidents.update(evaluation)
+        # One incident per feature: a shift makes several of its metrics bad at once.
+        result.alerts += self.incidents.update(worst_per_feature(evaluation))
         assert reference is not None or not scored
         result.scores += [_row(score, drift, evaluation, start, end, reference)
                           for score, drift in scored if reference is not None]

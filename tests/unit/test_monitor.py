@@ -44,10 +44,10 @@ def test_a_shift_opens_one_incident_per_feature_metric_and_resolves_after_it_end
     shifts = [0.0] * 8 + [1.0] * 4 + [0.0] * 6
     monitor = Monitor(MonitorConfig(baseline_windows=5), RulesConfig.default())
     events = run(monitor, windows(shifts))
-    opened = {(f, m) for _, s, f, m in events if s == "open"}
-    resolved = {(f, m) for _, s, f, m in events if s == "resolved"}
-    assert ("x", "psi") in opened and ("c", "psi") in opened
-    assert opened == resolved  # every incident that opened also resolved
+    opened = [f for _, s, f, _ in events if s == "open"]
+    resolved = [f for _, s, f, _ in events if s == "resolved"]
+    # One incident per shifted feature, whichever of its metrics crossed first.
+    assert sorted(opened) == sorted(resolved) == ["c", "x"]
     assert all(i >= 8 for i, *_ in events)  # nothing during the stationary start
     assert min(i for i, s, *_ in events if s == "open") <= 9  # within 2 shifted windows
 

@@ -1,0 +1,121 @@
+"""Drift end to end on the embedded stack: publish a training reference, stream stationary
+then shifted then stationary data, and read the alerts topic and ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from clickhouse_connect.driver.client import Client
+
+from models.reference_build import build_profile
+from streams.publisher import AsyncPublisher
+from streams.references import publish_profile
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+W = 60_000
+T0 = 1_764_230_400_000
+PER_WINDOW = 1500
+SHIFTED = range(3, 7)  # windows 3..6 of 13: x moves by one standard deviation
+
+
+@pytest.fixture
+def settings(embedded_stack: Any, unique_name: str, tmp_path: Path) -> Settings:
+    s = Settings().replace(
+        **embedded_stack.settings_overrides(),
+        predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
+        dead_letter_topic=f"dead-letters-{unique_name}", alerts_topic=f"alerts-{unique_name}",
+        references_topic=f"references-{unique_name}", clickhouse_database=f"t_{unique_name}",
+        app_id=f"driftline-{unique_name}", state_dir=str(tmp_path / "state"), partitions=2,
+        idle_close_seconds=2.0, checkpoint_seconds=0.5, reference_wait_seconds=5.0)
+    asyncio.run(ensure_topics(s))
+    return s
+
+
+@pytest.fixture
+def clickhouse(settings: Settings) -> Iterator[Client]:
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    yield client
+    client.close()
+
+
+def sample(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarray]:
+    return {"x": rng.normal(shift, 1.0, n), "y": rng.gamma(2.0, 2.0, n),
+            "c": rng.choice(np.array(["a", "b", "c"], dtype=object), n, p=[0.5, 0.3, 0.2])}
+
+
+async def stream(settings: Settings, rng: np.random.Generator) -> None:
+    async with AsyncPublisher.from_settings(settings) as publisher:
+        for w in range(13):
+            columns = sample(rng, PER_WINDOW, 1.0 if w in SHIFTED else 0.0)
+            times = np.sort(T0 + w * W + rng.integers(0, W, PER_WINDOW))
+            for i in range(PER_WINDOW):
+                publisher.log_prediction("scorer", "v1", f"{w}-{i}",
+                                         {k: v[i] for k, v in columns.items()},
+                                         event_time_ms=int(times[i]))
+                if i % 250 == 249:
+                    await publisher.flush()
+        await publisher.flush()
+
+
+async def read_alerts(settings: Settings, until: float) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    alerts: list[dict[str, Any]] = []
+    try:
+        while time.monotonic() < until and not any(a["state"] == "resolved" for a in alerts):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                alerts += [orjson.loads(r.value) | {"_key": r.key} for r in records]
+        # Anything else that was on its way.
+        for records in (await consumer.getmany(timeout_ms=3000)).values():
+            alerts += [orjson.loads(r.value) | {"_key": r.key} for r in records]
+    finally:
+        await consumer.stop()
+    return alerts
+
+
+def test_a_shift_opens_one_alert_for_the_shifted_feature_and_resolves_it(
+        settings: Settings, clickhouse: Client, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    training = sample(rng, 20_000, 0.0)
+    asyncio.run(publish_profile(settings, build_profile("scorer", "v1", training)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(stream(settings, rng))
+        alerts = asyncio.run(read_alerts(settings, time.monotonic() + 120))
+        assert any(a["state"] == "resolved" for a in alerts), worker.log_tail()
+    finally:
+        worker.stop()
+    # One incident for the shifted feature, opened once and resolved once.
+    assert [a["feature"] for a in alerts if a["state"] == "open"] == ["x"]
+    assert [a["state"] for a in alerts if a["state"] != "escalated"] == ["open", "resolved"]
+    assert len({a["id"] for a in alerts}) == 1
+    assert alerts[0]["dedup_key"] == "drift:scorer:v1:x"
+    assert all(a["_key"] == b"scorer" for a in alerts)
+    opened = next(a for a in alerts if a["state"] == "open")
+    assert T0 + 3 * W <= opened["first_seen"] <= T0 + 4 * W  # from the first shifted window
+    db = settings.clickhouse_database
+    stored = clickhouse.query(f"SELECT feature, state FROM {db}.alerts FINAL").result_rows
+    assert sorted(stored) == [("x", "open"), ("x", "resolved")]
+    verdicts = dict(clickhouse.query(
+        f"SELECT toUnixTimestamp64Milli(window_start), max(verdict) FROM {db}.drift_scores FINAL "
+        f"WHERE feature = 'x' AND metric = 'psi' GROUP BY 1 ORDER BY 1").result_rows)
+    assert {verdicts[T0 + w * W] for w in SHIFTED} <= {"warning", "critical"}
+    assert verdicts[T0 + 9 * W] == "ok"
+    quiet = clickhouse.query(
+        f"SELECT count() FROM {db}.drift_scores FINAL WHERE feature != 'x' "
+        f"AND verdict IN ('warning', 'critical')").result_rows[0][0]
+    assert quiet == 0
