@@ -237,6 +237,8 @@ def _fmt(x: float) -> str:
 
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, None: 2}
+#: Among findings of equal severity, the one a person reads most easily is reported.
+_METRIC_RANK = {"psi": 0, "js": 1, "wasserstein_std": 2, "unseen_share": 3, "ks": 4, "chi2": 5}
 
 
 def worst_per_feature(evaluation: Evaluation) -> Evaluation:
@@ -244,7 +246,8 @@ def worst_per_feature(evaluation: Evaluation) -> Evaluation:
 
     One shifted feature makes PSI, JS, Wasserstein and KS bad together; users want one
     incident for it, not four. The finding kept is the most severe (then by metric name,
-    so the choice is deterministic); the feature is good only when every metric is.
+    then the most readable metric: PSI, JS, ...); the feature is good only when every
+    metric is.
 
     >>> scores = [Score("m", "1", "amount", metric, v, None, 5000, 800)
     ...           for metric, v in [("psi", 0.3), ("js", 0.12), ("wasserstein_std", 0.1)]]
@@ -256,7 +259,11 @@ def worst_per_feature(evaluation: Evaluation) -> Evaluation:
     by_feature: dict[str, list[Finding]] = {}
     for finding in evaluation.findings:
         by_feature.setdefault(finding.feature, []).append(finding)
-    worst = [dataclasses.replace(min(group, key=lambda f: (_SEVERITY_RANK[f.severity], f.metric)),
-                                 per_metric=False)
+    worst = [dataclasses.replace(min(group, key=_badness), per_metric=False)
              for _, group in sorted(by_feature.items())]
     return dataclasses.replace(evaluation, findings=tuple(worst))
+
+
+def _badness(finding: Finding) -> tuple[int, int, str]:
+    return (_SEVERITY_RANK[finding.severity], _METRIC_RANK.get(finding.metric, 9),
+            finding.metric)

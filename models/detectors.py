@@ -1,8 +1,8 @@
 """Online drift detectors (river) over named value streams, with state that pickles.
 
 Cost per value, measured with river 0.26.1 on one core (``DetectorBank.update``, loop included):
-ADWIN ~0.3 µs, PageHinkley ~0.6 µs, KSWIN ~230 µs (a scipy ``ks_2samp`` on every value once
-its window is full). ``max_values_per_update`` bounds what one update can cost.
+ADWIN ~0.3 µs, PageHinkley ~0.55 µs, KSWIN ~250 µs (a scipy ``ks_2samp`` on every value once
+its window is full), plus ~5 µs per update. ``max_values_per_update`` bounds one update's cost.
 
 Memory per stream and detector: ADWIN O(max_buckets · log(width)) buckets, its window
 growing until a drift resets it; KSWIN ``window_size`` floats; PageHinkley O(1). A bank has
@@ -11,7 +11,7 @@ feature).
 
 After a hit every river detector starts from scratch on its *next* value (``_reset`` at the
 top of ``update``); nothing of the old window is kept. Each is then blind for a while: ADWIN
-for at least ``grace_period`` values (about 30 in practice), KSWIN for ``window_size`` values
+for at least ``grace_period`` values (30 or more measured), KSWIN for ``window_size`` values
 (its RNG re-seeded from ``seed``), PageHinkley for ``min_instances`` values. A persistent shift
 therefore gives one hit per detector, a drifting trend one hit per blind period: turning hits
 into one alert per incident is not done here.
@@ -48,23 +48,32 @@ Param = float | int | str
 
 SCORE_STREAM: Final = "output.score"
 
-DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Param]]] = MappingProxyType({
-    # clock 8, not river's 32: ADWIN only tests every `clock` values, so a change waits up to
-    # clock - 1 extra values (river #1061); 8 costs the same per value as 32 (~0.14 µs).
-    "adwin": MappingProxyType(
-        {"delta": 0.002, "clock": 8, "max_buckets": 5, "min_window_length": 5, "grace_period": 10}
-    ),
-    # alpha 1e-5, not river's 0.005: the KS test runs on every value, and at 0.005 91% of
-    # stationary N(0, 1) streams of 2,000 values raise a false alarm; at 1e-5 0.7% do
-    # (3.6e-6 per value, 280k values measured). A fixed seed makes hits reproducible.
-    "kswin": MappingProxyType({"alpha": 1e-5, "window_size": 100, "stat_size": 30, "seed": 42}),
-    # delta 0.25, threshold 50 (river: 0.005, 50): delta is half the smallest shift worth
-    # catching (0.5σ); with river's delta 74% of stationary N(0, 1) streams of 2,000 values
-    # alarm, with 0.25 none did (~44 false alarms per 1M values).
-    "page_hinkley": MappingProxyType(
-        {"min_instances": 30, "delta": 0.25, "threshold": 50.0, "alpha": 0.9999, "mode": "both"}
-    ),
-})
+DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Param]]] = MappingProxyType(
+    {
+        # clock 8, not river's 32: ADWIN only tests every `clock` values, so a change waits up to
+        # clock - 1 extra values (river #1061): a 3σ shift is caught after <= 15 values, not 23,
+        # and 8 costs the same per value as 32 (~0.14 µs in river itself).
+        "adwin": MappingProxyType(
+            {
+                "delta": 0.002,
+                "clock": 8,
+                "max_buckets": 5,
+                "min_window_length": 5,
+                "grace_period": 10,
+            }
+        ),
+        # alpha 1e-5, not river's 0.005: the KS test runs on every value, and at 0.005 91% of
+        # stationary N(0, 1) streams of 2,000 values raise a false alarm; at 1e-5 0.7% do
+        # (3.6e-6 per value, 280k values measured). A fixed seed makes hits reproducible.
+        "kswin": MappingProxyType({"alpha": 1e-5, "window_size": 100, "stat_size": 30, "seed": 42}),
+        # delta 0.25, threshold 50 (river: 0.005, 50): delta is half the smallest shift worth
+        # catching (0.5σ); with river's delta 74% of stationary N(0, 1) streams of 2,000 values
+        # alarm, with 0.25 none did (~44 false alarms per 1M values).
+        "page_hinkley": MappingProxyType(
+            {"min_instances": 30, "delta": 0.25, "threshold": 50.0, "alpha": 0.9999, "mode": "both"}
+        ),
+    }
+)
 
 _FACTORIES: Final[Mapping[str, Callable[..., DriftDetector]]] = MappingProxyType(
     {"adwin": drift.ADWIN, "kswin": drift.KSWIN, "page_hinkley": drift.PageHinkley}
@@ -136,7 +145,7 @@ class DetectorHit:
     """
 
     stream: str
-    detector: str
+    detector: Kind
     index: int
 
 
@@ -192,7 +201,7 @@ class DetectorBank:
         """Feed ``values`` in order to every detector of ``stream``; hits in order of index."""
         detectors = self._detectors(stream)
         positions, xs = self._subsample(values)
-        hits = []
+        hits: list[DetectorHit] = []
         for spec, detector in zip(self.specs, detectors, strict=True):
             feed = detector.update
             for position, x in zip(positions, xs, strict=True):

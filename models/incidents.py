@@ -182,7 +182,7 @@ class IncidentTracker:
 
     def _alert(self, key: str, incident: _Incident, state: State, finding: Finding) -> Alert:
         return Alert(alert_id(key, incident.first_seen), key, state, incident.severity,
-                     incident.model, incident.version, incident.feature, incident.metric,
+                     incident.model, incident.version, incident.feature, finding.metric,
                      finding.value, finding.threshold, finding.window_start,
                      finding.window_end, incident.first_seen, incident.last_seen,
                      self._summary(incident, state, finding))

@@ -72,16 +72,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _traffic_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--windows", type=int, default=10, help="windows of event time")
+    parser.add_argument("--windows", type=int, default=14, help="windows of event time")
     parser.add_argument("--events-per-window", type=int, default=6_000)
     parser.add_argument("--rate", type=float, default=None, help="events per second cap")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--shift-at", type=float, default=0.5,
+                        help="fraction of the run where fraud-detector v2 starts to drift")
+    parser.add_argument("--shift-until", type=float, default=0.75,
+                        help="fraction of the run where the drift ends (1: never)")
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> TrafficPlan:
     return TrafficPlan(windows=args.windows, events_per_window=args.events_per_window,
                        window_ms=settings.window_ms, seed=args.seed,
-                       events_per_second=args.rate)
+                       events_per_second=args.rate, shift_at=args.shift_at,
+                       shift_until=args.shift_until)
 
 
 def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import clickhouse_connect
+from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from models.alerts import Alert
 from sinks.schema import statements
 from streams.embedded.stack import EmbeddedStack
 from streams.publisher import AsyncPublisher
@@ -28,7 +30,8 @@ from streams.topics import ensure_topics
 from streams.traffic import MODELS, TrafficPlan, send_traffic
 from streams.worker_process import WorkerProcess
 
-FEATURES_PER_MODEL = 6
+#: Six features plus the model outputs, output.score and output.prediction.
+FEATURES_PER_MODEL = 8
 
 
 def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console) -> int:
@@ -51,7 +54,7 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
             client.command(ddl)
         plan = _aligned(plan, settings)
         try:
-            _publish_and_wait(settings, plan, client, worker, console)
+            _publish_and_wait(settings, plan, client, worker, console, started)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping, then showing what has arrived[/]")
         finally:
@@ -69,29 +72,61 @@ def _aligned(plan: TrafficPlan, settings: Settings) -> TrafficPlan:
 
 
 def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
-                      worker: WorkerProcess, console: Console) -> None:
+                      worker: WorkerProcess, console: Console, started: float) -> None:
     expected_rows = plan.windows * len(MODELS) * FEATURES_PER_MODEL
     with _progress(console) as progress:
         sent = progress.add_task("events published", total=plan.total_events)
         rows = progress.add_task("feature windows in ClickHouse", total=expected_rows)
 
-        async def publish() -> None:
+        async def publish_then_wait() -> bool:
             async with AsyncPublisher.from_settings(settings) as publisher:
                 await send_traffic(publisher, plan,
                                    lambda n: progress.update(sent, completed=n))
+            deadline = time.monotonic() + 120 + settings.idle_close_seconds
+            while time.monotonic() < deadline:
+                done = await asyncio.to_thread(_window_rows, client, settings, plan, started)
+                progress.update(rows, completed=done)
+                if done >= expected_rows:
+                    return True
+                if not worker.is_running():
+                    raise RuntimeError(f"the worker exited; its log ends with:\n"
+                                       f"{worker.log_tail()}")
+                await asyncio.sleep(0.5)
+            return False
 
-        asyncio.run(publish())
-        deadline = time.monotonic() + 120 + settings.idle_close_seconds
-        while time.monotonic() < deadline:
-            done = _window_rows(client, settings, plan)
-            progress.update(rows, completed=done)
-            if done >= expected_rows:
-                return
-            if not worker.is_running():
-                raise RuntimeError(f"the worker exited; its log ends with:\n{worker.log_tail()}")
-            time.sleep(0.5)
+        async def run() -> bool:
+            watcher = asyncio.create_task(_print_alerts(settings, console))
+            try:
+                arrived = await publish_then_wait()
+                await asyncio.sleep(2 * settings.checkpoint_seconds)  # the last alerts
+                return arrived
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+        if asyncio.run(run()):
+            return
     console.print("[yellow]not every window arrived within the time limit; "
                   f"see {worker.log_path}[/]")
+
+
+async def _print_alerts(settings: Settings, console: Console) -> None:
+    """Print alerts as they arrive on the alerts topic, as any consumer would read them.
+
+    The embedded broker starts empty, so reading from the beginning shows this run only.
+    """
+    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        async for record in consumer:
+            alert = Alert.from_json(record.value or b"{}")
+            colour = {"open": "red", "escalated": "red", "resolved": "green"}[alert.state]
+            console.print(f"[{colour}]ALERT {alert.state.upper():<9}[/] "
+                          f"[bold]{alert.severity}[/] {alert.summary}", highlight=False)
+    finally:
+        await consumer.stop()
 
 
 @contextlib.contextmanager
@@ -101,11 +136,13 @@ def _progress(console: Console) -> Iterator[Progress]:
         yield progress
 
 
-def _window_rows(client: Client, settings: Settings, plan: TrafficPlan) -> int:
+def _window_rows(client: Client, settings: Settings, plan: TrafficPlan, started: float) -> int:
+    # Rows of this run only: an earlier run over the same minutes left rows there too.
     result = client.query(
         f"SELECT count() FROM {settings.clickhouse_database}.feature_windows FINAL "
-        "WHERE window_start >= fromUnixTimestamp64Milli({start:Int64})",
-        parameters={"start": plan.start_ms})
+        "WHERE window_start >= fromUnixTimestamp64Milli({start:Int64}) "
+        "AND written_at >= fromUnixTimestamp64Milli({started:Int64})",
+        parameters={"start": plan.start_ms, "started": int(started * 1000)})
     return int(result.result_rows[0][0])
 
 
@@ -138,6 +175,21 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
          f"FROM {database}.feature_windows FINAL\n"
          f"WHERE feature = 'items' AND window_start >= '{since}'\n"
          f"GROUP BY model, model_version ORDER BY model, model_version"),
+        ("Drift against the version's baseline (its first windows): PSI per feature",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window,\n"
+         f"       round(maxIf(value, feature = 'amount' AND metric = 'psi'), 3) AS amount,\n"
+         f"       round(maxIf(value, feature = 'country' AND metric = 'psi'), 3) AS country,\n"
+         f"       round(maxIf(value, feature = 'age' AND metric = 'psi'), 3) AS age,\n"
+         f"       anyIf(verdict, feature = 'amount' AND metric = 'psi') AS amount_verdict\n"
+         f"FROM {database}.drift_scores FINAL\n"
+         f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
+         f"  AND window_start >= '{since}'\n"
+         f"GROUP BY window_start ORDER BY window_start"),
+        ("Alerts: one incident per drifting feature, opened and resolved once",
+         f"SELECT formatDateTime(window_end, '%H:%i') AS at, state, severity, model_version,\n"
+         f"       feature, metric, round(value, 3) AS value\n"
+         f"FROM {database}.alerts FINAL WHERE written_at >= '{written}'\n"
+         f"ORDER BY window_end, feature, state"),
         ("Late events and dead letters: counted, never silently dropped",
          f"SELECT 'late events' AS what, sum(late_events) AS n\n"
          f"FROM {database}.late_events FINAL WHERE written_at >= '{written}'\n"
@@ -156,7 +208,8 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client, console
     database = settings.clickhouse_database
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
-                  f"dead_letters. The data directory persists; `driftline embedded` serves it "
+                  f"dead_letters, drift_scores, alerts, references. The data directory "
+                  f"persists; `driftline embedded` serves it "
                   f"again for your own queries.\n")
     for title, sql in example_queries(database, plan.start_ms or 0, started):
         console.print(f"[bold]{title}[/]")

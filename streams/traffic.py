@@ -40,8 +40,10 @@ class TrafficPlan:
     windows: int = 10
     events_per_window: int = 5_000
     window_ms: int = 60_000
-    #: The shift starts at this fraction of the run (0.6 → from window 6 of 10).
+    #: The shift starts at this fraction of the run (0.6 → from window 6 of 10) ...
     shift_at: float = 0.6
+    #: ... and ends here (1.0: it lasts to the end).
+    shift_until: float = 1.0
     seed: int = 7
     start_ms: int | None = None
     events_per_second: float | None = None
@@ -83,13 +85,13 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
     """
     rng = np.random.default_rng(plan.seed)
     start_ms = plan.start_ms if plan.start_ms is not None else _aligned_start(plan)
-    shift_window = int(plan.windows * plan.shift_at)
+    shifted = range(int(plan.windows * plan.shift_at), int(plan.windows * plan.shift_until))
     accepted = 0
     began = time.monotonic()
     for window in range(plan.windows):
         window_start = start_ms + window * plan.window_ms
         batches = [_WindowTraffic(spec, int(plan.events_per_window * spec.share),
-                                  spec.shifted and window >= shift_window, rng, window_start,
+                                  spec.shifted and window in shifted, rng, window_start,
                                   plan.window_ms, plan.straggler_share) for spec in MODELS]
         for tick in range(window_start, window_start + plan.window_ms, plan.tick_ms):
             for batch in batches:
