@@ -6,6 +6,11 @@ else the version's production baseline), scores every feature the window shares 
 (:mod:`models.drift`), judges the scores (:func:`models.alert_evaluation.evaluate_window`)
 and feeds the verdicts to the version's incident tracker, which turns runs of bad windows
 into one ``open`` alert and runs of good ones into one ``resolved``.
+
+river detectors (:mod:`models.detector_watch`) watch the version's score stream and its
+features' window means; a detector firing in a window is a bad score like any other, but
+opens its incident at once (its own tracker, ``open_after`` 1): detectors reset after a hit,
+so they rarely fire in two windows running.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from models.alert_evaluation import (
 from models.alert_rules import RulesConfig
 from models.alerts import Alert
 from models.baseline import baseline_profile
+from models.detector_watch import DetectorWatch
 from models.drift import DriftScore, categorical_scores, numeric_scores
 from models.incidents import IncidentTracker
 from models.reference import CategoricalReference, NumericReference, ReferenceProfile
 from models.windows import FeatureWindowRow
+from models.wire import EventBlock
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
@@ -64,6 +71,7 @@ class DriftScoreRow:
 
 @dataclasses.dataclass(frozen=True)
 class MonitorConfig:
+    window_ms: int = 60_000
     baseline_windows: int = 5
     baseline_mode: Literal["fixed", "rolling"] = "fixed"
     top_k_categories: int = 20
@@ -85,6 +93,8 @@ class _Version:
     def __init__(self, keep: int) -> None:
         self.windows_seen = 0
         self.baseline: ReferenceProfile | None = None
+        #: The reference the latest window was judged against (detectors standardise by it).
+        self.current: ReferenceProfile | None = None
         self.recent: deque[list[FeatureWindowRow]] = deque(maxlen=keep)
 
 
@@ -97,7 +107,21 @@ class Monitor:
         self.rules = rules
         self.references: ReferenceLookup = references or (lambda model, version: None)
         self.incidents = IncidentTracker.from_settings(rules.incidents)
+        self.detector_incidents = self._detector_tracker()
+        self.detectors = DetectorWatch(config.window_ms)
         self._versions: dict[tuple[str, str], _Version] = {}
+
+    def _detector_tracker(self) -> IncidentTracker:
+        settings = self.rules.incidents
+        return IncidentTracker(open_after=1, resolve_after=settings.resolve_after,
+                               cooldown_windows=settings.cooldown_windows)
+
+    def observe_block(self, block: EventBlock) -> None:
+        """Feed one prediction message to the detectors (call in message order)."""
+        state = self._versions.get((block.model, block.version))
+        reference = self.references(block.model, block.version) or (
+            state.current if state is not None else None)
+        self.detectors.observe_block(block, reference)
 
     def observe(self, rows: Sequence[FeatureWindowRow]) -> MonitorResult:
         """Judge the closed windows in ``rows`` (in the order they closed)."""
@@ -120,10 +144,24 @@ class Monitor:
                                      [score for score, _ in scored], state.windows_seen)
         # One incident per feature: a shift makes several of its metrics bad at once.
         result.alerts += self.incidents.update(worst_per_feature(evaluation))
-        assert reference is not None or not scored
-        result.scores += [_row(score, drift, evaluation, start, end, reference)
-                          for score, drift in scored if reference is not None]
+        if reference is not None:
+            state.current = reference
+            result.scores += [_row(score, drift, evaluation, start, end, reference)
+                              for score, drift in scored]
+            self._judge_detectors(state, window, reference, result)
         self._remember(model, version, state, window, result)
+
+    def _judge_detectors(self, state: _Version, window: list[FeatureWindowRow],
+                         reference: ReferenceProfile, result: MonitorResult) -> None:
+        scores = self.detectors.close_window(window, reference)
+        first = window[0]
+        evaluation = evaluate_window(self.rules, first.model, first.version, first.window_start,
+                                     first.window_end, scores, state.windows_seen)
+        result.alerts += self.detector_incidents.update(evaluation)
+        result.scores += [_row(score, DriftScore(score.metric, score.value, None, None,
+                                                 score.n_reference, score.n_window),
+                               evaluation, first.window_start, first.window_end, reference)
+                          for score in scores]
 
     def _baseline(self, state: _Version) -> ReferenceProfile | None:
         if self.config.baseline_mode == "fixed":
@@ -180,19 +218,26 @@ class Monitor:
     def to_state(self) -> dict[str, Any]:
         return {
             "incidents": self.incidents.to_dict(),
+            "detector_incidents": self.detector_incidents.to_dict(),
+            "detectors": self.detectors.to_state(),
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_json().decode(),
+                          None if state.current is None else state.current.to_json().decode(),
                           [[dataclasses.asdict(r) for r in w] for w in state.recent]]
                          for (model, version), state in self._versions.items()],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
-        for model, version, seen, baseline, recent in state["versions"]:
+        self.detector_incidents = IncidentTracker.from_dict(state["detector_incidents"])
+        self.detectors.load_state(state["detectors"])
+        for model, version, seen, baseline, current, recent in state["versions"]:
             version_state = _Version(self.config.baseline_windows)
             version_state.windows_seen = seen
             if baseline is not None:
                 version_state.baseline = ReferenceProfile.from_json(baseline)
+            if current is not None:
+                version_state.current = ReferenceProfile.from_json(current)
             version_state.recent.extend([_window_row(r) for r in w] for w in recent)
             self._versions[(model, version)] = version_state
 

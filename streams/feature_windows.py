@@ -57,7 +57,8 @@ def window_config(settings: Settings) -> WindowConfig:
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
-    return MonitorConfig(baseline_windows=settings.baseline_windows,
+    return MonitorConfig(window_ms=settings.window_ms,
+                         baseline_windows=settings.baseline_windows,
                          baseline_mode=settings.baseline_mode,
                          top_k_categories=settings.top_k_categories)
 
@@ -118,6 +119,9 @@ class FeatureWindowProcessor:
             return
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
         blocks = self._decode(windows, fresh, batch)
+        for _, block in blocks:
+            if block.kind == "prediction":
+                state.monitor.observe_block(block)
         batch.late = windows.apply(blocks)
         windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
         batch.windows = windows.close_ready()

@@ -64,7 +64,8 @@ def test_scores_are_written_for_every_feature_and_metric_once_the_baseline_exist
     assert [len(r.baselines) for r in results] == [0, 0, 1, 0, 0]
     assert results[2].scores == []  # the baseline itself is not scored against itself
     metrics = {(s.feature, s.metric) for s in results[3].scores}
-    assert metrics == {("x", m) for m in ("psi", "js", "wasserstein", "wasserstein_std", "ks")} | {
+    numeric = ("psi", "js", "wasserstein", "wasserstein_std", "ks", "adwin", "page_hinkley")
+    assert metrics == {("x", m) for m in numeric} | {
         ("c", m) for m in ("psi", "js", "chi2", "unseen_share")}
     assert {s.verdict for s in results[3].scores} <= {"ok", "not_evaluated"}
 
@@ -85,3 +86,25 @@ def test_checkpoint_mid_stream_changes_nothing(mode: str) -> None:
     assert [r.alerts for r in got] == [r.alerts for r in expected]
     assert [[(s.feature, s.metric, round(s.value, 12)) for s in r.scores] for r in got] == [
         [(s.feature, s.metric, round(s.value, 12)) for s in r.scores] for r in expected]
+
+
+def test_a_detector_on_the_score_stream_opens_an_incident_on_its_first_hit() -> None:
+    rng = np.random.default_rng(2)
+    state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0))
+    monitor = Monitor(MonitorConfig(window_ms=W, baseline_windows=3), RulesConfig.default())
+    events = []
+    for i in range(10):
+        n = 1000
+        scores = rng.beta(2, 5, n) if i < 6 else rng.beta(5, 2, n)  # the model turns
+        times = (T0 + i * W + np.sort(rng.integers(0, W, n))).tolist()
+        block = EventBlock("prediction", "m", "v1", times,
+                           features={"output.score": scores.tolist()},
+                           feature_kinds={"output.score": "numeric"}, score=scores.tolist())
+        state.check_kinds(block)
+        monitor.observe_block(block)
+        state.apply([(i, block)])
+        state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
+        events += [(i, a.state, a.metric) for a in monitor.observe(state.close_ready()).alerts]
+    detector_opens = [(i, m) for i, s, m in events
+                      if s == "open" and m in ("adwin", "page_hinkley")]
+    assert detector_opens and all(i == 6 for i, _ in detector_opens)

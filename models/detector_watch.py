@@ -1,0 +1,106 @@
+"""river detectors on a model version's streams, their hits turned into per-window scores.
+
+Two kinds of stream per model version, both as z-scores against the version's reference
+(ADWIN's and PageHinkley's thresholds assume unit scale):
+
+* ``output.score``: every event's score, in message order (capped per message, evenly
+  spaced, so a replay feeds exactly the same values);
+* ``feature.<name>.mean``: each closed window's mean of a numeric feature.
+
+A hit is remembered against the window of the event (or the window) where it fired. When
+that window closes, each detector of each stream becomes a score of value 1.0 (fired in
+this window) or 0.0, judged by the same alert rules as every other metric.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.alert_evaluation import Score
+from models.detectors import SCORE_STREAM, DetectorBank, feature_mean_stream
+from models.reference import NumericReference, ReferenceProfile
+from models.windows import FeatureWindowRow
+from models.wire import EventBlock
+
+
+class DetectorWatch:
+    """Detector banks and pending hits of the model versions on one partition."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._banks: dict[tuple[str, str], DetectorBank] = {}
+        # (model, version, window start) -> {(feature, detector)} that fired in it
+        self._hits: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
+
+    def observe_block(self, block: EventBlock, reference: ReferenceProfile | None) -> None:
+        """Feed one message's scores, in order; remember where a detector fired."""
+        ref = reference.features.get(SCORE_STREAM) if reference is not None else None
+        if block.score is None or not _usable(ref):
+            return
+        assert isinstance(ref, NumericReference)
+        values = np.asarray(block.score, dtype=np.float64)
+        bank = self._bank(block.model, block.version)
+        for hit in bank.update(SCORE_STREAM, (values - ref.mean) / ref.std):
+            t = block.event_time[hit.index]
+            self._remember(block.model, block.version, t - t % self.window_ms,
+                           SCORE_STREAM, hit.detector)
+
+    def close_window(self, window: Sequence[FeatureWindowRow],
+                     reference: ReferenceProfile) -> list[Score]:
+        """Feed the window's feature means; one score per stream and detector of the window."""
+        first = window[0]
+        bank = self._bank(first.model, first.version)
+        for row in window:
+            ref = reference.features.get(row.feature)
+            # The score has its per-event stream; its window mean would say it twice.
+            if (row.kind == "numeric" and row.feature != SCORE_STREAM
+                    and row.count > row.missing_count and _usable(ref)):
+                assert isinstance(ref, NumericReference)
+                z = (row.mean - ref.mean) / ref.std
+                for hit in bank.update(feature_mean_stream(row.feature), [z]):
+                    self._remember(first.model, first.version, first.window_start,
+                                   row.feature, hit.detector)
+        fired = self._hits.pop((first.model, first.version, first.window_start), set())
+        self._forget_before(first.model, first.version, first.window_start)
+        counts = {row.feature: row.count - row.missing_count for row in window}
+        scores = []
+        for stream in bank.streams:
+            feature = SCORE_STREAM if stream == SCORE_STREAM else stream[len("feature."):-5]
+            ref_feature = reference.features.get(feature)
+            n_reference = ref_feature.present if ref_feature is not None else 0
+            scores += [Score(first.model, first.version, feature, spec.kind,
+                             1.0 if (feature, spec.kind) in fired else 0.0, None, n_reference,
+                             counts.get(feature, 0)) for spec in bank.specs]
+        return scores
+
+    def _bank(self, model: str, version: str) -> DetectorBank:
+        return self._banks.setdefault((model, version), DetectorBank())
+
+    def _remember(self, model: str, version: str, start: int, feature: str, kind: str) -> None:
+        self._hits.setdefault((model, version, start), set()).add((feature, kind))
+
+    def _forget_before(self, model: str, version: str, start: int) -> None:
+        # Hits of events that were late for their window never get a window to close.
+        for key in [k for k in self._hits if k[:2] == (model, version) and k[2] < start]:
+            del self._hits[key]
+
+    def to_state(self) -> dict[str, object]:
+        return {"banks": [[m, v, base64.b64encode(b.to_bytes()).decode()]
+                          for (m, v), b in self._banks.items()],
+                "hits": [[m, v, s, sorted(h)] for (m, v, s), h in self._hits.items()]}
+
+    def load_state(self, state: dict[str, list[list[object]]]) -> None:
+        for model, version, data in state["banks"]:
+            assert isinstance(data, str)
+            self._banks[(str(model), str(version))] = DetectorBank.from_bytes(
+                base64.b64decode(data))
+        for model, version, start, hits in state["hits"]:
+            assert isinstance(hits, list) and isinstance(start, int)
+            self._hits[(str(model), str(version), start)] = {(str(f), str(k)) for f, k in hits}
+
+
+def _usable(ref: object) -> bool:
+    return isinstance(ref, NumericReference) and ref.std > 0 and ref.present > 0
