@@ -61,11 +61,17 @@ DEFAULTS: Mapping[str, Any] = {
     "metrics": {
         "psi": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "js": {"direction": "above", "warn": 0.1, "critical": 0.2},
-        "wasserstein_std": {"direction": "above", "warn": 0.2, "critical": 0.5},
+        # Computed and stored, but off for alerts: from percentile histograms it reads too
+        # high on heavy tails (benchmarks/detection.py: 55 false alarms on t3/lognormal
+        # features in 30,720 stationary windows); psi, js and ks cover the same shifts.
+        "wasserstein_std": {"direction": "above", "warn": 0.2, "critical": 0.5,
+                            "enabled": False},
         "wasserstein": {"enabled": False},  # in the feature's own units: set per feature
         "ks": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
         "chi2": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
-        "unseen_share": {"direction": "above", "warn": 0.05, "critical": 0.2},
+        # 0.1, not 0.05: values in the reference's own "other" tail count as unseen, and a
+        # long-tailed feature (40 categories, top 20 kept) has ~5% there already.
+        "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
     },
 }

@@ -86,6 +86,11 @@ class MonitorResult:
     #: Baselines that became live in this call (fixed mode: once per version).
     baselines: list[ReferenceProfile] = dataclasses.field(default_factory=list)
 
+    def extend(self, other: MonitorResult) -> None:
+        self.scores += other.scores
+        self.alerts += other.alerts
+        self.baselines += other.baselines
+
 
 class _Version:
     """What the monitor remembers about one model version."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from models.alert_rules import RulesConfig
 from models.feature_profiles import ReferenceLookup
-from models.monitor import Monitor, MonitorConfig
-from models.windows import PartitionWindows, WindowConfig
+from models.monitor import Monitor, MonitorConfig, MonitorResult
+from models.windows import FeatureWindowRow, LateEvents, PartitionWindows, WindowConfig
+from models.wire import EventBlock
 
 
 class PartitionState:
@@ -32,6 +35,24 @@ class PartitionState:
         monitor.load_state(state["monitor"])
         return cls(PartitionWindows.from_state(window_config, state["windows"], references),
                    monitor)
+
+    def apply(self, blocks: Sequence[tuple[int, EventBlock]]
+              ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult]:
+        """Apply messages in offset order: late events, closed windows, and their judgement.
+
+        The monitor sees each message and each closing window in message order, exactly as
+        if the messages had come one at a time, so what a detector attributes to which
+        window does not depend on batching.
+        """
+        health = MonitorResult()
+        self.windows.on_message = self.monitor.observe_block
+        self.windows.on_closed = lambda rows: health.extend(self.monitor.observe(rows))
+        try:
+            late = self.windows.apply(blocks)
+            rows = self.windows.close_ready()
+        finally:
+            self.windows.on_message = self.windows.on_closed = None
+        return late, rows, health
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"windows": self.windows.to_state(),

@@ -26,7 +26,7 @@ reproduces it exactly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,11 @@ class PartitionWindows:
         self.profiles = FeatureProfiles(config.profiles, references)
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
+        #: Called with each prediction message as it is applied, and with each window's
+        #: rows the moment it closes: whoever watches them sees the same sequence however
+        #: the messages were batched.
+        self.on_message: Callable[[EventBlock], None] | None = None
+        self.on_closed: Callable[[list[FeatureWindowRow]], None] | None = None
 
     def check_kinds(self, block: EventBlock) -> None:
         """Raise :class:`~models.wire.BadMessage` if a feature changes kind."""
@@ -181,6 +186,8 @@ class PartitionWindows:
         groups: dict[tuple[str, str], list[tuple[EventBlock, npt.NDArray[np.bool_]]]] = {}
         oldest_open = self._oldest_open_windows()
         for offset, block in segment:
+            if self.on_message is not None:
+                self.on_message(block)
             model = block.model
             closed_through = self._closed_through(model)
             if len(block) == 1:  # single-event message: plain ints are faster than numpy
@@ -322,14 +329,18 @@ class PartitionWindows:
     def _close_passed(self) -> None:
         w = self.config.window_ms
         keys = sorted(k for k in self._windows if k[2] + w <= self._closed_through(k[0]))
-        rows = self._closed
+        rows: list[FeatureWindowRow] = []
         for model, version, start in keys:
             window = self._windows[(model, version, start)]
             for name in list(window.pending):
                 self._maybe_freeze(model, version, name, force=True)
             del self._windows[(model, version, start)]
-            rows += [self._row(model, version, start, name, acc)
-                     for name, acc in sorted(window.features.items())]
+            closed = [self._row(model, version, start, name, acc)
+                      for name, acc in sorted(window.features.items())]
+            if closed and self.on_closed is not None:
+                self.on_closed(closed)
+            rows += closed
+        self._closed += rows
 
     def _row(self, model: str, version: str, start: int, name: str,
              acc: Accumulator) -> FeatureWindowRow:

@@ -119,13 +119,8 @@ class FeatureWindowProcessor:
             return
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
         blocks = self._decode(windows, fresh, batch)
-        for _, block in blocks:
-            if block.kind == "prediction":
-                state.monitor.observe_block(block)
-        batch.late = windows.apply(blocks)
+        batch.late, batch.windows, health = state.apply(blocks)
         windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
-        batch.windows = windows.close_ready()
-        health = state.monitor.observe(batch.windows)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
         await self._make_durable(partition, state, batch)

@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert (RULES.thresholds("m", "x", "js").warn, RULES.thresholds("m", "x", "js").critical) == (
         0.1, 0.2)
     assert RULES.thresholds("m", "x", "wasserstein_std").critical == 0.5
-    assert RULES.thresholds("m", "x", "unseen_share").critical == 0.2
+    assert RULES.thresholds("m", "x", "unseen_share").critical == 0.25
     assert not RULES.thresholds("m", "x", "wasserstein").enabled
     for test in ("ks", "chi2"):
         rule = RULES.thresholds("m", "x", test)
