@@ -82,6 +82,9 @@ class Finding:
     #: False: one incident per feature, whichever of its metrics is bad (see
     #: :func:`worst_per_feature`).
     per_metric: bool = True
+    #: Open the incident on this one bad window (a river detector firing: detectors reset
+    #: after a hit, so they rarely fire in consecutive windows).
+    opens_at_once: bool = False
 
     @property
     def bad(self) -> bool:
@@ -259,7 +262,8 @@ def worst_per_feature(evaluation: Evaluation) -> Evaluation:
     by_feature: dict[str, list[Finding]] = {}
     for finding in evaluation.findings:
         by_feature.setdefault(finding.feature, []).append(finding)
-    worst = [dataclasses.replace(min(group, key=_badness), per_metric=False)
+    worst = [dataclasses.replace(min(group, key=_badness), per_metric=False,
+                                 opens_at_once=any(f.bad and f.opens_at_once for f in group))
              for _, group in sorted(by_feature.items())]
     return dataclasses.replace(evaluation, findings=tuple(worst))
 

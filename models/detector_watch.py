@@ -20,10 +20,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.alert_evaluation import Score
-from models.detectors import SCORE_STREAM, DetectorBank, feature_mean_stream
+from models.detectors import SCORE_STREAM, DetectorBank, DetectorSpec, feature_mean_stream
 from models.reference import NumericReference, ReferenceProfile
 from models.windows import FeatureWindowRow
 from models.wire import EventBlock
+
+#: Per event, thousands a minute: PageHinkley's threshold at 200, not 50, keeps stationary
+#: score streams quiet (50 gave ~0.6 false alarms per 100k values on skewed scores; 200
+#: none in 500k) and still catches a 0.7 sd shift within ~600 values.
+SCORE_SPECS = (DetectorSpec.of("adwin"), DetectorSpec.of("page_hinkley", threshold=200.0))
+#: One value per window: the detectors must be able to fire after a few values (ADWIN
+#: checks every value, PageHinkley may fire from the third), and a window mean's z-score
+#: is nearly noise-free, so PageHinkley tolerates 0.1 sd and fires at a cumulated 1 sd.
+MEAN_SPECS = (DetectorSpec.of("adwin", clock=1, grace_period=3, min_window_length=2),
+              DetectorSpec.of("page_hinkley", delta=0.1, threshold=1.0, min_instances=3))
 
 
 class DetectorWatch:
@@ -31,7 +41,8 @@ class DetectorWatch:
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
-        self._banks: dict[tuple[str, str], DetectorBank] = {}
+        # (model, version, "score" | "means") -> bank
+        self._banks: dict[tuple[str, str, str], DetectorBank] = {}
         # (model, version, window start) -> {(feature, detector)} that fired in it
         self._hits: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
 
@@ -42,7 +53,7 @@ class DetectorWatch:
             return
         assert isinstance(ref, NumericReference)
         values = np.asarray(block.score, dtype=np.float64)
-        bank = self._bank(block.model, block.version)
+        bank = self._bank(block.model, block.version, "score")
         for hit in bank.update(SCORE_STREAM, (values - ref.mean) / ref.std):
             t = block.event_time[hit.index]
             self._remember(block.model, block.version, t - t % self.window_ms,
@@ -52,7 +63,7 @@ class DetectorWatch:
                      reference: ReferenceProfile) -> list[Score]:
         """Feed the window's feature means; one score per stream and detector of the window."""
         first = window[0]
-        bank = self._bank(first.model, first.version)
+        means = self._bank(first.model, first.version, "means")
         for row in window:
             ref = reference.features.get(row.feature)
             # The score has its per-event stream; its window mean would say it twice.
@@ -60,24 +71,30 @@ class DetectorWatch:
                     and row.count > row.missing_count and _usable(ref)):
                 assert isinstance(ref, NumericReference)
                 z = (row.mean - ref.mean) / ref.std
-                for hit in bank.update(feature_mean_stream(row.feature), [z]):
+                for hit in means.update(feature_mean_stream(row.feature), [z]):
                     self._remember(first.model, first.version, first.window_start,
                                    row.feature, hit.detector)
         fired = self._hits.pop((first.model, first.version, first.window_start), set())
         self._forget_before(first.model, first.version, first.window_start)
         counts = {row.feature: row.count - row.missing_count for row in window}
         scores = []
-        for stream in bank.streams:
-            feature = SCORE_STREAM if stream == SCORE_STREAM else stream[len("feature."):-5]
-            ref_feature = reference.features.get(feature)
-            n_reference = ref_feature.present if ref_feature is not None else 0
-            scores += [Score(first.model, first.version, feature, spec.kind,
-                             1.0 if (feature, spec.kind) in fired else 0.0, None, n_reference,
-                             counts.get(feature, 0)) for spec in bank.specs]
+        for kind in ("score", "means"):
+            bank = self._bank(first.model, first.version, kind)
+            for stream in bank.streams:
+                feature = SCORE_STREAM if kind == "score" else stream[len("feature."):-5]
+                ref_feature = reference.features.get(feature)
+                n_reference = ref_feature.present if ref_feature is not None else 0
+                scores += [Score(first.model, first.version, feature, spec.kind,
+                                 1.0 if (feature, spec.kind) in fired else 0.0, None,
+                                 n_reference, counts.get(feature, 0)) for spec in bank.specs]
         return scores
 
-    def _bank(self, model: str, version: str) -> DetectorBank:
-        return self._banks.setdefault((model, version), DetectorBank())
+    def _bank(self, model: str, version: str, kind: str) -> DetectorBank:
+        bank = self._banks.get((model, version, kind))
+        if bank is None:
+            specs = SCORE_SPECS if kind == "score" else MEAN_SPECS
+            bank = self._banks[(model, version, kind)] = DetectorBank(specs)
+        return bank
 
     def _remember(self, model: str, version: str, start: int, feature: str, kind: str) -> None:
         self._hits.setdefault((model, version, start), set()).add((feature, kind))
@@ -88,14 +105,14 @@ class DetectorWatch:
             del self._hits[key]
 
     def to_state(self) -> dict[str, object]:
-        return {"banks": [[m, v, base64.b64encode(b.to_bytes()).decode()]
-                          for (m, v), b in self._banks.items()],
+        return {"banks": [[m, v, k, base64.b64encode(b.to_bytes()).decode()]
+                          for (m, v, k), b in self._banks.items()],
                 "hits": [[m, v, s, sorted(h)] for (m, v, s), h in self._hits.items()]}
 
     def load_state(self, state: dict[str, list[list[object]]]) -> None:
-        for model, version, data in state["banks"]:
+        for model, version, kind, data in state["banks"]:
             assert isinstance(data, str)
-            self._banks[(str(model), str(version))] = DetectorBank.from_bytes(
+            self._banks[(str(model), str(version), str(kind))] = DetectorBank.from_bytes(
                 base64.b64decode(data))
         for model, version, start, hits in state["hits"]:
             assert isinstance(hits, list) and isinstance(start, int)

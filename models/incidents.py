@@ -174,9 +174,9 @@ class IncidentTracker:
             if self.cooldown_windows == 0:
                 del incidents[key]
             return self._alert(key, incident, "resolved", finding)
-        if incident.bad_windows < self.open_after:
-            return None
         assert finding is not None
+        if incident.bad_windows < self.open_after and not finding.opens_at_once:
+            return None
         incident.phase = "open"
         return self._alert(key, incident, "open", finding)
 

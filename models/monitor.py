@@ -8,9 +8,9 @@ and feeds the verdicts to the version's incident tracker, which turns runs of ba
 into one ``open`` alert and runs of good ones into one ``resolved``.
 
 river detectors (:mod:`models.detector_watch`) watch the version's score stream and its
-features' window means; a detector firing in a window is a bad score like any other, but
-opens its incident at once (its own tracker, ``open_after`` 1): detectors reset after a hit,
-so they rarely fire in two windows running.
+features' window means; a detector firing in a window is a bad score of that feature like
+any other, except that it may open the feature's incident at once: detectors reset after
+a hit, so they rarely fire in two windows running.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from models.windows import FeatureWindowRow
 from models.wire import EventBlock
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
+DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley"})
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 
 
@@ -112,14 +113,8 @@ class Monitor:
         self.rules = rules
         self.references: ReferenceLookup = references or (lambda model, version: None)
         self.incidents = IncidentTracker.from_settings(rules.incidents)
-        self.detector_incidents = self._detector_tracker()
         self.detectors = DetectorWatch(config.window_ms)
         self._versions: dict[tuple[str, str], _Version] = {}
-
-    def _detector_tracker(self) -> IncidentTracker:
-        settings = self.rules.incidents
-        return IncidentTracker(open_after=1, resolve_after=settings.resolve_after,
-                               cooldown_windows=settings.cooldown_windows)
 
     def observe_block(self, block: EventBlock) -> None:
         """Feed one prediction message to the detectors (call in message order)."""
@@ -144,29 +139,21 @@ class Monitor:
         state.windows_seen += 1
         reference = self.references(model, version) or self._baseline(state)
         start, end = window[0].window_start, window[0].window_end
-        scored = self._score(window, reference) if reference is not None else []
+        scored: list[tuple[Score, DriftScore]] = []
+        if reference is not None:
+            state.current = reference
+            scored = self._score(window, reference) + [
+                (s, DriftScore(s.metric, s.value, None, None, s.n_reference, s.n_window))
+                for s in self.detectors.close_window(window, reference)]
         evaluation = evaluate_window(self.rules, model, version, start, end,
                                      [score for score, _ in scored], state.windows_seen)
         # One incident per feature: a shift makes several of its metrics bad at once.
-        result.alerts += self.incidents.update(worst_per_feature(evaluation))
+        result.alerts += self.incidents.update(worst_per_feature(_detectors_open_at_once(
+            evaluation)))
         if reference is not None:
-            state.current = reference
             result.scores += [_row(score, drift, evaluation, start, end, reference)
                               for score, drift in scored]
-            self._judge_detectors(state, window, reference, result)
         self._remember(model, version, state, window, result)
-
-    def _judge_detectors(self, state: _Version, window: list[FeatureWindowRow],
-                         reference: ReferenceProfile, result: MonitorResult) -> None:
-        scores = self.detectors.close_window(window, reference)
-        first = window[0]
-        evaluation = evaluate_window(self.rules, first.model, first.version, first.window_start,
-                                     first.window_end, scores, state.windows_seen)
-        result.alerts += self.detector_incidents.update(evaluation)
-        result.scores += [_row(score, DriftScore(score.metric, score.value, None, None,
-                                                 score.n_reference, score.n_window),
-                               evaluation, first.window_start, first.window_end, reference)
-                          for score in scores]
 
     def _baseline(self, state: _Version) -> ReferenceProfile | None:
         if self.config.baseline_mode == "fixed":
@@ -223,7 +210,6 @@ class Monitor:
     def to_state(self) -> dict[str, Any]:
         return {
             "incidents": self.incidents.to_dict(),
-            "detector_incidents": self.detector_incidents.to_dict(),
             "detectors": self.detectors.to_state(),
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_json().decode(),
@@ -234,7 +220,6 @@ class Monitor:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
-        self.detector_incidents = IncidentTracker.from_dict(state["detector_incidents"])
         self.detectors.load_state(state["detectors"])
         for model, version, seen, baseline, current, recent in state["versions"]:
             version_state = _Version(self.config.baseline_windows)
@@ -260,6 +245,12 @@ def _row(score: Score, drift: DriftScore, evaluation: Evaluation, start: int, en
         drift.p_value, drift.error_bound, drift.n_reference, drift.n_window,
         None if finding is None else finding.threshold, verdict, reference.source,
         reference.profile_id)
+
+
+def _detectors_open_at_once(evaluation: Evaluation) -> Evaluation:
+    findings = tuple(dataclasses.replace(f, opens_at_once=True) if f.metric in DETECTOR_METRICS
+                     else f for f in evaluation.findings)
+    return dataclasses.replace(evaluation, findings=findings)
 
 
 def _finding(evaluation: Evaluation, feature: str, metric: str) -> Finding | None:
