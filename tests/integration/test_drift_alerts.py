@@ -119,3 +119,52 @@ def test_a_shift_opens_one_alert_for_the_shifted_feature_and_resolves_it(
         f"SELECT count() FROM {db}.drift_scores FINAL WHERE feature != 'x' "
         f"AND verdict IN ('warning', 'critical')").result_rows[0][0]
     assert quiet == 0
+
+
+PSI_SQL = """
+WITH
+  (SELECT JSONExtract(profile, 'features', {feature:String}, 'counts', 'Array(Float64)')
+   FROM {db:Identifier}.references FINAL
+   WHERE model = {model:String} AND model_version = {version:String}) AS ref,
+  (SELECT sumForEach(bin_counts) FROM {db:Identifier}.feature_windows FINAL
+   WHERE model = {model:String} AND model_version = {version:String}
+     AND feature = {feature:String}
+     AND window_start >= {start:DateTime64(3)} AND window_start < {end:DateTime64(3)}) AS win,
+  1e-4 AS s,
+  arrayMap(c -> (c / arraySum(ref) + s) / (1 + length(ref) * s), ref) AS p,
+  arrayMap(c -> (c / arraySum(win) + s) / (1 + length(win) * s), win) AS q
+SELECT arraySum(arrayMap((a, b) -> (b - a) * log(b / a), p, q)) AS psi
+"""
+
+
+def test_the_readme_sql_reproduces_psi_from_stored_histograms(
+        settings: Settings, clickhouse: Client, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    asyncio.run(publish_profile(settings, build_profile("scorer", "v1",
+                                                        sample(rng, 20_000, 0.0))))
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(stream(settings, rng))
+        db = settings.clickhouse_database
+        deadline = time.monotonic() + 90
+        query = (f"SELECT toUnixTimestamp64Milli(window_start), value FROM {db}.drift_scores "
+                 "FINAL WHERE feature = 'x' AND metric = 'psi' ORDER BY window_start")
+        while time.monotonic() < deadline:
+            stored = dict(clickhouse.query(query).result_rows) if _has_scores(clickhouse, db) \
+                else {}
+            if len(stored) >= 13:
+                break
+            time.sleep(0.5)
+        assert len(stored) >= 13, worker.log_tail()
+    finally:
+        worker.stop()
+    for w in (2, 4):  # a stationary and a shifted window
+        start = T0 + w * W
+        params = {"db": db, "model": "scorer", "version": "v1", "feature": "x",
+                  "start": start / 1000, "end": (start + W) / 1000}
+        (psi,), = clickhouse.query(PSI_SQL, parameters=params).result_rows
+        assert psi == pytest.approx(stored[start], rel=1e-9)
+
+
+def _has_scores(client: Client, db: str) -> bool:
+    return bool(client.query(f"EXISTS TABLE {db}.drift_scores").result_rows[0][0])
