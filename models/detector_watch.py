@@ -28,19 +28,31 @@ from models.wire import EventBlock
 #: Per event, thousands a minute: PageHinkley's threshold at 200, not 50, keeps stationary
 #: score streams quiet (50 gave ~0.6 false alarms per 100k values on skewed scores; 200
 #: none in 500k) and still catches a 0.7 sd shift within ~600 values.
-SCORE_SPECS = (DetectorSpec.of("adwin"), DetectorSpec.of("page_hinkley", threshold=200.0))
+SCORE_SPECS = (DetectorSpec.of("adwin"), DetectorSpec.of("page_hinkley", threshold=200.0),
+               DetectorSpec.of("kswin"))
 #: One value per window: the detectors must be able to fire after a few values (ADWIN
 #: checks every value, PageHinkley may fire from the third), and a window mean's z-score
 #: is nearly noise-free, so PageHinkley tolerates 0.1 sd and fires at a cumulated 1 sd.
 MEAN_SPECS = (DetectorSpec.of("adwin", clock=1, grace_period=3, min_window_length=2),
-              DetectorSpec.of("page_hinkley", delta=0.1, threshold=1.0, min_instances=3))
+              DetectorSpec.of("page_hinkley", delta=0.1, threshold=1.0, min_instances=3),
+              DetectorSpec.of("kswin", window_size=30, stat_size=10))
 
 
 class DetectorWatch:
-    """Detector banks and pending hits of the model versions on one partition."""
+    """Detector banks and pending hits of the model versions on one partition.
 
-    def __init__(self, window_ms: int) -> None:
+    ``detectors`` picks which of each stream's detectors run; ``streams`` which streams
+    ("score", "feature_means") are watched at all.
+    """
+
+    def __init__(self, window_ms: int,
+                 detectors: Sequence[str] = ("adwin", "page_hinkley"),
+                 streams: Sequence[str] = ("score", "feature_means")) -> None:
         self.window_ms = window_ms
+        self.score_specs = tuple(s for s in SCORE_SPECS if s.kind in detectors)
+        self.mean_specs = tuple(s for s in MEAN_SPECS if s.kind in detectors)
+        self.watch_score = "score" in streams and bool(self.score_specs)
+        self.watch_means = "feature_means" in streams and bool(self.mean_specs)
         # (model, version, "score" | "means") -> bank
         self._banks: dict[tuple[str, str, str], DetectorBank] = {}
         # (model, version, window start) -> {(feature, detector)} that fired in it
@@ -49,7 +61,7 @@ class DetectorWatch:
     def observe_block(self, block: EventBlock, reference: ReferenceProfile | None) -> None:
         """Feed one message's scores, in order; remember where a detector fired."""
         ref = reference.features.get(SCORE_STREAM) if reference is not None else None
-        if block.score is None or not _usable(ref):
+        if not self.watch_score or block.score is None or not _usable(ref):
             return
         assert isinstance(ref, NumericReference)
         values = np.asarray(block.score, dtype=np.float64)
@@ -63,14 +75,14 @@ class DetectorWatch:
                      reference: ReferenceProfile) -> list[Score]:
         """Feed the window's feature means; one score per stream and detector of the window."""
         first = window[0]
-        means = self._bank(first.model, first.version, "means")
         for row in window:
             ref = reference.features.get(row.feature)
             # The score has its per-event stream; its window mean would say it twice.
-            if (row.kind == "numeric" and row.feature != SCORE_STREAM
+            if (self.watch_means and row.kind == "numeric" and row.feature != SCORE_STREAM
                     and row.count > row.missing_count and _usable(ref)):
                 assert isinstance(ref, NumericReference)
                 z = (row.mean - ref.mean) / ref.std
+                means = self._bank(first.model, first.version, "means")
                 for hit in means.update(feature_mean_stream(row.feature), [z]):
                     self._remember(first.model, first.version, first.window_start,
                                    row.feature, hit.detector)
@@ -79,7 +91,9 @@ class DetectorWatch:
         counts = {row.feature: row.count - row.missing_count for row in window}
         scores = []
         for kind in ("score", "means"):
-            bank = self._bank(first.model, first.version, kind)
+            bank = self._banks.get((first.model, first.version, kind))
+            if bank is None:
+                continue
             for stream in bank.streams:
                 feature = SCORE_STREAM if kind == "score" else stream[len("feature."):-5]
                 ref_feature = reference.features.get(feature)
@@ -92,7 +106,7 @@ class DetectorWatch:
     def _bank(self, model: str, version: str, kind: str) -> DetectorBank:
         bank = self._banks.get((model, version, kind))
         if bank is None:
-            specs = SCORE_SPECS if kind == "score" else MEAN_SPECS
+            specs = self.score_specs if kind == "score" else self.mean_specs
             bank = self._banks[(model, version, kind)] = DetectorBank(specs)
         return bank
 

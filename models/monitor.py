@@ -78,6 +78,8 @@ class MonitorConfig:
     top_k_categories: int = 20
     psi_smoothing: float = 1e-4
     chi_smoothing: float = 0.5
+    detectors: tuple[str, ...] = ("adwin", "page_hinkley")
+    detector_streams: tuple[str, ...] = ("score", "feature_means")
 
 
 @dataclasses.dataclass
@@ -113,7 +115,8 @@ class Monitor:
         self.rules = rules
         self.references: ReferenceLookup = references or (lambda model, version: None)
         self.incidents = IncidentTracker.from_settings(rules.incidents)
-        self.detectors = DetectorWatch(config.window_ms)
+        self.detectors = DetectorWatch(config.window_ms, config.detectors,
+                                       config.detector_streams)
         self._versions: dict[tuple[str, str], _Version] = {}
 
     def observe_block(self, block: EventBlock) -> None:

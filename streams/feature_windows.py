@@ -60,6 +60,8 @@ def monitor_config(settings: Settings) -> MonitorConfig:
     return MonitorConfig(window_ms=settings.window_ms,
                          baseline_windows=settings.baseline_windows,
                          baseline_mode=settings.baseline_mode,
+                         detectors=settings.detector_names,
+                         detector_streams=settings.detector_stream_names,
                          top_k_categories=settings.top_k_categories)
 
 

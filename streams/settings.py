@@ -101,6 +101,11 @@ class Settings:
     baseline_windows: int = 5
     #: "fixed": the first N windows, once; "rolling": always the N windows before this one.
     baseline_mode: Literal["fixed", "rolling"] = "fixed"
+    #: river detectors to run, comma-separated from adwin, kswin, page_hinkley ("" for none).
+    detectors: str = "adwin,page_hinkley"
+    #: Their streams, comma-separated: "score" (every event's score), "feature_means"
+    #: (each window's mean of each numeric feature).
+    detector_streams: str = "score,feature_means"
 
     @property
     def window_ms(self) -> int:
@@ -109,6 +114,14 @@ class Settings:
     @property
     def allowed_lateness_ms(self) -> int:
         return self.allowed_lateness_seconds * 1000
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        return tuple(_items(self.detectors))
+
+    @property
+    def detector_stream_names(self) -> tuple[str, ...]:
+        return tuple(_items(self.detector_streams))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +168,12 @@ class Settings:
                                  f"got {getattr(self, name)}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"{_PREFIX}ALLOWED_LATENESS_SECONDS must be >= 0")
+        for name, allowed in (("detectors", {"adwin", "kswin", "page_hinkley"}),
+                              ("detector_streams", {"score", "feature_means"})):
+            unknown = set(_items(getattr(self, name))) - allowed
+            if unknown:
+                raise ValueError(f"{_PREFIX}{name.upper()} names {', '.join(sorted(unknown))}: "
+                                 f"choose from {', '.join(sorted(allowed))}")
         if self.top_k_categories > self.max_tracked_categories:
             raise ValueError(f"{_PREFIX}TOP_K_CATEGORIES must not exceed "
                              f"{_PREFIX}MAX_TRACKED_CATEGORIES")
@@ -194,3 +213,7 @@ def _parse_bin_edges(var: str, raw: str) -> dict[str, tuple[float, ...]]:
         if len(values) < 2 or any(b <= a for a, b in itertools.pairwise(values)):
             raise ValueError(f"{var}: edges of {feature!r} must be at least two increasing numbers")
     return edges
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

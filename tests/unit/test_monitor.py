@@ -114,3 +114,13 @@ def test_a_detector_on_the_score_stream_opens_an_incident_on_its_first_hit() -> 
     # incident at once instead of after the two bad windows the other metrics need.
     assert hits and min(i for i, _ in hits) == 6
     assert [(i, f) for i, s, f in events if s == "open"] == [(6, "output.score")]
+
+
+def test_detectors_and_their_streams_follow_the_configuration() -> None:
+    rows = windows([0.0] * 6, seed=9)
+    none = Monitor(MonitorConfig(baseline_windows=3, detectors=()), RulesConfig.default())
+    kswin = Monitor(MonitorConfig(baseline_windows=3, detectors=("kswin",)),
+                    RulesConfig.default())
+    metrics = [{s.metric for w in rows for s in m.observe(w).scores} for m in (none, kswin)]
+    assert not metrics[0] & {"adwin", "page_hinkley", "kswin"}
+    assert metrics[1] & {"adwin", "page_hinkley", "kswin"} == {"kswin"}
