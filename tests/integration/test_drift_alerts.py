@@ -56,9 +56,10 @@ def sample(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarr
             "c": rng.choice(np.array(["a", "b", "c"], dtype=object), n, p=[0.5, 0.3, 0.2])}
 
 
-async def stream(settings: Settings, rng: np.random.Generator) -> None:
+async def stream(settings: Settings, rng: np.random.Generator,
+                 windows: range = range(13)) -> None:
     async with AsyncPublisher.from_settings(settings) as publisher:
-        for w in range(13):
+        for w in windows:
             columns = sample(rng, PER_WINDOW, 1.0 if w in SHIFTED else 0.0)
             times = np.sort(T0 + w * W + rng.integers(0, W, PER_WINDOW))
             for i in range(PER_WINDOW):
@@ -168,3 +169,39 @@ def test_the_readme_sql_reproduces_psi_from_stored_histograms(
 
 def _has_scores(client: Client, db: str) -> bool:
     return bool(client.query(f"EXISTS TABLE {db}.drift_scores").result_rows[0][0])
+
+
+def test_a_reference_published_to_a_running_worker_applies_from_the_next_window(
+        settings: Settings, clickhouse: Client, tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    db = settings.clickhouse_database
+    sources = (f"SELECT toUnixTimestamp64Milli(window_start), any(reference_source) "
+               f"FROM {db}.drift_scores FINAL WHERE feature = 'x' GROUP BY 1 ORDER BY 1")
+    try:
+        asyncio.run(stream(settings, rng, range(8)))  # windows 0-4 become the baseline
+        wait_for(lambda: len(_rows(clickhouse, db, sources)) >= 2, worker)
+        asyncio.run(publish_profile(settings, build_profile("scorer", "v1",
+                                                            sample(rng, 20_000, 0.0))))
+        time.sleep(3)  # the worker's reference reader polls every half second
+        asyncio.run(stream(settings, rng, range(8, 13)))
+        wait_for(lambda: len(_rows(clickhouse, db, sources)) >= 8, worker)
+    finally:
+        worker.stop()
+    by_window = dict(_rows(clickhouse, db, sources))
+    assert by_window[T0 + 5 * W] == "baseline"
+    assert by_window[T0 + 12 * W] == "training"
+
+
+def _rows(client: Client, db: str, query: str) -> list[tuple[Any, ...]]:
+    if not client.query(f"EXISTS TABLE {db}.drift_scores").result_rows[0][0]:
+        return []
+    return list(client.query(query).result_rows)
+
+
+def wait_for(condition: Any, worker: WorkerProcess, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, worker.log_tail()
+        assert worker.is_running(), worker.log_tail()
+        time.sleep(0.5)
