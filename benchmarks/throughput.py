@@ -4,7 +4,9 @@ same run: a plain aiokafka consumer + ``orjson.loads`` of the same messages.
 25 features per event (20 numeric, 5 categorical), four models. Two wire forms:
 batch envelopes (1,000 events per message, what the publisher sends) and single-event
 messages (what any producer can send). Messages are produced before the worker starts,
-so the figure is the worker's own pace, not the producer's.
+so the figure is the worker's own pace, not the producer's. A training reference is
+published for every model first, so windows are scored for drift, judged by the alert
+rules and the score stream runs through river's detectors, as in production.
 
     python benchmarks/throughput.py [--events 1000000] [--single-events 200000]
 
@@ -28,7 +30,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from models.reference import ReferenceProfile
+from models.reference_build import build_profile
 from streams.embedded.stack import EmbeddedStack
+from streams.references import publish_profiles
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
@@ -40,15 +45,30 @@ T0 = 1_764_230_400_000
 ENVELOPE_EVENTS = 1000
 
 
+def references(seed: int) -> list[ReferenceProfile]:
+    """Training references drawn from the same distributions as the traffic."""
+    rng = np.random.default_rng(seed + 1)
+    profiles = []
+    for i, model in enumerate(MODELS):
+        n = 20_000
+        columns: dict[str, Any] = {f: rng.normal(i % 7, 1.0, n) for f in NUMERIC}
+        columns.update({f: rng.choice(["a", "b", "c", "d", "e"], n) for f in CATEGORICAL})
+        columns["output.score"] = rng.random(n)
+        profiles.append(build_profile(model, "v1", columns))
+    return profiles
+
+
 def envelopes(n_events: int, seed: int) -> list[tuple[bytes, bytes, int]]:
-    """(key, value, events) for batch envelopes; event time advances 1 s per envelope."""
+    """(key, value, events) for batch envelopes, four models in turn, stationary."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_events // ENVELOPE_EVENTS):
         model = MODELS[i % len(MODELS)]
         n = ENVELOPE_EVENTS
-        t = T0 + (i // len(MODELS)) * 1000 + np.sort(rng.integers(0, 1000, n))
-        features: dict[str, Any] = {f: rng.normal(i % 7, 1.0, n).round(4) for f in NUMERIC}
+        # Each model gets an envelope every 10 s of event time: 6 per 60 s window.
+        t = T0 + (i // len(MODELS)) * 10_000 + np.sort(rng.integers(0, 10_000, n))
+        centre = MODELS.index(model) % 7  # as in references()
+        features: dict[str, Any] = {f: rng.normal(centre, 1.0, n).round(4) for f in NUMERIC}
         features.update({f: rng.choice(["a", "b", "c", "d", "e"], n).tolist()
                          for f in CATEGORICAL})
         doc = {"type": "prediction_batch", "model": model, "version": "v1",
@@ -145,13 +165,16 @@ def worker_pace(settings: Settings, topic: str, n_messages: int, log: Path) -> f
 
 
 def run_case(stack_settings: Settings, name: str, messages: list[tuple[bytes, bytes, int]],
-             home: Path) -> dict[str, Any]:
+             home: Path, with_references: bool = True) -> dict[str, Any]:
     settings = stack_settings.replace(
         predictions_topic=f"bench-{name}", dead_letter_topic=f"bench-{name}-dlq",
         labels_topic=f"bench-{name}-labels", app_id=f"bench-{name}",
+        references_topic=f"bench-{name}-references", alerts_topic=f"bench-{name}-alerts",
         clickhouse_database=f"bench_{name}", state_dir=str(home / f"state-{name}"),
         partitions=4, window_seconds=60)
     asyncio.run(ensure_topics(settings))
+    if with_references:
+        asyncio.run(publish_profiles(settings, references(seed=1)))
     asyncio.run(produce(settings, settings.predictions_topic, messages))
     events = sum(n for _, _, n in messages)
     raw_s = asyncio.run(raw_ceiling(settings, settings.predictions_topic, len(messages)))
