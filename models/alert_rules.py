@@ -73,6 +73,8 @@ DEFAULTS: Mapping[str, Any] = {
         # long-tailed feature (40 categories, top 20 kept) has ~5% there already.
         "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
+        # Error-rate detectors on labelled predictions.
+        "ddm": _DETECTOR, "eddm": _DETECTOR, "hddm_a": _DETECTOR,
     },
 }
 

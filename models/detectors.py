@@ -26,12 +26,12 @@ import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal, Self, get_args
+from typing import Any, Final, Literal, Self, get_args
 
 import numpy as np
 import numpy.typing as npt
 from river import drift
-from river.base import DriftDetector
+from river.base import BinaryDriftDetector, DriftDetector
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -43,7 +43,7 @@ __all__ = [
     "feature_mean_stream",
 ]
 
-Kind = Literal["adwin", "kswin", "page_hinkley"]
+Kind = Literal["adwin", "kswin", "page_hinkley", "ddm", "eddm", "hddm_a"]
 Param = float | int | str
 
 SCORE_STREAM: Final = "output.score"
@@ -72,11 +72,22 @@ DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Param]]] = MappingProxyType(
         "page_hinkley": MappingProxyType(
             {"min_instances": 30, "delta": 0.25, "threshold": 50.0, "alpha": 0.9999, "mode": "both"}
         ),
+        # Error-rate detectors for delayed labels: they take 1 for an error, 0 for a hit
+        # (river #688), never a value. river's defaults.
+        "ddm": MappingProxyType({"warm_start": 30, "warning_threshold": 2.0,
+                                 "drift_threshold": 3.0}),
+        "eddm": MappingProxyType({"warm_start": 30, "alpha": 0.95, "beta": 0.9}),
+        "hddm_a": MappingProxyType({"drift_confidence": 0.001, "warning_confidence": 0.005,
+                                    "two_sided_test": False}),
     }
 )
 
-_FACTORIES: Final[Mapping[str, Callable[..., DriftDetector]]] = MappingProxyType(
-    {"adwin": drift.ADWIN, "kswin": drift.KSWIN, "page_hinkley": drift.PageHinkley}
+#: Value detectors (ADWIN, KSWIN, PageHinkley) and error-rate detectors (DDM, EDDM, HDDM_A).
+Detector = DriftDetector | BinaryDriftDetector
+
+_FACTORIES: Final[Mapping[str, Callable[..., Detector]]] = MappingProxyType(
+    {"adwin": drift.ADWIN, "kswin": drift.KSWIN, "page_hinkley": drift.PageHinkley,
+     "ddm": drift.binary.DDM, "eddm": drift.binary.EDDM, "hddm_a": drift.binary.HDDMA}
 )
 
 
@@ -126,7 +137,7 @@ class DetectorSpec:
         """Spec of ``kind`` with ``params`` overriding the defaults."""
         return cls(kind, tuple(params.items()))
 
-    def build(self) -> DriftDetector:
+    def build(self) -> Detector:
         """A fresh river detector."""
         return _FACTORIES[self.kind](**dict(self.params))
 
@@ -190,7 +201,7 @@ class DetectorBank:
         self.specs = tuple(specs)
         self.max_values_per_update = max_values_per_update
         self.max_streams = max_streams
-        self._streams: dict[str, tuple[DriftDetector, ...]] = {}
+        self._streams: dict[str, tuple[Detector, ...]] = {}
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -203,7 +214,8 @@ class DetectorBank:
         positions, xs = self._subsample(values)
         hits: list[DetectorHit] = []
         for spec, detector in zip(self.specs, detectors, strict=True):
-            feed = detector.update
+            # Error-rate detectors take 1 for an error (a bool); the others take the value.
+            feed: Callable[[Any], object] = detector.update
             for position, x in zip(positions, xs, strict=True):
                 feed(x)
                 if detector.drift_detected:
@@ -223,7 +235,7 @@ class DetectorBank:
             raise TypeError(f"expected a pickled {cls.__name__}, got {type(bank).__name__}")
         return bank
 
-    def _detectors(self, stream: str) -> tuple[DriftDetector, ...]:
+    def _detectors(self, stream: str) -> tuple[Detector, ...]:
         detectors = self._streams.get(stream)
         if detectors is None:
             if len(self._streams) >= self.max_streams:

@@ -41,7 +41,7 @@ from models.windows import FeatureWindowRow
 from models.wire import EventBlock
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
-DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley"})
+DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley", "ddm", "eddm", "hddm_a"})
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 
 
