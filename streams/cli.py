@@ -1,4 +1,4 @@
-"""The ``driftline`` command.
+"""driftline: drift, model-health and alert monitoring for ML models in production.
 
     driftline demo       embedded broker + ClickHouse + worker + synthetic traffic, then results
     driftline worker     run a worker against the configured Kafka and ClickHouse
