@@ -205,3 +205,32 @@ def wait_for(condition: Any, worker: WorkerProcess, timeout: float = 90) -> None
         assert time.monotonic() < deadline, worker.log_tail()
         assert worker.is_running(), worker.log_tail()
         time.sleep(0.5)
+
+
+def test_incident_state_survives_a_worker_crash(settings: Settings, clickhouse: Client,
+                                                tmp_path: Path) -> None:
+    """One bad window before a SIGKILL, more after: the incident's first_seen is the window
+    before the crash, so the half-built incident came back from the checkpoint."""
+    rng = np.random.default_rng(21)
+    asyncio.run(publish_profile(settings, build_profile("scorer", "v1",
+                                                        sample(rng, 20_000, 0.0))))
+    db = settings.clickhouse_database
+    judged = (f"SELECT toUnixTimestamp64Milli(window_start), any(verdict) FROM {db}.drift_scores "
+              f"FINAL WHERE feature = 'x' AND metric = 'psi' GROUP BY 1 ORDER BY 1")
+    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        asyncio.run(stream(settings, rng, range(5)))  # window 3 shifted; 4 opens, closes 3
+        wait_for(lambda: dict(_rows(clickhouse, db, judged)).get(T0 + 3 * W)
+                 in ("warning", "critical"), first)
+    finally:
+        first.kill()
+    second = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        asyncio.run(stream(settings, rng, range(5, 13)))
+        alerts = asyncio.run(read_alerts(settings, time.monotonic() + 120))
+        assert any(a["state"] == "resolved" for a in alerts), second.log_tail()
+    finally:
+        second.stop()
+    opened = [a for a in alerts if a["state"] == "open"]
+    assert [a["feature"] for a in opened] == ["x"]
+    assert opened[0]["first_seen"] == T0 + 3 * W
