@@ -1,0 +1,138 @@
+"""Match predictions with labels that arrive late, early, twice, or corrected.
+
+The worker keeps what waits (predictions without a label, labels without a prediction)
+in storage it looks up per batch; this module only decides, given one batch of each and
+what the lookups returned, which labelled predictions to write, which earlier ones a
+correction replaces, which labels must wait, and what is counted as duplicate or expired.
+
+Rules, per (model, request id):
+
+* a label pairs with the prediction of that request id, whichever arrived first;
+* a label more than the model's time-to-live (event time) after its prediction does
+  not pair: it is counted as expired, and the prediction stays unlabeled;
+* the same label again is a duplicate and changes nothing; a different label later in
+  the log is a correction: the earlier pair is retracted and the new one written;
+* a label with no prediction yet waits (the caller stores it and offers it again when
+  the prediction arrives).
+
+>>> p = Prediction("m", "v1", "r1", 60_000, "fraud")
+>>> later = Label("m", "r1", 3_600_000, "ok", revision=7)
+>>> result = join([p], [later], window_ms=60_000, ttl_ms=lambda model: 86_400_000)
+>>> [(row.request_id, row.window_start, row.label.label, row.delay_seconds)
+...  for row in result.labeled]
+[('r1', 60000, 'ok', 3540.0)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+Key = tuple[str, str]  # (model, request id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    model: str
+    version: str
+    request_id: str
+    event_time: int
+    prediction: Any = None
+    score: float | None = None
+    probabilities: Mapping[str, float] | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.model, self.request_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+    model: str
+    request_id: str
+    event_time: int
+    label: Any
+    #: Where the label sits in the log (its offset): the later of two labels wins.
+    revision: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.model, self.request_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledPrediction:
+    """A prediction with its label, attributed to the window of the prediction."""
+
+    prediction: Prediction
+    label: Label
+    window_start: int
+
+    @property
+    def request_id(self) -> str:
+        return self.prediction.request_id
+
+    @property
+    def delay_seconds(self) -> float:
+        return (self.label.event_time - self.prediction.event_time) / 1000
+
+
+@dataclasses.dataclass
+class JoinResult:
+    labeled: list[LabeledPrediction] = dataclasses.field(default_factory=list)
+    #: Pairs a correction replaces: subtract them from the window's counts.
+    retracted: list[LabeledPrediction] = dataclasses.field(default_factory=list)
+    #: Labels whose prediction has not arrived: store them until it does (or they expire).
+    waiting: list[Label] = dataclasses.field(default_factory=list)
+    #: Stored waiting labels that found their prediction: remove them from storage.
+    settled: list[Key] = dataclasses.field(default_factory=list)
+    duplicates: int = 0
+    expired: int = 0
+
+
+def join(predictions: Sequence[Prediction], labels: Sequence[Label], *, window_ms: int,
+         ttl_ms: Callable[[str], int], stored_predictions: Mapping[Key, Prediction] | None = None,
+         stored_labels: Mapping[Key, Label] | None = None,
+         stored_pairs: Mapping[Key, LabeledPrediction] | None = None) -> JoinResult:
+    """Decide one batch; ``stored_*`` are the lookups of this batch's request ids."""
+    known = dict(stored_predictions or {})
+    known.update((p.key, p) for p in predictions)
+    pairs: dict[Key, LabeledPrediction] = dict(stored_pairs or {})
+    waiting: dict[Key, Label] = dict(stored_labels or {})
+    result = JoinResult()
+    for label in sorted(labels, key=lambda item: item.revision):
+        _apply(label, known.get(label.key), pairs, waiting, result, window_ms, ttl_ms)
+    for prediction in predictions:  # labels that were waiting for these predictions
+        if prediction.key in waiting:
+            label = waiting.pop(prediction.key)
+            _apply(label, prediction, pairs, waiting, result, window_ms, ttl_ms)
+    stored = stored_labels or {}
+    result.waiting = [label for key, label in waiting.items() if stored.get(key) != label]
+    result.settled = [key for key in stored if key not in waiting]
+    return result
+
+
+def _apply(label: Label, prediction: Prediction | None, pairs: dict[Key, LabeledPrediction],
+           waiting: dict[Key, Label], result: JoinResult, window_ms: int,
+           ttl_ms: Callable[[str], int]) -> None:
+    if prediction is None:
+        earlier = waiting.get(label.key)
+        if earlier is not None and earlier.label == label.label:
+            result.duplicates += 1
+        elif earlier is None or earlier.revision < label.revision:
+            waiting[label.key] = label
+        return
+    if label.event_time - prediction.event_time > ttl_ms(label.model):
+        result.expired += 1
+        return
+    earlier_pair = pairs.get(label.key)
+    if earlier_pair is not None:
+        if earlier_pair.label.label == label.label or earlier_pair.label.revision > label.revision:
+            result.duplicates += 1
+            return
+        result.retracted.append(earlier_pair)
+    start = prediction.event_time - prediction.event_time % window_ms
+    pair = LabeledPrediction(prediction, label, start)
+    pairs[label.key] = pair
+    result.labeled.append(pair)
