@@ -162,7 +162,67 @@ ORDER BY (model, dedup_key, first_seen, id, state)
 COMMENT 'Alert events: one row per incident state change, the same JSON as the alerts topic'
 """
 
-TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS)
+PREDICTIONS = """
+CREATE TABLE IF NOT EXISTS {db}.predictions
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    request_id String COMMENT 'joins the prediction with its label',
+    event_time DateTime64(3, 'UTC') COMMENT 'prediction event time',
+    prediction Nullable(String) COMMENT 'predicted class or value, as text',
+    score Nullable(Float64) COMMENT 'score, if sent',
+    probabilities Map(String, Float64) COMMENT 'class probabilities, if sent',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (model, request_id)
+-- Kept by processing time, not event time, so a backfill of old events still joins.
+TTL toDateTime(written_at) + INTERVAL 8 DAY
+COMMENT 'Predictions waiting for their label (kept 8 days; the join uses each model TTL)'
+"""
+
+WAITING_LABELS = """
+CREATE TABLE IF NOT EXISTS {db}.waiting_labels
+(
+    model LowCardinality(String) COMMENT 'model name',
+    request_id String COMMENT 'the prediction this label is for',
+    event_time DateTime64(3, 'UTC') COMMENT 'label event time',
+    label String COMMENT 'the label, as text',
+    revision UInt64 COMMENT 'source offset; the latest label of a request id wins',
+    settled UInt8 COMMENT '1 once its prediction arrived: FINAL leaves it out',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree(revision, settled)
+ORDER BY (model, request_id)
+-- Kept by processing time, not event time, so a backfill of old events still joins.
+TTL toDateTime(written_at) + INTERVAL 8 DAY
+COMMENT 'Labels that arrived before their prediction'
+"""
+
+LABELED_PREDICTIONS = """
+CREATE TABLE IF NOT EXISTS {db}.labeled_predictions
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version that made the prediction',
+    window_start DateTime64(3, 'UTC') COMMENT 'window of the prediction event time',
+    request_id String COMMENT 'request id',
+    prediction_time DateTime64(3, 'UTC') COMMENT 'prediction event time',
+    label_time DateTime64(3, 'UTC') COMMENT 'label event time',
+    delay_seconds Float64 COMMENT 'label time - prediction time',
+    prediction Nullable(String) COMMENT 'predicted class or value, as text',
+    label String COMMENT 'true class or value, as text',
+    score Nullable(Float64) COMMENT 'score, if sent',
+    probabilities Map(String, Float64) COMMENT 'class probabilities, if sent',
+    revision UInt64 COMMENT 'source offset of the label; a correction has a higher one'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start, request_id)
+COMMENT 'Each labelled prediction once: duplicates rewrite it, corrections replace it'
+"""
+
+TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
+          PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.
