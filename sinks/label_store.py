@@ -15,6 +15,7 @@ from typing import Any
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from models.label_join import Key, Label, LabeledPrediction, Prediction
+from models.wire import EventBlock
 
 _PREDICTION_COLUMNS = ["model", "model_version", "request_id", "event_time", "prediction",
                        "score", "probabilities"]
@@ -33,6 +34,24 @@ class LabelStore:
         await self._insert("predictions", _PREDICTION_COLUMNS, [
             (p.model, p.version, p.request_id, p.event_time, _text(p.prediction), p.score,
              dict(p.probabilities or {})) for p in predictions])
+
+    async def put_prediction_blocks(self, blocks: Sequence[EventBlock]) -> None:
+        """Store prediction messages column by column, straight from their envelopes."""
+        columns: list[list[Any]] = [[] for _ in _PREDICTION_COLUMNS]
+        model, version, request_id, event_time, prediction, score, probabilities = columns
+        for block in blocks:
+            n = len(block)
+            model += [block.model] * n
+            version += [block.version] * n
+            request_id += block.request_id
+            event_time += block.event_time
+            prediction += ([None] * n if block.prediction is None
+                           else [None if v is None else str(v) for v in block.prediction])
+            score += block.score or [None] * n
+            probabilities += _probability_maps(block.probabilities, n)
+        if request_id:
+            await self.client.insert("predictions", columns, column_names=_PREDICTION_COLUMNS,
+                                     column_oriented=True, database=self.database)
 
     async def put_waiting(self, labels: Sequence[Label], settled: Iterable[Label] = ()) -> None:
         """Store waiting labels; mark ``settled`` ones (their prediction came) as gone."""
@@ -89,6 +108,15 @@ class LabelStore:
     async def _insert(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
         if rows:
             await self.client.insert(table, rows, column_names=names, database=self.database)
+
+
+def _probability_maps(columns: dict[str, list[float | None]] | None,
+                      n: int) -> list[dict[str, float]]:
+    if not columns:
+        return [{}] * n
+    classes = list(columns)
+    return [{c: v for c, v in zip(classes, row, strict=True) if v is not None}
+            for row in zip(*columns.values(), strict=True)]
 
 
 def _text(value: Any) -> str | None:

@@ -35,6 +35,7 @@ from models.partition import PartitionState
 from models.windows import PartitionWindows, WindowConfig
 from models.wire import BadMessage, EventBlock, decode
 from sinks.clickhouse import DeadLetter, SinkBatch
+from streams.label_join import LabelJoiner
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class FeatureWindowProcessor:
         self.alerts_topic = alerts_topic
         self.write_rows = write_rows
         self.stats = ProcessorStats()
+        #: Stores predictions for the label join; set once the worker's services start.
+        self.joiner: LabelJoiner | None = None
         self._states: dict[int, PartitionState] = {}
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
 
@@ -110,7 +113,12 @@ class FeatureWindowProcessor:
         for event in events:
             by_partition[event.message.partition].append(event)
         for partition, part in by_partition.items():
-            await self._process_partition(partition, sorted(part, key=lambda e: e.message.offset))
+            ordered = sorted(part, key=lambda e: e.message.offset)
+            if self.joiner is None:
+                await self._process_partition(partition, ordered)
+                continue
+            async with self.joiner.locks[partition]:  # labels of this partition wait
+                await self._process_partition(partition, ordered)
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
@@ -125,6 +133,8 @@ class FeatureWindowProcessor:
         windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
+        if self.joiner is not None:
+            await self.joiner.on_predictions([block for _, block in blocks])
         await self._make_durable(partition, state, batch)
         self._count(blocks, batch, len(fresh))
         now = time.monotonic()

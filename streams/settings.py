@@ -92,6 +92,10 @@ class Settings:
     max_tracked_categories: int = 1000
     quantile_relative_accuracy: float = 0.01
 
+    # Delayed labels
+    #: How long (event time) a prediction waits for its label; later labels are expired.
+    label_ttl_seconds: int = 7 * 24 * 3600
+
     # Drift
     #: How long a starting worker waits to read the existing reference profiles.
     reference_wait_seconds: float = 10.0

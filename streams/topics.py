@@ -19,6 +19,7 @@ from streams.settings import Settings
 @dataclasses.dataclass(frozen=True)
 class Topics:
     predictions: faust.TopicT
+    labels: faust.TopicT
     dead_letters: faust.TopicT
     alerts: faust.TopicT
 
@@ -29,6 +30,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                          partitions=settings.partitions)
 
     return Topics(predictions=raw(settings.predictions_topic),
+                  labels=raw(settings.labels_topic),
                   dead_letters=raw(settings.dead_letter_topic),
                   alerts=raw(settings.alerts_topic))
 

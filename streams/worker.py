@@ -10,6 +10,7 @@ import faust
 from streams.agents import AGENT_MODULES
 from streams.app import build_app
 from streams.feature_windows import FeatureWindowProcessor
+from streams.services import WorkerServices
 from streams.settings import Settings
 from streams.tables import declare_window_states
 from streams.topics import declare_topics
@@ -29,7 +30,9 @@ def create_worker(settings: Settings) -> Worker:
     app = build_app(settings)
     topics = declare_topics(app, settings)
     window_states = declare_window_states(app)
+    services = WorkerServices(settings)
     agents = [importlib.import_module(name) for name in AGENT_MODULES]
-    (track_feature_windows,) = agents
-    processor = track_feature_windows.attach(app, settings, topics, window_states)
+    track_feature_windows, join_labels = agents
+    processor = track_feature_windows.attach(app, settings, topics, window_states, services)
+    join_labels.attach(app, settings, topics, services)
     return Worker(app=app, feature_windows=processor)

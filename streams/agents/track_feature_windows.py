@@ -3,7 +3,6 @@ in :mod:`streams.feature_windows` and the pure modules under it)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, cast
 
@@ -13,9 +12,8 @@ from faust import Stream
 from faust.types import TP, StreamT, TableT
 from mode.types.signals import BaseSignalT
 
-from sinks.clickhouse import ClickHouseSink
 from streams.feature_windows import FeatureWindowProcessor, load_rules
-from streams.references import ReferenceStore
+from streams.services import WorkerServices
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -23,32 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def attach(app: faust.App, settings: Settings, topics: Topics,
-           window_states: TableT[bytes, bytes]) -> FeatureWindowProcessor:
+           window_states: TableT[bytes, bytes],
+           services: WorkerServices) -> FeatureWindowProcessor:
     """Register the agent and its idle timer on ``app``; return the processor they share."""
-    sink = ClickHouseSink(settings)
-    references = ReferenceStore(settings)
     processor = FeatureWindowProcessor(settings, window_states, topics.dead_letters,
-                                       topics.alerts, sink.write, references.get,
-                                       load_rules(settings))
+                                       topics.alerts, services.sink.write,
+                                       services.references.get, load_rules(settings))
 
     @app.agent(topics.predictions, name="track_feature_windows")
     async def track_feature_windows(stream: StreamT[bytes]) -> None:
-        await sink.start()
-        await references.start()
+        await services.start()
+        processor.joiner = services.joiner
         try:
-            # Existing references first, so the first windows are binned on their edges.
-            async with asyncio.timeout(settings.reference_wait_seconds):
-                await references.wait_ready()
-        except TimeoutError:
-            log.warning("references not all read after %ss; going on without waiting",
-                        settings.reference_wait_seconds)
-        try:
-            async for events in cast(Stream[bytes], stream).take_events(settings.batch_max_messages,
-                                                   within=settings.checkpoint_seconds):
+            async for events in cast(Stream[bytes], stream).take_events(
+                    settings.batch_max_messages, within=settings.checkpoint_seconds):
                 await processor.process(events)
         finally:
-            await references.stop()
-            await sink.close()
+            await services.stop()
 
     # Faust's timer decorator is untyped.
     @app.timer(interval=max(1.0, settings.idle_close_seconds / 4),  # type: ignore[untyped-decorator]

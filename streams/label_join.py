@@ -1,0 +1,136 @@
+"""Join predictions with the labels that arrive later (or earlier), through ClickHouse.
+
+Both source topics are keyed by model and have the same partition count, so Faust gives
+partition p of both to one worker; one :class:`asyncio.Lock` per partition, shared by the
+predictions agent and the labels agent, makes their batches take turns, so each lookup
+sees every write before it. Everything written replaces by key (see
+:mod:`sinks.label_store`), so a replay after a crash changes nothing and needs no
+checkpoint of its own: a replayed label meets the pair it already wrote and is a
+duplicate.
+
+Predictions are stored column-wise from the envelope, with no per-event objects; only
+predictions whose request id has a label waiting (an in-memory set, loaded at start-up)
+are joined at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from faust.types import EventT
+
+from models.label_join import JoinResult, Key, Label, Prediction, join
+from models.wire import BadMessage, EventBlock, decode
+from sinks.label_store import LabelStore
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+#: Label revisions order labels within a partition: offset, then position in an envelope.
+_PER_MESSAGE = 1_000_000
+
+
+class LabelJoinStats:
+    def __init__(self) -> None:
+        self.labels = 0
+        self.paired = 0
+        self.waiting = 0
+        self.duplicates = 0
+        self.corrections = 0
+        self.expired = 0
+        self.bad_messages = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class LabelJoiner:
+    def __init__(self, settings: Settings, store: LabelStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.stats = LabelJoinStats()
+        self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._waiting: set[Key] = set()
+
+    async def start(self) -> None:
+        """Load the keys of labels still waiting for their prediction."""
+        result = await self.store.client.query(
+            f"SELECT model, request_id FROM {self.store.database}.waiting_labels FINAL")
+        self._waiting = {(m, r) for m, r in result.result_rows}
+
+    def ttl_ms(self, model: str) -> int:
+        return self.settings.label_ttl_seconds * 1000
+
+    async def on_predictions(self, blocks: Sequence[EventBlock]) -> None:
+        """Store a partition's prediction messages; pair those a label is waiting for.
+
+        Call under ``locks[partition]``, before the batch's offsets are acknowledged.
+        """
+        blocks = [b for b in blocks if b.kind == "prediction" and b.request_id]
+        if not blocks:
+            return
+        await self.store.put_prediction_blocks(blocks)
+        ready = [p for b in blocks for p in _predictions(b)
+                 if (b.model, p.request_id) in self._waiting] if self._waiting else []
+        if ready:
+            keys = [p.key for p in ready]
+            waiting = await self.store.waiting(keys)
+            result = join(ready, [], window_ms=self.settings.window_ms, ttl_ms=self.ttl_ms,
+                          stored_labels=waiting,
+                          stored_pairs=await self.store.pairs(keys, self.settings.window_ms))
+            await self._write(result, [waiting[key] for key in result.settled])
+
+    async def on_labels(self, events: Sequence[EventT[bytes]]) -> None:
+        """Join a partition's label messages (offset order); call under its lock."""
+        labels: list[Label] = []
+        for event in events:
+            message = event.message
+            try:
+                block = decode(message.key, message.value, self.settings.max_message_bytes)
+                if block.kind != "label":
+                    raise BadMessage(f"a {block.kind} message on the labels topic")
+            except BadMessage as exc:
+                self.stats.bad_messages += 1
+                log.warning("label message %s/%s skipped: %s", message.partition,
+                            message.offset, exc)
+                continue
+            labels += _labels(block, message.offset)
+        if not labels:
+            return
+        keys = list({label.key for label in labels})
+        window_ms = self.settings.window_ms
+        result = join([], labels, window_ms=window_ms, ttl_ms=self.ttl_ms,
+                      stored_predictions=await self.store.predictions(keys),
+                      stored_labels=await self.store.waiting(keys),
+                      stored_pairs=await self.store.pairs(keys, window_ms))
+        self.stats.labels += len(labels)
+        await self._write(result, [])
+
+    async def _write(self, result: JoinResult, settled: list[Label]) -> None:
+        await self.store.put_pairs(result.labeled)
+        await self.store.put_waiting(result.waiting, settled)
+        self._waiting |= {label.key for label in result.waiting}
+        self._waiting -= set(result.settled)
+        self._waiting -= {pair.prediction.key for pair in result.labeled}
+        self.stats.paired += len(result.labeled) - len(result.retracted)
+        self.stats.corrections += len(result.retracted)
+        self.stats.waiting += len(result.waiting)
+        self.stats.duplicates += result.duplicates
+        self.stats.expired += result.expired
+
+
+def _predictions(block: EventBlock) -> list[Prediction]:
+    predictions = block.prediction or [None] * len(block)
+    scores = block.score or [None] * len(block)
+    return [Prediction(block.model, block.version, rid, t, pred, score)
+            for rid, t, pred, score in zip(block.request_id, block.event_time, predictions,
+                                           scores, strict=True)]
+
+
+def _labels(block: EventBlock, offset: int) -> list[Label]:
+    values = block.label or []
+    return [Label(block.model, rid, t, value, offset * _PER_MESSAGE + i)
+            for i, (rid, t, value) in enumerate(zip(block.request_id, block.event_time, values,
+                                                    strict=True))]

@@ -1,0 +1,134 @@
+"""Delayed labels end to end on the embedded stack: predictions through the publisher,
+labels minutes to days later, out of order, duplicated, corrected, some never, and a
+worker restart between predictions and labels; each labelled prediction lands once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import numpy as np
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from streams.publisher import AsyncPublisher
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+W = 60_000
+T0 = 1_764_230_400_000
+MINUTE, DAY = 60_000, 86_400_000
+
+
+@pytest.fixture
+def settings(embedded_stack: Any, unique_name: str, tmp_path: Path) -> Settings:
+    s = Settings().replace(
+        **embedded_stack.settings_overrides(),
+        predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
+        dead_letter_topic=f"dead-letters-{unique_name}", alerts_topic=f"alerts-{unique_name}",
+        references_topic=f"references-{unique_name}", clickhouse_database=f"t_{unique_name}",
+        app_id=f"driftline-{unique_name}", state_dir=str(tmp_path / "state"), partitions=2,
+        idle_close_seconds=2.0, checkpoint_seconds=0.5, reference_wait_seconds=2.0,
+        label_ttl_seconds=3 * 24 * 3600)
+    asyncio.run(ensure_topics(s))
+    return s
+
+
+@pytest.fixture
+def clickhouse(settings: Settings) -> Iterator[Client]:
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    yield client
+    client.close()
+
+
+def scenario(seed: int) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]],
+                                 dict[str, tuple[str, int]]]:
+    """Predictions (id, time, class), labels to send in order, and the expected pairs."""
+    rng = np.random.default_rng(seed)
+    predictions = [(f"r{i}", T0 + int(rng.integers(0, 3 * W)), str(rng.choice(["fraud", "ok"])))
+                   for i in range(300)]
+    labels: list[tuple[str, int, str]] = []
+    expected: dict[str, tuple[str, int]] = {}
+    for rid, t, _ in predictions:
+        kind = rng.random()
+        value = str(rng.choice(["fraud", "ok"]))
+        delay = int(rng.choice([MINUTE, 30 * MINUTE, DAY, 2 * DAY]))
+        if kind < 0.15:  # never labelled
+            continue
+        if kind < 0.2:  # labelled after the time-to-live: expired
+            labels.append((rid, t + 4 * DAY, value))
+            continue
+        labels.append((rid, t + delay, value))
+        expected[rid] = (value, delay)
+        if kind < 0.3:  # the same label again
+            labels.append((rid, t + delay, value))
+        elif kind < 0.4:  # a correction, later in the log
+            fixed = "ok" if value == "fraud" else "fraud"
+            labels.append((rid, t + delay + MINUTE, fixed))
+            expected[rid] = (fixed, delay + MINUTE)
+    # Requests in random order; each request's own labels in order (corrections come later).
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for label in labels:
+        groups.setdefault(label[0], []).append(label)
+    shuffled = [label for rid in rng.permutation(list(groups)) for label in groups[str(rid)]]
+    return predictions, shuffled, expected
+
+
+async def publish(settings: Settings, predictions: list[tuple[str, int, str]] | None = None,
+                  labels: list[tuple[str, int, str]] | None = None) -> None:
+    async with AsyncPublisher.from_settings(settings) as publisher:
+        for rid, t, value in predictions or []:
+            assert publisher.log_prediction("scorer", "v1", rid, {"x": 1.0}, prediction=value,
+                                            event_time_ms=t)
+        for i, (rid, t, value) in enumerate(labels or []):
+            assert publisher.log_label("scorer", rid, value, event_time_ms=t)
+            if i % 50 == 49:
+                await publisher.flush()
+        await publisher.flush()
+
+
+def labelled(client: Client, db: str) -> dict[str, tuple[str, int]]:
+    if not client.query(f"EXISTS TABLE {db}.labeled_predictions").result_rows[0][0]:
+        return {}
+    rows = client.query(f"SELECT request_id, label, toUnixTimestamp64Milli(label_time) - "
+                        f"toUnixTimestamp64Milli(prediction_time) "
+                        f"FROM {db}.labeled_predictions FINAL").result_rows
+    return {rid: (label, delay) for rid, label, delay in rows}
+
+
+def test_each_labelled_prediction_lands_once_with_its_latest_label(
+        settings: Settings, clickhouse: Client, tmp_path: Path) -> None:
+    predictions, labels, expected = scenario(3)
+    early = labels[:40]  # some labels come before their prediction
+    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        asyncio.run(publish(settings, labels=early))
+        time.sleep(2)
+        asyncio.run(publish(settings, predictions=predictions))
+        time.sleep(3)
+    finally:
+        first.kill()  # a crash between the predictions and most labels
+    second = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        asyncio.run(publish(settings, labels=labels[40:]))
+        deadline = time.monotonic() + 90
+        got: dict[str, tuple[str, int]] = {}
+        while time.monotonic() < deadline:
+            got = labelled(clickhouse, settings.clickhouse_database)
+            if got == expected:
+                break
+            assert second.is_running(), second.log_tail()
+            time.sleep(1)
+        time.sleep(2)  # anything still arriving would show now
+        got = labelled(clickhouse, settings.clickhouse_database)
+    finally:
+        second.stop()
+    assert set(got) == set(expected)
+    assert got == expected
