@@ -217,7 +217,7 @@ class Monitor:
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_json().decode(),
                           None if state.current is None else state.current.to_json().decode(),
-                          [[dataclasses.asdict(r) for r in w] for w in state.recent]]
+                          [list(w) for w in state.recent]]  # orjson writes dataclasses
                          for (model, version), state in self._versions.items()],
         }
 

@@ -98,6 +98,12 @@ class ReferenceProfile:
         return hashlib.sha256(self.to_json()).hexdigest()[:16]
 
     def to_json(self) -> bytes:
+        """The profile as JSON (computed once: a profile is immutable, and checkpoints
+        include the live one every second)."""
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> bytes:
         doc = dataclasses.asdict(self)
         doc["features"] = {name: dataclasses.asdict(f) for name, f in self.features.items()}
         return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)

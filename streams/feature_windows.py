@@ -133,7 +133,7 @@ class FeatureWindowProcessor:
         windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
-        if self.joiner is not None:
+        if self.joiner is not None and self.settings.label_join:
             await self.joiner.on_predictions([block for _, block in blocks])
         await self._make_durable(partition, state, batch)
         self._count(blocks, batch, len(fresh))

@@ -93,6 +93,9 @@ class Settings:
     quantile_relative_accuracy: float = 0.01
 
     # Delayed labels
+    #: Store predictions and join them with labels; off for models that never get labels
+    #: (storing each prediction costs about a microsecond of worker time).
+    label_join: bool = True
     #: How long (event time) a prediction waits for its label; later labels are expired.
     label_ttl_seconds: int = 7 * 24 * 3600
 
@@ -195,6 +198,10 @@ def _parse(name: str, hint: Any, raw: str) -> Any:
         except ValueError:
             raise ValueError(f"{var}={raw!r} is not an integer: set it to a whole number "
                              f"of {'seconds' if 'seconds' in name else 'units'}") from None
+    if hint is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{var}={raw!r} is not true or false")
+        return raw.lower() in ("true", "1")
     if hint is float:
         try:
             return float(raw)
