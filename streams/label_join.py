@@ -72,8 +72,7 @@ class LabelJoiner:
         if not blocks:
             return
         await self.store.put_prediction_blocks(blocks)
-        ready = [p for b in blocks for p in _predictions(b)
-                 if (b.model, p.request_id) in self._waiting] if self._waiting else []
+        ready = [p for b in blocks for p in self._awaited(b)] if self._waiting else []
         if ready:
             keys = [p.key for p in ready]
             waiting = await self.store.waiting(keys)
@@ -81,6 +80,15 @@ class LabelJoiner:
                           stored_labels=waiting,
                           stored_pairs=await self.store.pairs(keys, self.settings.window_ms))
             await self._write(result, [waiting[key] for key in result.settled])
+
+    def _awaited(self, block: EventBlock) -> list[Prediction]:
+        """The block's predictions a label is waiting for (objects only for those)."""
+        hits = [i for i, rid in enumerate(block.request_id)
+                if (block.model, rid) in self._waiting]
+        predictions = block.prediction or [None] * len(block)
+        scores = block.score or [None] * len(block)
+        return [Prediction(block.model, block.version, block.request_id[i],
+                           block.event_time[i], predictions[i], scores[i]) for i in hits]
 
     async def on_labels(self, events: Sequence[EventT[bytes]]) -> None:
         """Join a partition's label messages (offset order); call under its lock."""
@@ -119,14 +127,6 @@ class LabelJoiner:
         self.stats.waiting += len(result.waiting)
         self.stats.duplicates += result.duplicates
         self.stats.expired += result.expired
-
-
-def _predictions(block: EventBlock) -> list[Prediction]:
-    predictions = block.prediction or [None] * len(block)
-    scores = block.score or [None] * len(block)
-    return [Prediction(block.model, block.version, rid, t, pred, score)
-            for rid, t, pred, score in zip(block.request_id, block.event_time, predictions,
-                                           scores, strict=True)]
 
 
 def _labels(block: EventBlock, offset: int) -> list[Label]:

@@ -35,8 +35,8 @@ from rich.table import Table
 from models.reference import FeatureReference, NumericReference, ReferenceProfile
 from models.reference_build import build_profile, load_columns
 from sinks.schema import statements
+from streams.kafka_options import kafka_client_options
 from streams.settings import Settings
-from streams.topics import kafka_client_options
 
 __all__ = [
     "ReferenceStore",

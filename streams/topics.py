@@ -13,6 +13,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_options import kafka_client_options
 from streams.settings import Settings
 
 
@@ -55,19 +56,3 @@ async def ensure_topics(settings: Settings) -> None:
     finally:
         await admin.close()
     await ensure_references_topic(settings)
-
-
-def kafka_client_options(settings: Settings) -> dict[str, object]:
-    """Security options for plain aiokafka clients, mirroring the app's credentials."""
-    options: dict[str, object] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.upper() in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile,
-            keyfile=settings.kafka_ssl_keyfile)
-    if settings.kafka_security_protocol.upper().startswith("SASL"):
-        options.update(sasl_mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-                       sasl_plain_username=settings.kafka_sasl_username,
-                       sasl_plain_password=settings.kafka_sasl_password)
-    return options

@@ -14,8 +14,8 @@ from typing import Any, Self, SupportsFloat
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
-from aiokafka.helpers import create_ssl_context
 
+from streams.kafka_options import kafka_client_options
 from streams.publisher._buffer import Envelope, EventBuffer, PublisherStats
 from streams.settings import Settings
 
@@ -27,24 +27,14 @@ _WARN_EVERY_S = 10.0
 
 def options_from_settings(settings: Settings) -> dict[str, Any]:
     """The publisher keyword arguments that :class:`Settings` determines (TLS, SASL, topics)."""
-    options: dict[str, Any] = {
+    return {
         "bootstrap_servers": settings.kafka_bootstrap,
         "predictions_topic": settings.predictions_topic,
         "labels_topic": settings.labels_topic,
-        "security_protocol": settings.kafka_security_protocol,
         # The worker refuses nothing below max_message_bytes, the broker's default is 1 MB.
         "max_envelope_bytes": min(900_000, settings.max_message_bytes),
+        **kafka_client_options(settings),
     }
-    sasl = {"sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": settings.kafka_sasl_password}
-    options.update({key: value for key, value in sasl.items() if value is not None})
-    tls = settings.kafka_ssl_cafile or settings.kafka_ssl_certfile
-    if tls or settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile,
-                                                    certfile=settings.kafka_ssl_certfile,
-                                                    keyfile=settings.kafka_ssl_keyfile)
-    return options
 
 
 class AsyncPublisher:

@@ -5,12 +5,19 @@ Tests share the servers, so each builds its own topics and databases from ``uniq
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import clickhouse_connect
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from streams.embedded.stack import EmbeddedStack
+from streams.settings import Settings
+from streams.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +31,32 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 def unique_name() -> str:
     """A fresh suffix for topic and database names, e.g. ``f"events_{unique_name}"``."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def worker_settings(embedded_stack: EmbeddedStack, unique_name: str,
+                    tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a worker on the embedded stack with this test's own topics, database
+    and consumer group, quick to close windows; ``overrides`` for the rest. Creates the
+    topics."""
+    def make(**overrides: Any) -> Settings:
+        settings = Settings().replace(
+            **embedded_stack.settings_overrides(),
+            predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
+            dead_letter_topic=f"dead-letters-{unique_name}",
+            alerts_topic=f"alerts-{unique_name}", references_topic=f"references-{unique_name}",
+            clickhouse_database=f"t_{unique_name}", app_id=f"driftline-{unique_name}",
+            state_dir=str(tmp_path / "state"), partitions=2, idle_close_seconds=2.0,
+            checkpoint_seconds=0.5, **overrides)
+        asyncio.run(ensure_topics(settings))
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def clickhouse(settings: Settings) -> Iterator[Client]:
+    """A ClickHouse client for the test's ``settings`` (each module defines that fixture)."""
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    yield client
+    client.close()

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import clickhouse_connect
 import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from streams.publisher import AsyncPublisher
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -28,24 +25,9 @@ MINUTE, DAY = 60_000, 86_400_000
 
 
 @pytest.fixture
-def settings(embedded_stack: Any, unique_name: str, tmp_path: Path) -> Settings:
-    s = Settings().replace(
-        **embedded_stack.settings_overrides(),
-        predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
-        dead_letter_topic=f"dead-letters-{unique_name}", alerts_topic=f"alerts-{unique_name}",
-        references_topic=f"references-{unique_name}", clickhouse_database=f"t_{unique_name}",
-        app_id=f"driftline-{unique_name}", state_dir=str(tmp_path / "state"), partitions=2,
-        idle_close_seconds=2.0, checkpoint_seconds=0.5, reference_wait_seconds=2.0,
-        label_ttl_seconds=3 * 24 * 3600)
-    asyncio.run(ensure_topics(s))
-    return s
+def settings(worker_settings: Callable[..., Settings]) -> Settings:
+    return worker_settings(reference_wait_seconds=2.0, label_ttl_seconds=3 * 24 * 3600)
 
-
-@pytest.fixture
-def clickhouse(settings: Settings) -> Iterator[Client]:
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
-    yield client
-    client.close()
 
 
 def scenario(seed: int) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]],

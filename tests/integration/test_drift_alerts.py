@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import numpy as np
 import orjson
 import pytest
@@ -20,7 +19,6 @@ from models.reference_build import build_profile
 from streams.publisher import AsyncPublisher
 from streams.references import publish_profile
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -32,23 +30,9 @@ SHIFTED = range(3, 7)  # windows 3..6 of 13: x moves by one standard deviation
 
 
 @pytest.fixture
-def settings(embedded_stack: Any, unique_name: str, tmp_path: Path) -> Settings:
-    s = Settings().replace(
-        **embedded_stack.settings_overrides(),
-        predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
-        dead_letter_topic=f"dead-letters-{unique_name}", alerts_topic=f"alerts-{unique_name}",
-        references_topic=f"references-{unique_name}", clickhouse_database=f"t_{unique_name}",
-        app_id=f"driftline-{unique_name}", state_dir=str(tmp_path / "state"), partitions=2,
-        idle_close_seconds=2.0, checkpoint_seconds=0.5, reference_wait_seconds=5.0)
-    asyncio.run(ensure_topics(s))
-    return s
+def settings(worker_settings: Callable[..., Settings]) -> Settings:
+    return worker_settings(reference_wait_seconds=5.0)
 
-
-@pytest.fixture
-def clickhouse(settings: Settings) -> Iterator[Client]:
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
-    yield client
-    client.close()
 
 
 def sample(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.ndarray]:

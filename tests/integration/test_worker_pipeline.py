@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import numpy as np
 import orjson
 import pytest
@@ -18,7 +17,6 @@ from clickhouse_connect.driver.client import Client
 
 from streams.publisher import AsyncPublisher
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -29,22 +27,9 @@ EDGES = (-1.0, 0.0, 1.0)
 
 
 @pytest.fixture
-def settings(embedded_stack: Any, unique_name: str, tmp_path: Path) -> Settings:
-    base = Settings().replace(**embedded_stack.settings_overrides())
-    s = base.replace(
-        predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
-        dead_letter_topic=f"dead-letters-{unique_name}", clickhouse_database=f"t_{unique_name}",
-        app_id=f"driftline-{unique_name}", state_dir=str(tmp_path / "state"), partitions=2,
-        idle_close_seconds=2.0, checkpoint_seconds=0.5, bin_edges={"x": EDGES})
-    asyncio.run(ensure_topics(s))
-    return s
+def settings(worker_settings: Callable[..., Settings]) -> Settings:
+    return worker_settings(bin_edges={"x": EDGES})
 
-
-@pytest.fixture
-def clickhouse(settings: Settings) -> Iterator[Client]:
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
