@@ -73,8 +73,26 @@ DEFAULTS: Mapping[str, Any] = {
         # long-tailed feature (40 categories, top 20 kept) has ~5% there already.
         "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
-        # Error-rate detectors on labelled predictions.
-        "ddm": _DETECTOR, "eddm": _DETECTOR, "hddm_a": _DETECTOR,
+        # Model quality from delayed labels (models/performance_monitor.py), judged once per
+        # window when its labels are due. Against the version's first judged windows:
+        "accuracy_drop": {"direction": "above", "warn": 0.05, "critical": 0.1,
+                          "category": "performance"},
+        "mae_ratio": {"direction": "above", "warn": 1.25, "critical": 1.5,
+                      "category": "performance"},
+        # Absolute levels depend on the model: off until you set warn/critical and enable.
+        **{name: {"direction": "below", "enabled": False, "category": "performance"}
+           for name in ("accuracy", "f1_macro", "roc_auc", "coverage")},
+        **{name: {"enabled": False, "category": "performance"}
+           for name in ("log_loss", "ece", "mae", "rmse", "mape", "delay_p50_seconds",
+                        "delay_p90_seconds", "delay_p99_seconds")},
+        # Error-rate detectors on the labelled predictions, and ADWIN on their loss. DDM and
+        # EDDM raise too many false alarms per window to alert by default (0.6 and 1.3 per
+        # 10,000 values on a stationary 10 % error rate: several a day at 1,000 labels a
+        # window); HDDM_A raised none in 200,000 values and still caught 10 % -> 20 %.
+        "ddm": {**_DETECTOR, "enabled": False, "category": "performance"},
+        "eddm": {**_DETECTOR, "enabled": False, "category": "performance"},
+        "hddm_a": {**_DETECTOR, "category": "performance"},
+        "adwin_loss": {**_DETECTOR, "category": "performance"},
     },
 }
 
@@ -307,6 +325,8 @@ def _layer(where: str, settings: dict[str, Any], metrics_at: str, metrics: Any) 
         at = f"{metrics_at}.{quoted(name)}"
         fields = table(at, raw, METRIC_KEYS)
         rules[name] = {k: check(f"{at}.{k}", k, v) for k, v in fields.items()}
+        if ("warn" in fields or "critical" in fields) and "enabled" not in fields:
+            rules[name]["enabled"] = True  # setting a level switches a metric on
     return _Layer(scalars, rules)
 
 

@@ -9,7 +9,10 @@ Rules, per (model, request id):
 
 * a label pairs with the prediction of that request id, whichever arrived first;
 * a label more than the model's time-to-live (event time) after its prediction does
-  not pair: it is counted as expired, and the prediction stays unlabeled;
+  not pair: it is kept as *expired* (counted, not used), and the prediction stays
+  unlabeled;
+* a label waiting for its prediction waits at most the early-label time-to-live of the
+  model's event time (``clock``): a prediction that comes later finds it expired;
 * the same label again is a duplicate and changes nothing; a different label later in
   the log is a correction: the earlier pair is retracted and the new one written;
 * a label with no prediction yet waits (the caller stores it and offers it again when
@@ -68,6 +71,8 @@ class LabeledPrediction:
     prediction: Prediction
     label: Label
     window_start: int
+    #: The label came after the time-to-live: stored to be counted, left out of metrics.
+    expired: bool = False
 
     @property
     def request_id(self) -> str:
@@ -89,13 +94,28 @@ class JoinResult:
     settled: list[Key] = dataclasses.field(default_factory=list)
     duplicates: int = 0
     expired: int = 0
+    #: Labels met again after a crash (same revision as the stored pair): nothing changes,
+    #: but their window must be rewritten (the crash may have come before it was).
+    replayed: list[LabeledPrediction] = dataclasses.field(default_factory=list)
+
+    @property
+    def touched(self) -> set[tuple[str, str, int]]:
+        """(model, version, window start) of every window whose labels this batch changed."""
+        return {(p.prediction.model, p.prediction.version, p.window_start)
+                for p in (*self.labeled, *self.retracted, *self.replayed)}
 
 
 def join(predictions: Sequence[Prediction], labels: Sequence[Label], *, window_ms: int,
          ttl_ms: Callable[[str], int], stored_predictions: Mapping[Key, Prediction] | None = None,
          stored_labels: Mapping[Key, Label] | None = None,
-         stored_pairs: Mapping[Key, LabeledPrediction] | None = None) -> JoinResult:
-    """Decide one batch; ``stored_*`` are the lookups of this batch's request ids."""
+         stored_pairs: Mapping[Key, LabeledPrediction] | None = None,
+         early_ttl_ms: Callable[[str], int] | None = None,
+         clock: Mapping[str, int] | None = None) -> JoinResult:
+    """Decide one batch; ``stored_*`` are the lookups of this batch's request ids.
+
+    ``clock``: each model's event time as the batch's predictions arrive, against which
+    waiting labels expire after ``early_ttl_ms``.
+    """
     known = dict(stored_predictions or {})
     known.update((p.key, p) for p in predictions)
     pairs: dict[Key, LabeledPrediction] = dict(stored_pairs or {})
@@ -106,6 +126,11 @@ def join(predictions: Sequence[Prediction], labels: Sequence[Label], *, window_m
     for prediction in predictions:  # labels that were waiting for these predictions
         if prediction.key in waiting:
             label = waiting.pop(prediction.key)
+            now = (clock or {}).get(prediction.model)
+            if (early_ttl_ms is not None and now is not None
+                    and now - label.event_time > early_ttl_ms(prediction.model)):
+                result.expired += 1  # waited too long for its prediction
+                continue
             _apply(label, prediction, pairs, waiting, result, window_ms, ttl_ms)
     stored = stored_labels or {}
     result.waiting = [label for key, label in waiting.items() if stored.get(key) != label]
@@ -123,16 +148,22 @@ def _apply(label: Label, prediction: Prediction | None, pairs: dict[Key, Labeled
         elif earlier is None or earlier.revision < label.revision:
             waiting[label.key] = label
         return
+    start = prediction.event_time - prediction.event_time % window_ms
+    earlier_pair = pairs.get(label.key)
+    if earlier_pair is not None and earlier_pair.label.revision == label.revision:
+        result.replayed.append(earlier_pair)
+        return
     if label.event_time - prediction.event_time > ttl_ms(label.model):
         result.expired += 1
+        if earlier_pair is None:  # kept, to be counted; a counted label is never replaced
+            pairs[label.key] = LabeledPrediction(prediction, label, start, expired=True)
+            result.labeled.append(pairs[label.key])
         return
-    earlier_pair = pairs.get(label.key)
-    if earlier_pair is not None:
+    if earlier_pair is not None and not earlier_pair.expired:
         if earlier_pair.label.label == label.label or earlier_pair.label.revision > label.revision:
             result.duplicates += 1
             return
         result.retracted.append(earlier_pair)
-    start = prediction.event_time - prediction.event_time % window_ms
     pair = LabeledPrediction(prediction, label, start)
     pairs[label.key] = pair
     result.labeled.append(pair)

@@ -9,32 +9,42 @@ import orjson
 from models.alert_rules import RulesConfig
 from models.feature_profiles import ReferenceLookup
 from models.monitor import Monitor, MonitorConfig, MonitorResult
+from models.performance_monitor import PerformanceConfig, PerformanceMonitor
 from models.windows import FeatureWindowRow, LateEvents, PartitionWindows, WindowConfig
 from models.wire import EventBlock
 
 
 class PartitionState:
-    """Open windows (with the offset of the last message applied) and model health."""
+    """Open windows (with the offset of the last message applied) and model health:
+    drift from the windows, quality from the labels of windows that are due."""
 
-    def __init__(self, windows: PartitionWindows, monitor: Monitor) -> None:
+    def __init__(self, windows: PartitionWindows, monitor: Monitor,
+                 performance: PerformanceMonitor) -> None:
         self.windows = windows
         self.monitor = monitor
+        self.performance = performance
 
     @classmethod
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
-            references: ReferenceLookup | None = None) -> PartitionState:
+            references: ReferenceLookup | None = None,
+            performance_config: PerformanceConfig | None = None) -> PartitionState:
         return cls(PartitionWindows(window_config, references),
-                   Monitor(monitor_config, rules, references))
+                   Monitor(monitor_config, rules, references),
+                   PerformanceMonitor(performance_config or PerformanceConfig(), rules))
 
     @classmethod
     def from_bytes(cls, data: bytes, window_config: WindowConfig,
                    monitor_config: MonitorConfig, rules: RulesConfig,
-                   references: ReferenceLookup | None = None) -> PartitionState:
+                   references: ReferenceLookup | None = None,
+                   performance_config: PerformanceConfig | None = None) -> PartitionState:
         state = orjson.loads(data)
         monitor = Monitor(monitor_config, rules, references)
         monitor.load_state(state["monitor"])
+        performance = PerformanceMonitor(performance_config or PerformanceConfig(), rules)
+        if "performance" in state:  # checkpoints from before delayed labels have none
+            performance.load_state(state["performance"])
         return cls(PartitionWindows.from_state(window_config, state["windows"], references),
-                   monitor)
+                   monitor, performance)
 
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]
               ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult]:
@@ -46,7 +56,12 @@ class PartitionState:
         """
         health = MonitorResult()
         self.windows.on_message = self.monitor.observe_block
-        self.windows.on_closed = lambda rows: health.extend(self.monitor.observe(rows))
+
+        def closed(rows: Sequence[FeatureWindowRow]) -> None:
+            health.extend(self.monitor.observe(rows))
+            self.performance.observe_closed(rows)
+
+        self.windows.on_closed = closed
         try:
             late = self.windows.apply(blocks)
             rows = self.windows.close_ready()
@@ -56,5 +71,6 @@ class PartitionState:
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"windows": self.windows.to_state(),
-                             "monitor": self.monitor.to_state()},
+                             "monitor": self.monitor.to_state(),
+                             "performance": self.performance.to_state()},
                             option=orjson.OPT_SERIALIZE_NUMPY)

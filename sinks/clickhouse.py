@@ -20,6 +20,7 @@ from models.alerts import Alert
 from models.monitor import DriftScoreRow
 from models.reference import ReferenceProfile
 from models.windows import FeatureWindowRow, LateEvents
+from sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
 from sinks.schema import quantile_columns, statements
 from streams.settings import Settings
 
@@ -49,10 +50,12 @@ class SinkBatch:
     alerts: list[Alert] = dataclasses.field(default_factory=list)
     #: Baselines the worker built from a version's first windows.
     references: list[ReferenceProfile] = dataclasses.field(default_factory=list)
+    #: ``performance`` rows (sinks.performance_store.COLUMNS order) of windows labels changed.
+    performance: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.windows or self.late or self.dead_letters or self.scores
-                    or self.alerts or self.references)
+                    or self.alerts or self.references or self.performance)
 
 
 _WINDOW_COLUMNS = [
@@ -88,7 +91,8 @@ class ClickHouseSink:
             password=self.settings.clickhouse_password,
         )
         self._client = client
-        for ddl in statements(self.settings.clickhouse_database):
+        for ddl in statements(self.settings.clickhouse_database,
+                              self.settings.label_retention_days):
             await client.command(ddl)
 
     async def close(self) -> None:
@@ -139,6 +143,10 @@ class ClickHouseSink:
                 [r.profile_id for r in refs], [r.created_at_ms for r in refs],
                 [r.created_at_ms for r in refs], [len(r.features) for r in refs],
                 [r.to_json().decode() for r in refs]])
+        if batch.performance:
+            await self.client.insert("performance", batch.performance,
+                                     column_names=PERFORMANCE_COLUMNS,
+                                     database=self.settings.clickhouse_database)
         if batch.dead_letters:
             letters = batch.dead_letters
             await self._insert(

@@ -22,7 +22,7 @@ _PREDICTION_COLUMNS = ["model", "model_version", "request_id", "event_time", "pr
 _LABEL_COLUMNS = ["model", "request_id", "event_time", "label", "revision", "settled"]
 _PAIR_COLUMNS = ["model", "model_version", "window_start", "request_id", "prediction_time",
                  "label_time", "delay_seconds", "prediction", "label", "score",
-                 "probabilities", "revision"]
+                 "probabilities", "revision", "expired"]
 
 
 class LabelStore:
@@ -67,7 +67,8 @@ class LabelStore:
             (r.prediction.model, r.prediction.version, r.window_start, r.request_id,
              r.prediction.event_time, r.label.event_time, r.delay_seconds,
              _text(r.prediction.prediction), _text(r.label.label), r.prediction.score,
-             dict(r.prediction.probabilities or {}), r.label.revision) for r in pairs])
+             dict(r.prediction.probabilities or {}), r.label.revision, int(r.expired))
+            for r in pairs])
 
     async def predictions(self, keys: Iterable[Key]) -> dict[Key, Prediction]:
         rows = await self._lookup("predictions", _PREDICTION_COLUMNS, keys)
@@ -80,13 +81,13 @@ class LabelStore:
 
     async def pairs(self, keys: Iterable[Key], window_ms: int) -> dict[Key, LabeledPrediction]:
         columns = ["model", "model_version", "request_id", "prediction_time", "prediction",
-                   "score", "probabilities", "label_time", "label", "revision"]
+                   "score", "probabilities", "label_time", "label", "revision", "expired"]
         rows = await self._lookup("labeled_predictions", columns, keys)
         out = {}
-        for m, v, rid, pt, pred, score, probs, lt, label, rev in rows:
+        for m, v, rid, pt, pred, score, probs, lt, label, rev, expired in rows:
             prediction = Prediction(m, v, rid, pt, pred, score, probs or None)
             out[(m, rid)] = LabeledPrediction(prediction, Label(m, rid, lt, label, rev),
-                                              pt - pt % window_ms)
+                                              pt - pt % window_ms, bool(expired))
         return out
 
     async def _lookup(self, table: str, columns: list[str],

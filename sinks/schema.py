@@ -177,8 +177,8 @@ CREATE TABLE IF NOT EXISTS {db}.predictions
 ENGINE = ReplacingMergeTree
 ORDER BY (model, request_id)
 -- Kept by processing time, not event time, so a backfill of old events still joins.
-TTL toDateTime(written_at) + INTERVAL 8 DAY
-COMMENT 'Predictions waiting for their label (kept 8 days; the join uses each model TTL)'
+TTL toDateTime(written_at) + INTERVAL {retention_days} DAY
+COMMENT 'Predictions waiting for their label (kept a day past the longest label TTL)'
 """
 
 WAITING_LABELS = """
@@ -195,7 +195,7 @@ CREATE TABLE IF NOT EXISTS {db}.waiting_labels
 ENGINE = ReplacingMergeTree(revision, settled)
 ORDER BY (model, request_id)
 -- Kept by processing time, not event time, so a backfill of old events still joins.
-TTL toDateTime(written_at) + INTERVAL 8 DAY
+TTL toDateTime(written_at) + INTERVAL {retention_days} DAY
 COMMENT 'Labels that arrived before their prediction'
 """
 
@@ -213,7 +213,8 @@ CREATE TABLE IF NOT EXISTS {db}.labeled_predictions
     label String COMMENT 'true class or value, as text',
     score Nullable(Float64) COMMENT 'score, if sent',
     probabilities Map(String, Float64) COMMENT 'class probabilities, if sent',
-    revision UInt64 COMMENT 'source offset of the label; a correction has a higher one'
+    revision UInt64 COMMENT 'source offset of the label; a correction has a higher one',
+    expired UInt8 DEFAULT 0 COMMENT '1: the label came after the model TTL and was not counted'
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
@@ -221,22 +222,94 @@ ORDER BY (model, model_version, window_start, request_id)
 COMMENT 'Each labelled prediction once: duplicates rewrite it, corrections replace it'
 """
 
+PERFORMANCE = """
+CREATE TABLE IF NOT EXISTS {db}.performance
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    window_start DateTime64(3, 'UTC') COMMENT 'window of the predictions event time: start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    task LowCardinality(String) COMMENT 'classification or regression',
+    n_predicted Nullable(UInt64) COMMENT 'predictions in the window (NULL while it is open)',
+    n_labeled UInt64 COMMENT 'predictions with a label (each request id once)',
+    n_expired_labels UInt64 COMMENT 'labels that came after the model TTL (not counted)',
+    coverage Nullable(Float64) COMMENT 'n_labeled / n_predicted',
+    labels_final_at DateTime64(3, 'UTC') COMMENT 'window_end + label TTL: later labels expire',
+    delay_p50_seconds Nullable(Float64) COMMENT 'median label delay (within one log bin)',
+    delay_p90_seconds Nullable(Float64) COMMENT '90th percentile label delay',
+    delay_p99_seconds Nullable(Float64) COMMENT '99th percentile label delay',
+    delay_sum_seconds Float64 COMMENT 'sum of label delays: sum / n_labeled is the mean',
+    delay_counts Array(Int64) COMMENT 'delays on log bins 1 s..30 days; sumForEach',
+    accuracy Nullable(Float64) COMMENT 'share of right predictions (classification)',
+    precision_macro Nullable(Float64) COMMENT 'mean over classes of tp / (tp + fp)',
+    recall_macro Nullable(Float64) COMMENT 'mean over classes of tp / (tp + fn)',
+    f1_macro Nullable(Float64) COMMENT 'mean over classes of 2tp / (2tp + fp + fn)',
+    log_loss Nullable(Float64) COMMENT 'mean -log p(true class), where probabilities were sent',
+    roc_auc Nullable(Float64) COMMENT 'ROC AUC (binary) or mean one-vs-rest, from histograms',
+    ece Nullable(Float64) COMMENT 'expected calibration error over 10 confidence bins',
+    precision Map(String, Float64) COMMENT 'per class: tp / (tp + fp)',
+    recall Map(String, Float64) COMMENT 'per class: tp / (tp + fn)',
+    f1 Map(String, Float64) COMMENT 'per class: 2tp / (2tp + fp + fn)',
+    correct_count UInt64 COMMENT 'right predictions; add: sum',
+    true_count Map(String, UInt64) COMMENT 'labels per class; add: sumMap',
+    predicted_count Map(String, UInt64) COMMENT 'predictions per predicted class; add: sumMap',
+    true_positive Map(String, UInt64) COMMENT 'right predictions per class; add: sumMap',
+    confusion Map(String, UInt64) COMMENT 'counts keyed "true -> predicted"; add: sumMap',
+    positive_class String COMMENT 'class a bare score is the probability of',
+    log_loss_sum Float64 COMMENT 'sum of -log p(true class); add: sum',
+    log_loss_count UInt64 COMMENT 'rows in log_loss_sum; add: sum',
+    score_positive Array(UInt64) COMMENT 'scores of positives on 50 bins of [0, 1]; sumForEach',
+    score_negative Array(UInt64) COMMENT 'positive class: scores of negatives on the same bins',
+    calibration_count Array(UInt64) COMMENT 'rows per confidence bin (10); sumForEach',
+    calibration_correct Array(UInt64) COMMENT 'right predictions per confidence bin',
+    calibration_confidence_sum Array(Float64) COMMENT 'sum of confidence per bin',
+    mae Nullable(Float64) COMMENT 'mean absolute error (regression)',
+    rmse Nullable(Float64) COMMENT 'root mean squared error',
+    mape Nullable(Float64) COMMENT 'mean |error| / |label| over labels != 0 (a ratio, not %)',
+    mean_error Nullable(Float64) COMMENT 'mean of prediction - label (bias)',
+    r2 Nullable(Float64) COMMENT 'coefficient of determination',
+    sum_error Float64 COMMENT 'sum of prediction - label; add: sum',
+    sum_abs_error Float64 COMMENT 'sum of |prediction - label|',
+    sum_sq_error Float64 COMMENT 'sum of (prediction - label)^2',
+    sum_target Float64 COMMENT 'sum of labels',
+    sum_sq_target Float64 COMMENT 'sum of squared labels',
+    sum_ape Float64 COMMENT 'sum of |error| / |label| over labels != 0',
+    ape_count UInt64 COMMENT 'labels != 0',
+    updated_at DateTime64(6, 'UTC') COMMENT 'when computed: the latest row of a window wins'
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start)
+COMMENT 'Model quality per prediction window, rewritten as labels arrive: read with FINAL'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
-          PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS)
+          PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.
 ADDED_COLUMNS = (
     ("feature_windows", "fine_bin_edges Array(Float64) AFTER bin_counts"),
     ("feature_windows", "fine_bin_counts Array(UInt64) AFTER fine_bin_edges"),
+    ("labeled_predictions", "expired UInt8 DEFAULT 0 AFTER revision"),
 )
 
 
-def statements(database: str) -> list[str]:
-    """DDL to run, in order, to create the database and every table if missing."""
+def statements(database: str, retention_days: int = 8) -> list[str]:
+    """DDL to run, in order, to create the database and every table if missing.
+
+    ``retention_days``: how long (processing time) predictions and early labels wait for
+    their other half; a day more than the longest label TTL. Existing tables get it too.
+    """
     if not database.replace("_", "").isalnum():
         raise ValueError(f"ClickHouse database name {database!r} must be letters, digits and _")
+    if retention_days < 1:
+        raise ValueError(f"retention_days must be >= 1, got {retention_days}")
     return [f"CREATE DATABASE IF NOT EXISTS {database}",
-            *(ddl.format(db=database).strip() for ddl in TABLES),
+            *(ddl.format(db=database, retention_days=retention_days).strip() for ddl in TABLES),
             *(f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS {column}"
-              for table, column in ADDED_COLUMNS)]
+              for table, column in ADDED_COLUMNS),
+            # Only new parts get the changed TTL at once; old ones on their next merge.
+            *(f"ALTER TABLE {database}.{table} MODIFY TTL toDateTime(written_at) + "
+              f"INTERVAL {retention_days} DAY SETTINGS materialize_ttl_after_modify = 0"
+              for table in ("predictions", "waiting_labels"))]

@@ -50,7 +50,8 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
         client = clickhouse_connect.get_client(dsn=settings.clickhouse_url,
                                                username=settings.clickhouse_user,
                                                password=settings.clickhouse_password)
-        for ddl in statements(settings.clickhouse_database):  # the worker does it too
+        for ddl in statements(settings.clickhouse_database,  # the worker does it too
+                              settings.label_retention_days):
             client.command(ddl)
         plan = _aligned(plan, settings)
         try:

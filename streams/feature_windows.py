@@ -9,8 +9,10 @@ One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust bu
 3. apply the rest to the partition's :class:`~models.windows.PartitionWindows`;
 4. close the windows event time has passed, and judge them (:class:`~models.monitor.Monitor`):
    drift scores against the version's reference, alert rules, incidents;
-5. write rows (ClickHouse), dead letters and alerts (their topics) and wait for them;
-6. checkpoint the state to the ``window_states`` changelog and wait for it.
+5. store the predictions for the label join; judge the quality of windows whose labels
+   are due (:class:`~models.performance_monitor.PerformanceMonitor`);
+6. write rows (ClickHouse), dead letters and alerts (their topics) and wait for them;
+7. checkpoint the state to the ``window_states`` changelog and wait for it.
 
 Faust acks the messages only after this returns, so a committed offset always lies inside
 a durable checkpoint, and a replay of anything after it is skipped or re-applied exactly.
@@ -32,10 +34,13 @@ from models.alert_rules import RulesConfig
 from models.feature_profiles import ReferenceLookup
 from models.monitor import MonitorConfig
 from models.partition import PartitionState
+from models.performance_monitor import PerformanceConfig
 from models.windows import PartitionWindows, WindowConfig
 from models.wire import BadMessage, EventBlock, decode
 from sinks.clickhouse import DeadLetter, SinkBatch
+from sinks.performance_store import WindowKey
 from streams.label_join import LabelJoiner
+from streams.performance import PerformanceTracker
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,15 @@ def monitor_config(settings: Settings) -> MonitorConfig:
                          detectors=settings.detector_names,
                          detector_streams=settings.detector_stream_names,
                          top_k_categories=settings.top_k_categories)
+
+
+def performance_config(settings: Settings) -> PerformanceConfig:
+    def judge_after_ms(model: str) -> int:
+        return int(settings.for_model(model, "judge_after_seconds")) * 1000
+
+    return PerformanceConfig(enabled=settings.label_join, window_ms=settings.window_ms,
+                             baseline_windows=settings.baseline_windows,
+                             judge_after_ms=judge_after_ms)
 
 
 def load_rules(settings: Settings) -> RulesConfig:
@@ -105,6 +119,9 @@ class FeatureWindowProcessor:
         self.stats = ProcessorStats()
         #: Stores predictions for the label join; set once the worker's services start.
         self.joiner: LabelJoiner | None = None
+        #: Computes performance rows of windows labels changed or that are due to be judged.
+        self.performance: PerformanceTracker | None = None
+        self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionState] = {}
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
 
@@ -134,13 +151,28 @@ class FeatureWindowProcessor:
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
         if self.joiner is not None and self.settings.label_join:
-            await self.joiner.on_predictions([block for _, block in blocks])
+            touched = await self.joiner.on_predictions([block for _, block in blocks],
+                                                       clock=windows.event_time)
+            await self._judge(state, touched, batch)
         await self._make_durable(partition, state, batch)
         self._count(blocks, batch, len(fresh))
         now = time.monotonic()
         for _, block in blocks:
             if block.kind == "prediction":
                 self._last_seen[(partition, block.model)] = now
+
+    async def _judge(self, state: PartitionState, touched: set[WindowKey],
+                     batch: SinkBatch) -> None:
+        """Rows of windows whose labels changed; quality verdicts of windows now due."""
+        due = state.performance.due(state.windows.event_time)
+        if self.performance is None or not (due or touched):
+            return
+        predicted = {(d.model, d.version, d.window_start): d.n_predicted for d in due}
+        batch.performance, summaries = await self.performance.compute(
+            touched | predicted.keys(), predicted)
+        for window in due:
+            batch.alerts += state.performance.judge(
+                window, summaries[(window.model, window.version, window.window_start)])
 
     def _decode(self, state: PartitionWindows, events: list[EventT[bytes]],
                 batch: SinkBatch) -> list[tuple[int, EventBlock]]:
@@ -201,10 +233,11 @@ class FeatureWindowProcessor:
             stored = self.table.data.get(f"partition-{partition}".encode())
             if stored is None:
                 state = PartitionState.new(self.config, self.monitor_config, self.rules,
-                                           self.references)
+                                           self.references, self.performance_config)
             else:
                 state = PartitionState.from_bytes(stored, self.config, self.monitor_config,
-                                                  self.rules, self.references)
+                                                  self.rules, self.references,
+                                                  self.performance_config)
             self._states[partition] = state
         return state
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from faust.types import EventT
 
 from models.label_join import JoinResult, Key, Label, Prediction, join
 from models.wire import BadMessage, EventBlock, decode
 from sinks.label_store import LabelStore
+from sinks.performance_store import WindowKey
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,25 +62,34 @@ class LabelJoiner:
         self._waiting = {(m, r) for m, r in result.result_rows}
 
     def ttl_ms(self, model: str) -> int:
-        return self.settings.label_ttl_seconds * 1000
+        return int(self.settings.for_model(model, "label_ttl_seconds")) * 1000
 
-    async def on_predictions(self, blocks: Sequence[EventBlock]) -> None:
+    def early_ttl_ms(self, model: str) -> int:
+        return int(self.settings.for_model(model, "early_label_ttl_seconds")) * 1000
+
+    async def on_predictions(self, blocks: Sequence[EventBlock],
+                             clock: Mapping[str, int] | None = None) -> set[WindowKey]:
         """Store a partition's prediction messages; pair those a label is waiting for.
 
-        Call under ``locks[partition]``, before the batch's offsets are acknowledged.
+        ``clock`` is each model's event time after the batch. Call under
+        ``locks[partition]``, before the batch's offsets are acknowledged. Returns the
+        windows whose labels changed.
         """
         blocks = [b for b in blocks if b.kind == "prediction" and b.request_id]
         if not blocks:
-            return
+            return set()
         await self.store.put_prediction_blocks(blocks)
         ready = [p for b in blocks for p in self._awaited(b)] if self._waiting else []
-        if ready:
-            keys = [p.key for p in ready]
-            waiting = await self.store.waiting(keys)
-            result = join(ready, [], window_ms=self.settings.window_ms, ttl_ms=self.ttl_ms,
-                          stored_labels=waiting,
-                          stored_pairs=await self.store.pairs(keys, self.settings.window_ms))
-            await self._write(result, [waiting[key] for key in result.settled])
+        if not ready:
+            return set()
+        keys = [p.key for p in ready]
+        waiting = await self.store.waiting(keys)
+        result = join(ready, [], window_ms=self.settings.window_ms, ttl_ms=self.ttl_ms,
+                      stored_labels=waiting,
+                      stored_pairs=await self.store.pairs(keys, self.settings.window_ms),
+                      early_ttl_ms=self.early_ttl_ms, clock=clock)
+        await self._write(result, [waiting[key] for key in result.settled])
+        return result.touched
 
     def _awaited(self, block: EventBlock) -> list[Prediction]:
         """The block's predictions a label is waiting for (objects only for those)."""
@@ -90,8 +100,10 @@ class LabelJoiner:
         return [Prediction(block.model, block.version, block.request_id[i],
                            block.event_time[i], predictions[i], scores[i]) for i in hits]
 
-    async def on_labels(self, events: Sequence[EventT[bytes]]) -> None:
-        """Join a partition's label messages (offset order); call under its lock."""
+    async def on_labels(self, events: Sequence[EventT[bytes]]) -> set[WindowKey]:
+        """Join a partition's label messages (offset order); call under its lock.
+
+        Returns the windows whose labels changed."""
         labels: list[Label] = []
         for event in events:
             message = event.message
@@ -106,7 +118,7 @@ class LabelJoiner:
                 continue
             labels += _labels(block, message.offset)
         if not labels:
-            return
+            return set()
         keys = list({label.key for label in labels})
         window_ms = self.settings.window_ms
         result = join([], labels, window_ms=window_ms, ttl_ms=self.ttl_ms,
@@ -115,6 +127,7 @@ class LabelJoiner:
                       stored_pairs=await self.store.pairs(keys, window_ms))
         self.stats.labels += len(labels)
         await self._write(result, [])
+        return result.touched
 
     async def _write(self, result: JoinResult, settled: list[Label]) -> None:
         await self.store.put_pairs(result.labeled)
@@ -122,7 +135,8 @@ class LabelJoiner:
         self._waiting |= {label.key for label in result.waiting}
         self._waiting -= set(result.settled)
         self._waiting -= {pair.prediction.key for pair in result.labeled}
-        self.stats.paired += len(result.labeled) - len(result.retracted)
+        counted = [pair for pair in result.labeled if not pair.expired]
+        self.stats.paired += len(counted) - len(result.retracted)
         self.stats.corrections += len(result.retracted)
         self.stats.waiting += len(result.waiting)
         self.stats.duplicates += result.duplicates

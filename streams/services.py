@@ -8,7 +8,9 @@ import logging
 
 from sinks.clickhouse import ClickHouseSink
 from sinks.label_store import LabelStore
+from sinks.performance_store import PerformanceStore
 from streams.label_join import LabelJoiner
+from streams.performance import PerformanceTracker
 from streams.references import ReferenceStore
 from streams.settings import Settings
 
@@ -21,6 +23,7 @@ class WorkerServices:
         self.sink = ClickHouseSink(settings)
         self.references = ReferenceStore(settings)
         self._joiner: LabelJoiner | None = None
+        self._performance: PerformanceTracker | None = None
         self._lock = asyncio.Lock()
         self._users = 0
 
@@ -34,6 +37,12 @@ class WorkerServices:
             raise RuntimeError("WorkerServices.start() has not run")
         return self._joiner
 
+    @property
+    def performance(self) -> PerformanceTracker:
+        if self._performance is None:
+            raise RuntimeError("WorkerServices.start() has not run")
+        return self._performance
+
     async def start(self) -> None:
         async with self._lock:
             self._users += 1
@@ -43,6 +52,8 @@ class WorkerServices:
             self._joiner = LabelJoiner(self.settings, LabelStore(
                 self.sink.client, self.settings.clickhouse_database))
             await self._joiner.start()
+            self._performance = PerformanceTracker(self.settings, PerformanceStore(
+                self.sink.client, self.settings.clickhouse_database))
             await self.references.start()
             try:
                 # Existing references first, so the first windows are binned on their edges.

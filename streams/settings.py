@@ -24,10 +24,13 @@ from typing import Any, Literal, get_args, get_type_hints
 
 import orjson
 
+from streams.model_overrides import ModelOverrides, dump_models, parse_models
+
 BrokerFlavor = Literal["kafka", "tansu"]
 
 _PREFIX = "DRIFTLINE_"
 _SECRET_FIELDS = frozenset({"kafka_sasl_password", "clickhouse_password"})
+_NO_OVERRIDES = ModelOverrides()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +101,14 @@ class Settings:
     label_join: bool = True
     #: How long (event time) a prediction waits for its label; later labels are expired.
     label_ttl_seconds: int = 7 * 24 * 3600
+    #: How long (the model's event time) a label that came before its prediction waits.
+    early_label_ttl_seconds: int = 24 * 3600
+    #: A window's quality is judged (alerts) once the model's event time is this far past
+    #: its end: most of its labels should have come by then.
+    judge_after_seconds: int = 3600
+    #: JSON object of per-model overrides of the three above, and the model's task and
+    #: positive class (see streams/model_overrides.py).
+    models: Mapping[str, ModelOverrides] = dataclasses.field(default_factory=dict)
 
     # Drift
     #: How long a starting worker waits to read the existing reference profiles.
@@ -114,6 +125,24 @@ class Settings:
     #: (each window's mean of each numeric feature).
     detector_streams: str = "score,feature_means"
 
+    # Telemetry agent (`driftline agent`, one per inference host; streams/telemetry_agent/)
+    #: Host and GPU telemetry samples, JSON keyed by host name.
+    telemetry_topic: str = "driftline.telemetry"
+    agent_interval_seconds: float = 5.0
+    #: Samples held while Kafka is unreachable (720 x 5 s: an hour); then the oldest go.
+    agent_buffer: int = 720
+    #: Serving processes to report: comma-separated PIDs, and/or a regular expression
+    #: searched in each process's name and command line.
+    agent_pids: str = ""
+    agent_process_pattern: str | None = None
+    #: Models this host serves, comma-separated; empty: found in the serving processes
+    #: (DRIFTLINE_MODEL in their environment, else agent_model_arg_pattern).
+    agent_models: str = ""
+    #: Finds a model name in a serving process's command line (group 1); empty: never.
+    agent_model_arg_pattern: str = r"--(?:served-)?model(?:-name|-id)?[= ](\S+)"
+    #: Host name in samples and message keys; the machine's host name when unset.
+    agent_host: str | None = None
+
     @property
     def window_ms(self) -> int:
         return self.window_seconds * 1000
@@ -121,6 +150,19 @@ class Settings:
     @property
     def allowed_lateness_ms(self) -> int:
         return self.allowed_lateness_seconds * 1000
+
+    def for_model(self, model: str, name: str) -> Any:
+        """Setting ``name`` for ``model``: its override in ``models``, else the default."""
+        value = getattr(self.models.get(model, _NO_OVERRIDES), name)
+        return getattr(self, name, None) if value is None else value
+
+    @property
+    def label_retention_days(self) -> int:
+        """Days predictions and early labels are kept: a day past the longest TTL."""
+        longest = max([self.label_ttl_seconds, self.early_label_ttl_seconds,
+                       *(o.label_ttl_seconds or 0 for o in self.models.values()),
+                       *(o.early_label_ttl_seconds or 0 for o in self.models.values())])
+        return -(-longest // 86_400) + 1
 
     @property
     def detector_names(self) -> tuple[str, ...]:
@@ -154,6 +196,8 @@ class Settings:
                 continue
             if field.name == "bin_edges":
                 value = orjson.dumps({k: list(v) for k, v in value.items()}).decode()
+            if field.name == "models":
+                value = dump_models(dict(value))
             env[_PREFIX + field.name.upper()] = str(value)
         return env
 
@@ -168,7 +212,8 @@ class Settings:
     def _validated(self) -> Settings:
         positive = ("partitions", "window_seconds", "histogram_bins", "edge_sample_size",
                     "fine_histogram_bins", "baseline_windows",
-                    "top_k_categories", "max_tracked_categories", "batch_max_messages")
+                    "top_k_categories", "max_tracked_categories", "batch_max_messages",
+                    "label_ttl_seconds", "early_label_ttl_seconds", "judge_after_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_PREFIX}{name.upper()} must be positive, "
@@ -191,6 +236,8 @@ def _parse(name: str, hint: Any, raw: str) -> Any:
     var = f"{_PREFIX}{name.upper()}"
     if name == "bin_edges":
         return _parse_bin_edges(var, raw)
+    if name == "models":
+        return parse_models(var, raw)
     args = [a for a in get_args(hint) if a is not type(None)]
     if hint is int or args == [int]:
         try:

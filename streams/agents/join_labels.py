@@ -35,11 +35,16 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
                 for partition, part in by_partition.items():
                     # The predictions of this partition take turns with its labels.
                     async with joiner.locks[partition]:
-                        await joiner.on_labels(sorted(part, key=lambda e: e.message.offset))
+                        touched = await joiner.on_labels(
+                            sorted(part, key=lambda e: e.message.offset))
+                        # Before the offsets are acked: a crash replays the labels, which
+                        # touch the same windows again.
+                        await services.performance.refresh(touched)
         finally:
             await services.stop()
 
     @app.timer(interval=10.0, name="log_label_join_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         if services.started:
-            log.info("label join: %s", services.joiner.stats.as_dict())
+            log.info("label join: %s; performance rows written: %d",
+                     services.joiner.stats.as_dict(), services.performance.windows_written)

@@ -32,6 +32,7 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     async def track_feature_windows(stream: StreamT[bytes]) -> None:
         await services.start()
         processor.joiner = services.joiner
+        processor.performance = services.performance
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                     settings.batch_max_messages, within=settings.checkpoint_seconds):

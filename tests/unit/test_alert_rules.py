@@ -119,9 +119,9 @@ def test_overrides_resolve_key_by_key() -> None:
 
 
 def test_unknown_metric() -> None:
-    with pytest.raises(KeyError, match=r"metrics\.accuracy"):
-        RULES.thresholds("m", "x", "accuracy")
-    assert RULES.rule("m", "x", "accuracy") is None
+    with pytest.raises(KeyError, match=r"metrics\.precision_at_10"):
+        RULES.thresholds("m", "x", "precision_at_10")
+    assert RULES.rule("m", "x", "precision_at_10") is None
 
 
 def test_from_file_toml_yaml_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
