@@ -165,9 +165,14 @@ class FeatureWindowProcessor:
                      batch: SinkBatch) -> None:
         """Rows of windows whose labels changed; quality verdicts of windows now due."""
         due = state.performance.due(state.windows.event_time)
-        if self.performance is None or not (due or touched):
+        # Windows closing now get a row with their prediction count (coverage) at once.
+        predicted: dict[WindowKey, int] = {}
+        for row in batch.windows:
+            key = (row.model, row.version, row.window_start)
+            predicted[key] = max(predicted.get(key, 0), row.count)
+        predicted.update({(d.model, d.version, d.window_start): d.n_predicted for d in due})
+        if self.performance is None or not (predicted or touched):
             return
-        predicted = {(d.model, d.version, d.window_start): d.n_predicted for d in due}
         batch.performance, summaries = await self.performance.compute(
             touched | predicted.keys(), predicted)
         for window in due:
@@ -241,6 +246,19 @@ class FeatureWindowProcessor:
             self._states[partition] = state
         return state
 
+    def _adopt_restored(self, now: float) -> None:
+        """Watch the models of checkpoints restored at start-up that no message has touched
+        yet: a model that went quiet before a restart still gets its windows closed."""
+        for key in list(self.table.data):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if not name.startswith("partition-"):
+                continue
+            partition = int(name.removeprefix("partition-"))
+            if partition in self._states:
+                continue
+            for model in self._state(partition).windows.event_time:
+                self._last_seen.setdefault((partition, model), now)
+
     def forget(self, partitions: set[int]) -> None:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
@@ -250,6 +268,7 @@ class FeatureWindowProcessor:
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, model, event time) to send for quiet models that have open windows."""
         now = time.monotonic() if now is None else now
+        self._adopt_restored(now)
         due = []
         for (partition, model), seen in self._last_seen.items():
             state = self._states.get(partition)

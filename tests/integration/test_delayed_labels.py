@@ -1,6 +1,8 @@
 """Delayed labels end to end on the embedded stack: predictions through the publisher,
 labels minutes to days later, out of order, duplicated, corrected, some never, and a
-worker restart between predictions and labels; each labelled prediction lands once."""
+worker restart between predictions and labels; each labelled prediction lands once, and
+each window's performance row holds exactly the metrics, coverage and delays of its
+labelled predictions."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from models.performance import DelayHistogram
 from streams.publisher import AsyncPublisher
 from streams.settings import Settings
 from streams.worker_process import WorkerProcess
@@ -81,7 +85,7 @@ def labelled(client: Client, db: str) -> dict[str, tuple[str, int]]:
         return {}
     rows = client.query(f"SELECT request_id, label, toUnixTimestamp64Milli(label_time) - "
                         f"toUnixTimestamp64Milli(prediction_time) "
-                        f"FROM {db}.labeled_predictions FINAL").result_rows
+                        f"FROM {db}.labeled_predictions FINAL WHERE expired = 0").result_rows
     return {rid: (label, delay) for rid, label, delay in rows}
 
 
@@ -104,13 +108,65 @@ def test_each_labelled_prediction_lands_once_with_its_latest_label(
         got: dict[str, tuple[str, int]] = {}
         while time.monotonic() < deadline:
             got = labelled(clickhouse, settings.clickhouse_database)
-            if got == expected:
+            rows = performance_rows(clickhouse, settings.clickhouse_database)
+            if got == expected and settled(rows, predictions, labels, expected):
                 break
             assert second.is_running(), second.log_tail()
             time.sleep(1)
         time.sleep(2)  # anything still arriving would show now
         got = labelled(clickhouse, settings.clickhouse_database)
+        rows = performance_rows(clickhouse, settings.clickhouse_database)
     finally:
         second.stop()
     assert set(got) == set(expected)
     assert got == expected
+    assert_performance(rows, predictions, labels, expected)
+
+
+def performance_rows(client: Client, db: str) -> dict[int, dict[str, object]]:
+    result = client.query(
+        "SELECT toUnixTimestamp64Milli(window_start) AS start, n_predicted, n_labeled, "
+        "n_expired_labels, coverage, correct_count, accuracy, true_count, confusion, "
+        "delay_sum_seconds, delay_p50_seconds, delay_p90_seconds, delay_p99_seconds, task "
+        f"FROM {db}.performance FINAL WHERE model = 'scorer' ORDER BY start")
+    return {row[0]: dict(zip(result.column_names, row, strict=True))
+            for row in result.result_rows}
+
+
+def settled(*args: Any) -> bool:
+    try:
+        assert_performance(*args)
+    except AssertionError:
+        return False
+    return True
+
+
+def assert_performance(rows: dict[int, dict[str, object]],
+                       predictions: list[tuple[str, int, str]],
+                       labels: list[tuple[str, int, str]],
+                       expected: dict[str, tuple[str, int]]) -> None:
+    predicted_class = {rid: value for rid, _, value in predictions}
+    window_of = {rid: t - t % W for rid, t, _ in predictions}
+    expired = {rid for rid, t, _ in labels if t - min(
+        pt for r, pt, _ in predictions if r == rid) > 3 * DAY}
+    assert sorted(rows) == sorted(set(window_of.values()))
+    for start, row in rows.items():
+        members = [rid for rid, w in window_of.items() if w == start]
+        pairs = {rid: expected[rid] for rid in members if rid in expected}
+        delays = np.array([delay / 1000 for _, delay in pairs.values()])
+        right = sum(predicted_class[rid] == label for rid, (label, _) in pairs.items())
+        truth = {c: n for c in ("fraud", "ok")
+                 if (n := sum(label == c for label, _ in pairs.values()))}
+        quantiles = DelayHistogram().add(delays).quantiles([0.5, 0.9, 0.99])
+        assert row["task"] == "classification"
+        assert row["n_predicted"] == len(members), start
+        assert row["n_labeled"] == len(pairs)
+        assert row["n_expired_labels"] == len(expired & set(members))
+        assert row["coverage"] == pytest.approx(len(pairs) / len(members), abs=1e-12)
+        assert row["correct_count"] == right
+        assert row["accuracy"] == pytest.approx(right / len(pairs), abs=1e-12)
+        assert row["true_count"] == truth
+        assert sum(row["confusion"].values()) == len(pairs)  # type: ignore[attr-defined]
+        assert row["delay_sum_seconds"] == pytest.approx(delays.sum(), rel=1e-12)
+        assert [row["delay_p50_seconds"], row["delay_p90_seconds"],
+                row["delay_p99_seconds"]] == pytest.approx(quantiles, rel=1e-9)
