@@ -190,7 +190,9 @@ class IncidentTracker:
     def _summary(self, incident: _Incident, state: State, finding: Finding) -> str:
         v = incident.version
         head = f"{incident.model} {'v' if v[:1].isdigit() else ''}{v}: "
-        if incident.feature:
+        if incident.category == "performance":  # feature "quality" or "labels"
+            head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
+        elif incident.feature:
             head += f"feature '{incident.feature}' "
         since = datetime.datetime.fromtimestamp(incident.first_seen / 1000, datetime.UTC)
         when = since.strftime("%Y-%m-%d %H:%M UTC")
@@ -200,7 +202,8 @@ class IncidentTracker:
         if state == "escalated":
             return (f"{head}escalated to critical ({finding.reason}); bad in "
                     f"{_windows(incident.bad_windows)} since {when}")
-        verb = "drifted" if incident.category == "drift" else "out of bounds"
+        verb = {"drift": "drifted", "performance": "degraded"}.get(incident.category,
+                                                                    "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,13 @@
 """Judge each prediction window's quality once its labels have had time to arrive.
 
 Labels trickle in for days, so a window's quality is judged once, when it is *due*: the
-model's event time has passed the window's end by ``judge_after_ms`` (per model). Then,
+model's event time has passed the window's end by ``judge_after_ms`` (per model), and so
+has its labels' event time (the labels topic is read on its own, and may lag the
+predictions by minutes of wall time, or much more while a backlog is read: a window
+judged before its labels were read would look unlabelled). A model whose labels have
+*stalled* (the caller decides: no label read for a while of wall time, or none ever) is
+judged on its predictions' time alone, with what it has, so a coverage rule can say the
+labels stopped. Then,
 in window order per model version, :class:`PerformanceMonitor`:
 
 1. feeds the window's errors (1 = wrong) to DDM, EDDM and HDDM_A and its per-row loss to
@@ -26,7 +32,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from models.alert_evaluation import Score, evaluate_window, worst_per_feature
@@ -92,6 +98,8 @@ class PerformanceMonitor:
         self.rules = rules
         self.incidents = IncidentTracker.from_settings(rules.incidents)
         self._versions: dict[tuple[str, str], _Version] = {}
+        #: Per model, the largest label event time read so far.
+        self.label_clock: dict[str, int] = {}
         self._errors: dict[tuple[str, str], DetectorBank] = {}
         self._losses: dict[tuple[str, str], DetectorBank] = {}
 
@@ -105,13 +113,22 @@ class PerformanceMonitor:
                 state.pending[row.window_start] = max(state.pending.get(row.window_start, 0),
                                                       row.count)
 
-    def due(self, event_times: Mapping[str, int]) -> list[DueWindow]:
-        """Windows whose model's event time passed their end by ``judge_after_ms``."""
+    def advance_label_clock(self, clock: Mapping[str, int]) -> None:
+        """Record how far (event time) each model's labels have been read."""
+        for model, event_time in clock.items():
+            self.label_clock[model] = max(self.label_clock.get(model, event_time), event_time)
+
+    def due(self, event_times: Mapping[str, int],
+            stalled: Collection[str] = ()) -> list[DueWindow]:
+        """Windows whose predictions' and labels' event times passed their end by
+        ``judge_after_ms``; for ``stalled`` models, the predictions' alone."""
         out = []
         for (model, version), state in sorted(self._versions.items()):
             now = event_times.get(model)
             if now is None:
                 continue
+            if model not in stalled:
+                now = min(now, self.label_clock.get(model, _NEVER))
             horizon = now - self.config.judge_after_ms(model) - self.config.window_ms
             out += [DueWindow(model, version, start, start + self.config.window_ms, n)
                     for start, n in sorted(state.pending.items()) if start <= horizon]
@@ -195,6 +212,7 @@ class PerformanceMonitor:
     # -- checkpoint ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {
+            "label_clock": sorted(self.label_clock.items()),
             "incidents": self.incidents.to_dict(),
             "versions": [[m, v, {**dataclasses.asdict(s),
                                  "pending": sorted(s.pending.items())}]
@@ -205,6 +223,7 @@ class PerformanceMonitor:
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
+        self.label_clock = {str(m): int(t) for m, t in state.get("label_clock", [])}
         for model, version, fields in state["versions"]:
             fields = {**fields, "pending": {int(s): int(n) for s, n in fields["pending"]}}
             self._versions[(model, version)] = _Version(**fields)
@@ -213,6 +232,7 @@ class PerformanceMonitor:
             self._losses[(model, version)] = DetectorBank.from_bytes(base64.b64decode(losses))
 
 
+_NEVER = -(2**62)
 _DETECTOR_METRICS = frozenset({*(s.kind for s in ERROR_DETECTORS), LOSS_METRIC})
 
 

@@ -17,6 +17,7 @@ from clickhouse_connect.driver.asyncclient import AsyncClient
 from models.label_join import Key, Label, LabeledPrediction, Prediction
 from models.wire import EventBlock
 
+_LOOKUP_CHUNK = 1_000
 _PREDICTION_COLUMNS = ["model", "model_version", "request_id", "event_time", "prediction",
                        "score", "probabilities"]
 _LABEL_COLUMNS = ["model", "request_id", "event_time", "label", "revision", "settled"]
@@ -99,11 +100,14 @@ class LabelStore:
         shown = ", ".join(f"toUnixTimestamp64Milli({c})" if c.endswith("time") else c
                           for c in columns)
         for model, request_ids in by_model.items():
-            result = await self.client.query(
-                f"SELECT {shown} FROM {self.database}.{table} FINAL "
-                "WHERE model = {model:String} AND request_id IN {ids:Array(String)}",
-                parameters={"model": model, "ids": request_ids})
-            rows += [tuple(row) for row in result.result_rows]
+            # Query parameters travel as an HTTP form field, whose size the server limits
+            # (128 KiB by default): look up a large batch's ids in chunks.
+            for at in range(0, len(request_ids), _LOOKUP_CHUNK):
+                result = await self.client.query(
+                    f"SELECT {shown} FROM {self.database}.{table} FINAL "
+                    "WHERE model = {model:String} AND request_id IN {ids:Array(String)}",
+                    parameters={"model": model, "ids": request_ids[at:at + _LOOKUP_CHUNK]})
+                rows += [tuple(row) for row in result.result_rows]
         return rows
 
     async def _insert(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:

@@ -186,11 +186,19 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
          f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
          f"  AND window_start >= '{since}'\n"
          f"GROUP BY window_start ORDER BY window_start"),
-        ("Alerts: one incident per drifting feature, opened and resolved once",
+        ("Alerts: one incident per drifting feature or model quality, opened and resolved once",
          f"SELECT formatDateTime(window_end, '%H:%i') AS at, state, severity, model_version,\n"
          f"       feature, metric, round(value, 3) AS value\n"
          f"FROM {database}.alerts FINAL WHERE written_at >= '{written}'\n"
          f"ORDER BY window_end, feature, state"),
+        ("Model quality of v2 per window, from labels that came later: worse in the shift",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window, n_predicted,\n"
+         f"       n_labeled, round(coverage, 2) AS coverage, round(accuracy, 3) AS accuracy,\n"
+         f"       round(roc_auc, 3) AS auc, round(delay_p90_seconds) AS delay_p90_s\n"
+         f"FROM {database}.performance FINAL\n"
+         f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
+         f"  AND window_start >= '{since}'\n"
+         f"ORDER BY window_start"),
         ("Late events and dead letters: counted, never silently dropped",
          f"SELECT 'late events' AS what, sum(late_events) AS n\n"
          f"FROM {database}.late_events FINAL WHERE written_at >= '{written}'\n"
@@ -209,7 +217,8 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client, console
     database = settings.clickhouse_database
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
-                  f"dead_letters, drift_scores, alerts, references. The data directory "
+                  f"dead_letters, drift_scores, alerts, references, performance, "
+                  f"labeled_predictions. The data directory "
                   f"persists; `driftline embedded` serves it "
                   f"again for your own queries.\n")
     for title, sql in example_queries(database, plan.start_ms or 0, started):

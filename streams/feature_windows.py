@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -124,6 +124,8 @@ class FeatureWindowProcessor:
         self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionState] = {}
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
+        self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
+        self._started = time.monotonic()
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
         by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
@@ -161,10 +163,34 @@ class FeatureWindowProcessor:
             if block.kind == "prediction":
                 self._last_seen[(partition, block.model)] = now
 
+    def _stalled_labels(self, state: PartitionState) -> set[str]:
+        """Models whose labels have not moved on for ``judge_after_seconds`` of wall time
+        (or none came since this worker started): judged without waiting for them."""
+        now = time.monotonic()
+        return {model for model in state.windows.event_time
+                if now - self._labels_moved.get(model, self._started)
+                > self.settings.for_model(model, "judge_after_seconds")}
+
+    async def labels_read(self, partition: int, clock: Mapping[str, int]) -> None:
+        """The labels agent read labels up to ``clock`` (event time per model): judge the
+        windows that makes due. Call under the partition's lock."""
+        if not clock or not self.settings.label_join:
+            return
+        state = self._state(partition)
+        now = time.monotonic()
+        self._labels_moved.update({model: now for model, t in clock.items()
+                                   if t > state.performance.label_clock.get(model, t - 1)})
+        state.performance.advance_label_clock(clock)
+        batch = SinkBatch(revision=state.windows.applied_offset, partition=partition)
+        await self._judge(state, set(), batch)
+        # Checkpointed even without alerts: the label clock must survive a restart.
+        await self._make_durable(partition, state, batch)
+        self.stats.alerts += len(batch.alerts)
+
     async def _judge(self, state: PartitionState, touched: set[WindowKey],
                      batch: SinkBatch) -> None:
         """Rows of windows whose labels changed; quality verdicts of windows now due."""
-        due = state.performance.due(state.windows.event_time)
+        due = state.performance.due(state.windows.event_time, self._stalled_labels(state))
         # Windows closing now get a row with their prediction count (coverage) at once.
         predicted: dict[WindowKey, int] = {}
         for row in batch.windows:

@@ -100,10 +100,12 @@ class LabelJoiner:
         return [Prediction(block.model, block.version, block.request_id[i],
                            block.event_time[i], predictions[i], scores[i]) for i in hits]
 
-    async def on_labels(self, events: Sequence[EventT[bytes]]) -> set[WindowKey]:
+    async def on_labels(self, events: Sequence[EventT[bytes]]
+                        ) -> tuple[set[WindowKey], dict[str, int]]:
         """Join a partition's label messages (offset order); call under its lock.
 
-        Returns the windows whose labels changed."""
+        Returns the windows whose labels changed, and each model's latest label event time.
+        """
         labels: list[Label] = []
         for event in events:
             message = event.message
@@ -118,7 +120,10 @@ class LabelJoiner:
                 continue
             labels += _labels(block, message.offset)
         if not labels:
-            return set()
+            return set(), {}
+        clock: dict[str, int] = {}
+        for label in labels:
+            clock[label.model] = max(clock.get(label.model, label.event_time), label.event_time)
         keys = list({label.key for label in labels})
         window_ms = self.settings.window_ms
         result = join([], labels, window_ms=window_ms, ttl_ms=self.ttl_ms,
@@ -127,7 +132,7 @@ class LabelJoiner:
                       stored_pairs=await self.store.pairs(keys, window_ms))
         self.stats.labels += len(labels)
         await self._write(result, [])
-        return result.touched
+        return result.touched, clock
 
     async def _write(self, result: JoinResult, settled: list[Label]) -> None:
         await self.store.put_pairs(result.labeled)

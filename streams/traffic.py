@@ -1,6 +1,11 @@
 """Synthetic inference traffic: several models and versions, numeric and categorical
 features, and a distribution shift injected part-way, sent through the real publisher.
 
+Most predictions get a label later, as in production: after a delay of seconds to minutes
+of event time (log-normal; the churn model's labels come slower), some never. Labels are
+published when their event time comes, interleaved with newer predictions. During the
+shift fraud-detector v2's predictions also get worse: its labels stop following its score.
+
 Event time is simulated: ``windows`` windows of event time are replayed as fast as the
 publisher takes them (or at ``events_per_second``), so a run of seconds fills many windows.
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import time
 from collections.abc import Callable
 
@@ -33,6 +39,9 @@ MODELS = (
     ModelSpec("fraud-detector", "v2", 0.35, shifted=True),
     ModelSpec("churn-predictor", "2026.11", 0.30, shifted=False),
 )
+#: Median label delay (event time, seconds) per model, and the share never labelled.
+LABEL_DELAY_SECONDS = {"fraud-detector": 40.0, "churn-predictor": 150.0}
+UNLABELLED_SHARE = 0.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,7 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
     shifted = range(int(plan.windows * plan.shift_at), int(plan.windows * plan.shift_until))
     accepted = 0
     began = time.monotonic()
+    labels: list[tuple[int, str, str, str]] = []  # heap of (label time, model, request, label)
     for window in range(plan.windows):
         window_start = start_ms + window * plan.window_ms
         batches = [_WindowTraffic(spec, int(plan.events_per_window * spec.share),
@@ -95,7 +105,11 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
                                   plan.window_ms, plan.straggler_share) for spec in MODELS]
         for tick in range(window_start, window_start + plan.window_ms, plan.tick_ms):
             for batch in batches:
-                accepted += batch.publish(publisher, tick, tick + plan.tick_ms, f"{window}")
+                accepted += batch.publish(publisher, tick, tick + plan.tick_ms, f"{window}",
+                                          labels)
+            while labels and labels[0][0] < tick + plan.tick_ms:
+                label_time, model, request_id, label = heapq.heappop(labels)
+                publisher.log_label(model, request_id, label, event_time_ms=label_time)
             await publisher.flush()
             if on_progress is not None:
                 on_progress(accepted)
@@ -116,18 +130,31 @@ class _WindowTraffic:
         self.features = features_for(spec, n, shifted, rng)
         self.scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
         self.latency = rng.gamma(4.0, 5.0, n)
+        # The truth follows the score closely (about 95 % accuracy), but not during the
+        # shift: the model has not seen that traffic, and gets about 70 % right.
+        noise = rng.normal(0.0, 0.35 if shifted else 0.07, n)
+        self.truth = (self.scores + noise > 0.5).astype(int)
+        median = LABEL_DELAY_SECONDS.get(spec.model, 60.0) * 1000
+        self.label_delay = rng.lognormal(np.log(median), 0.8, n).astype(np.int64)
+        self.labelled = rng.random(n) >= UNLABELLED_SHARE
 
-    def publish(self, publisher: AsyncPublisher, start: int, end: int, tag: str) -> int:
+    def publish(self, publisher: AsyncPublisher, start: int, end: int, tag: str,
+                labels: list[tuple[int, str, str, str]]) -> int:
+        """Publish the predictions sent in [start, end); queue their labels on ``labels``."""
         lo, hi = np.searchsorted(self.send_at, [start, end])
         names = list(self.features)
         accepted = 0
         for i in range(lo, hi):
             features = {name: self.features[name][i] for name in names}
+            request_id = f"{self.spec.model}-{self.spec.version}-{tag}-{i}"
+            event_time = int(self.event_time[i])
             accepted += publisher.log_prediction(
-                self.spec.model, self.spec.version,
-                f"{self.spec.model}-{self.spec.version}-{tag}-{i}", features,
+                self.spec.model, self.spec.version, request_id, features,
                 prediction=int(self.scores[i] > 0.5), score=float(self.scores[i]),
-                latency_ms=float(self.latency[i]), event_time_ms=int(self.event_time[i]))
+                latency_ms=float(self.latency[i]), event_time_ms=event_time)
+            if self.labelled[i]:
+                heapq.heappush(labels, (event_time + int(self.label_delay[i]), self.spec.model,
+                                        request_id, str(self.truth[i])))
         return accepted
 
 

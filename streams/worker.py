@@ -34,5 +34,5 @@ def create_worker(settings: Settings) -> Worker:
     agents = [importlib.import_module(name) for name in AGENT_MODULES]
     track_feature_windows, join_labels = agents
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
-    join_labels.attach(app, settings, topics, services)
+    join_labels.attach(app, settings, topics, services, processor)
     return Worker(app=app, feature_windows=processor)

@@ -11,6 +11,7 @@ import faust
 from faust import Stream
 from faust.types import EventT, StreamT
 
+from streams.feature_windows import FeatureWindowProcessor
 from streams.services import WorkerServices
 from streams.settings import Settings
 from streams.topics import Topics
@@ -18,9 +19,9 @@ from streams.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: Topics,
-           services: WorkerServices) -> None:
-    """Register the agent on ``app``."""
+def attach(app: faust.App, settings: Settings, topics: Topics, services: WorkerServices,
+           processor: FeatureWindowProcessor) -> None:
+    """Register the agent on ``app``; ``processor`` judges windows whose labels are due."""
 
     @app.agent(topics.labels, name="join_labels")
     async def join_labels(stream: StreamT[bytes]) -> None:
@@ -35,11 +36,12 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
                 for partition, part in by_partition.items():
                     # The predictions of this partition take turns with its labels.
                     async with joiner.locks[partition]:
-                        touched = await joiner.on_labels(
+                        touched, clock = await joiner.on_labels(
                             sorted(part, key=lambda e: e.message.offset))
                         # Before the offsets are acked: a crash replays the labels, which
                         # touch the same windows again.
                         await services.performance.refresh(touched)
+                        await processor.labels_read(partition, clock)
         finally:
             await services.stop()
 
