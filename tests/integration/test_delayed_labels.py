@@ -116,11 +116,42 @@ def test_each_labelled_prediction_lands_once_with_its_latest_label(
         time.sleep(2)  # anything still arriving would show now
         got = labelled(clickhouse, settings.clickhouse_database)
         rows = performance_rows(clickhouse, settings.clickhouse_database)
+        in_range = readme_range_query(clickhouse, settings.clickhouse_database)
     finally:
         second.stop()
     assert set(got) == set(expected)
     assert got == expected
     assert_performance(rows, predictions, labels, expected)
+    assert_range(in_range, predictions, expected)
+
+
+def readme_range_query(client: Client, db: str) -> dict[str, float]:
+    """The README's "any time range" query, run on this test's database and model."""
+    text = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    blocks = [b.split("```")[0] for b in text.split("```sql\n")[1:]]
+    (sql,) = [b for b in blocks if "sum(correct_count) / sum(n_labeled)" in b]
+    sql = (sql.replace("driftline.", f"{db}.").replace("'fraud-detector'", "'scorer'")
+           .replace("2026-11-27 00:00:00", "2025-11-27 08:00:00")
+           .replace("2026-11-28 00:00:00", "2025-11-27 08:03:00"))
+    result = client.query(sql.rstrip().rstrip(";"))
+    (row,) = result.result_rows
+    return dict(zip(result.column_names, row, strict=True))
+
+
+def assert_range(got: dict[str, float], predictions: list[tuple[str, int, str]],
+                 expected: dict[str, tuple[str, int]]) -> None:
+    predicted_class = {rid: value for rid, _, value in predictions}
+    pairs = [(predicted_class[rid], label) for rid, (label, _) in expected.items()]
+    fraud_tp = sum(p == label == "fraud" for p, label in pairs)
+    assert got["coverage"] == pytest.approx(len(expected) / len(predictions), rel=1e-12)
+    assert got["accuracy"] == pytest.approx(sum(p == lb for p, lb in pairs) / len(pairs),
+                                            rel=1e-12)
+    assert got["precision_fraud"] == pytest.approx(
+        fraud_tp / sum(p == "fraud" for p, _ in pairs), rel=1e-12)
+    assert got["recall_fraud"] == pytest.approx(
+        fraud_tp / sum(lb == "fraud" for _, lb in pairs), rel=1e-12)
+    assert got["mean_delay_seconds"] == pytest.approx(
+        np.mean([delay / 1000 for _, delay in expected.values()]), rel=1e-12)
 
 
 def performance_rows(client: Client, db: str) -> dict[int, dict[str, object]]:
