@@ -5,6 +5,7 @@
     driftline embedded   run only the embedded broker and ClickHouse, until Ctrl-C
     driftline traffic    publish synthetic traffic to the configured Kafka
     driftline reference  build a reference profile from training data, or publish one
+    driftline agent      publish this host's GPU and host telemetry (one per inference host)
 
 Every setting comes from ``DRIFTLINE_*`` environment variables (see streams/settings.py).
 """
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     from streams.references import add_reference_parser
 
     add_reference_parser(sub)  # driftline reference build | publish
+
+    agent = sub.add_parser("agent", help="publish this host's GPU and host telemetry")
+    agent.add_argument("--replay", metavar="RECORDING",
+                       help="GPU readings from a recording instead of NVML: a shipped name "
+                            "(h100x2) or a recording JSON file")
+    agent.add_argument("--once", action="store_true",
+                       help="print one sample as JSON to stdout and exit, without Kafka")
+    agent.set_defaults(command=_agent)
     return parser
 
 
@@ -94,7 +103,9 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
 
     logging.basicConfig(level=logging.WARNING)
     # Quiet partitions close their windows soon, so the demo's last window lands quickly.
-    settings = settings.replace(idle_close_seconds=min(settings.idle_close_seconds, 3.0))
+    settings = settings.replace(idle_close_seconds=min(settings.idle_close_seconds, 3.0),
+                                # Its labels come within minutes of event time, not hours.
+                                judge_after_seconds=min(settings.judge_after_seconds, 120))
     return run_demo(settings, _plan(args, settings), args.home, console)
 
 
@@ -140,6 +151,33 @@ def _traffic(args: argparse.Namespace, settings: Settings, console: Console) -> 
     sent = asyncio.run(run())
     console.print(f"published {sent} events to {settings.predictions_topic}")
     return 0
+
+
+def _agent(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from streams.telemetry_agent import ReplayBackend, TelemetryAgent
+
+    # Logs go to stderr, so that `--once` prints nothing but the sample on stdout.
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    backend = ReplayBackend.load(args.replay) if args.replay else None
+    agent = TelemetryAgent(settings, backend=backend)
+    if args.once:
+        sample = asyncio.run(agent.sample_once())
+        sys.stdout.buffer.write(sample.to_json() + b"\n")
+        sys.stdout.flush()
+        return 0
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        stats = await agent.run(stop)
+        console.print(f"telemetry agent stopped: {stats.sent} samples sent to "
+                      f"{settings.telemetry_topic}, {stats.dropped} dropped", highlight=False)
+        return 0
+
+    return asyncio.run(run())
 
 
 if __name__ == "__main__":
