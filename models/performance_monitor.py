@@ -115,6 +115,8 @@ class PerformanceMonitor:
 
     def advance_label_clock(self, clock: Mapping[str, int]) -> None:
         """Record how far (event time) each model's labels have been read."""
+        if not self.config.enabled:
+            return
         for model, event_time in clock.items():
             self.label_clock[model] = max(self.label_clock.get(model, event_time), event_time)
 
@@ -147,8 +149,10 @@ class PerformanceMonitor:
         evaluation = evaluate_window(self.rules, window.model, window.version,
                                      window.window_start, window.window_end, scores,
                                      state.judged)
-        findings = tuple(dataclasses.replace(f, category="performance",
-                                             opens_at_once=f.metric in _DETECTOR_METRICS)
+        # Detectors do not open an incident on their own here: HDDM_A fires about once per
+        # million stationary labels, and the accuracy drop it reacts to shows in the next
+        # window's accuracy_drop too.
+        findings = tuple(dataclasses.replace(f, category="performance")
                          for f in evaluation.findings)
         return self.incidents.update(worst_per_feature(
             dataclasses.replace(evaluation, findings=findings)))
@@ -203,11 +207,23 @@ class PerformanceMonitor:
         fired: set[str] = set()
         if perf.task == "classification":
             fired |= {hit.detector for hit in errors.update("error", perf.errors)}
-        fired |= {LOSS_METRIC for _ in self._losses[key].update("loss", perf.losses)[:1]}
+        # ADWIN is two-sided: only a change for the worse (quality below the baseline's)
+        # is a bad sign; an improvement only resets it.
+        loss_hits = self._losses[key].update("loss", perf.losses)
+        if loss_hits and self._worse_than_baseline(key, perf):
+            fired.add(LOSS_METRIC)
         names = ([s.kind for s in ERROR_DETECTORS] if perf.task == "classification" else []) + [
             LOSS_METRIC]
         return [Score(window.model, window.version, QUALITY, name, float(name in fired), None,
                       0, perf.n_labeled) for name in names]
+
+    def _worse_than_baseline(self, key: tuple[str, str], perf: WindowPerformance) -> bool:
+        state = self._versions[key]
+        current = _baseline_value(perf)
+        if current is None or state.baseline_count == 0:
+            return False
+        baseline = state.baseline_sum / state.baseline_count
+        return current < baseline if perf.task == "classification" else current > baseline
 
     # -- checkpoint ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ predicted most often when the score is at least 0.5.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -37,7 +38,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.performance import ClassificationCounts, DelayHistogram, RegressionSums
+from models.performance import (
+    MAX_ABS_VALUE,
+    ClassificationCounts,
+    DelayHistogram,
+    RegressionSums,
+)
 
 __all__ = ["MAX_CLASSES", "MAX_CLASSES_AS_NUMBERS", "PairColumns", "Task", "WindowPerformance",
            "infer_task", "summarize"]
@@ -51,6 +57,9 @@ MAX_CLASSES = 50
 #: confidently wrong prediction cannot dominate the stream.
 MAX_ROW_LOSS = 10.0
 _DELAY_QUANTILES = (0.5, 0.9, 0.99)
+#: Name of the confusion slot for missing predictions and classes beyond MAX_CLASSES.
+OTHER = "(other)"
+_MISSING = "\x00(no prediction)"  # numpy drops trailing NULs: keep one inside
 _POSITIVE_NAMES = {frozenset({"0", "1"}): "1", frozenset({"false", "true"}): "true",
                    frozenset({"False", "True"}): "True"}
 _Floats = npt.NDArray[np.float64]
@@ -85,7 +94,9 @@ class PairColumns:
     def from_columns(cls, columns: Mapping[str, Sequence[Any]]) -> PairColumns:
         """From query result columns of those names, sorted here by prediction time."""
         times = np.asarray(columns["prediction_time"], dtype=np.int64)
-        order = np.argsort(times, kind="stable")
+        # Ties in time are broken by request id, so read order never matters.
+        order = (np.lexsort((np.asarray(columns["request_id"], dtype=np.str_), times))
+                 if columns.get("request_id") else np.argsort(times, kind="stable"))
         pick = order.tolist()
         score = np.array([np.nan if s is None else s for s in columns["score"]], dtype=np.float64)
         return cls(times[order], [columns["prediction"][i] for i in pick],
@@ -137,15 +148,31 @@ class WindowPerformance:
 
 
 def infer_task(labels: Sequence[str], predictions: Sequence[str | None]) -> Task:
-    """Regression when all values are numbers and labels take many values."""
+    """Regression when all values are finite numbers and labels take many values."""
     if len(set(labels)) <= MAX_CLASSES_AS_NUMBERS:
         return "classification"
+    present = [p for p in predictions if p is not None]
+    if np.isfinite(_floats(labels)).all() and np.isfinite(_floats(present)).all():
+        return "regression"
+    return "classification"
+
+
+def _floats(values: Sequence[str | None]) -> _Floats:
+    """Numbers from text; NaN for anything else (a regressor's unusable row)."""
     try:
-        np.asarray(labels, dtype=np.float64)
-        np.asarray([p for p in predictions if p is not None], dtype=np.float64)
-    except ValueError:
-        return "classification"
-    return "regression"
+        out = np.array(values, dtype=np.float64)  # None becomes NaN
+    except (TypeError, ValueError):  # text that is no number: row by row, for bad data only
+        out = np.array([_float_or_nan(v) for v in values], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out[~(np.abs(out) <= MAX_ABS_VALUE)] = np.nan
+    return out
+
+
+def _float_or_nan(value: str | None) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def summarize(pairs: PairColumns, task: Task | None = None,
@@ -161,8 +188,9 @@ def summarize(pairs: PairColumns, task: Task | None = None,
 def _classification(pairs: PairColumns, delays: DelayHistogram,
                     positive_class: str | None) -> WindowPerformance:
     labels = np.array(pairs.label, dtype=np.str_) if len(pairs) else np.array([], np.str_)
-    # A missing prediction is wrong whatever the label; "" never equals a label's text.
-    predicted = np.array(["" if p is None else p for p in pairs.prediction], dtype=np.str_)
+    # A missing prediction is wrong whatever the label: NUL never is a label's text.
+    predicted = np.array([_MISSING if p is None else p for p in pairs.prediction],
+                         dtype=np.str_)
     classes, positive = _classes(pairs, positive_class)
     counts = ClassificationCounts(classes)
     proba, score = _probability_inputs(pairs, classes, positive)
@@ -172,7 +200,7 @@ def _classification(pairs: PairColumns, delays: DelayHistogram,
     columns = counts.to_columns()
     k, scale = len(classes), float(1 << 24)
     confusion = np.asarray(columns["confusion"]).reshape(k + 1, k + 1)
-    names = [*classes, "other"]
+    names = [*classes, OTHER]
     pos_index = classes.index(positive) if positive in classes else None
     bins = counts.n_score_bins
     score_rows = (slice(pos_index * bins, (pos_index + 1) * bins) if pos_index is not None
@@ -212,7 +240,9 @@ def _classes(pairs: PairColumns, configured: str | None) -> tuple[tuple[str, ...
     for row in pairs.probabilities:
         seen.update(dict.fromkeys(row, 0))
     names = [c for c, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_CLASSES]
-    positive = configured or _POSITIVE_NAMES.get(frozenset(names)) or _predicted_when_high(pairs)
+    positive = (configured or next((p for pair, p in _POSITIVE_NAMES.items()  # {"0"} too
+                                    if names and pair.issuperset(names)), None)
+                or _predicted_when_high(pairs))
     for name in (positive, "(none)", "(none 2)"):  # at least two distinct names
         if len(names) < 2 and name is not None and name not in names:
             names.append(name)
@@ -256,10 +286,10 @@ def _row_losses(labels: npt.NDArray[np.str_], proba: _Floats | None, score: _Flo
 
 
 def _regression(pairs: PairColumns, delays: DelayHistogram) -> WindowPerformance:
-    y = np.asarray(pairs.label, dtype=np.float64)
-    usable = np.array([p is not None for p in pairs.prediction], dtype=bool)
-    pred = np.array([np.nan if p is None else float(p) for p in pairs.prediction],
-                    dtype=np.float64)
+    y = _floats(pairs.label)
+    pred = _floats(pairs.prediction)
+    # A missing, non-numeric or non-finite value leaves the row out of the metrics.
+    usable = np.isfinite(y) & np.isfinite(pred)
     sums = RegressionSums().add(y[usable], pred[usable])
     columns = sums.to_columns()
     scale = float(2**64)

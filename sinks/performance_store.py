@@ -20,7 +20,7 @@ from models.performance_window import PairColumns, WindowPerformance
 WindowKey = tuple[str, str, int]  # (model, version, window start)
 
 _PAIR_COLUMNS = ("prediction_time", "prediction", "label", "score", "probabilities",
-                 "delay_seconds")
+                 "delay_seconds", "request_id")
 _METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "log_loss", "roc_auc",
             "ece")
 _REGRESSION = ("mae", "rmse", "mape", "mean_error", "r2")
@@ -46,7 +46,7 @@ class PerformanceStore:
         """Per window start: its counted labelled predictions, and its expired labels."""
         result = await self.client.query(
             "SELECT toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(prediction_time),"
-            " prediction, label, score, probabilities, delay_seconds, expired"
+            " prediction, label, score, probabilities, delay_seconds, request_id, expired"
             f" FROM {self.database}.labeled_predictions FINAL"
             " WHERE model = {model:String} AND model_version = {version:String}"
             " AND window_start IN (SELECT fromUnixTimestamp64Milli(arrayJoin({starts:Array(Int64)})"
@@ -56,7 +56,7 @@ class PerformanceStore:
             grouped.setdefault(row[0], []).append(tuple(row[1:]))
         out = {}
         for start, rows in grouped.items():
-            counted = [r[:6] for r in rows if not r[6]]
+            counted = [r[:7] for r in rows if not r[7]]
             columns = {name: [r[i] for r in counted] for i, name in enumerate(_PAIR_COLUMNS)}
             out[start] = (PairColumns.from_columns(columns), len(rows) - len(counted))
         return out
