@@ -18,8 +18,9 @@ class RulesError(ValueError):
 
 
 SETTINGS = ("min_windows", "min_count", "fdr_q")
+#: A metric may set min_windows/min_count too: telemetry counts samples, not events.
 METRIC_KEYS = ("kind", "direction", "warn", "critical", "effect_metric", "effect_floor",
-                "enabled", "category")
+                "enabled", "category", "min_windows", "min_count")
 INCIDENT_KEYS = ("open_after", "resolve_after", "cooldown_windows")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -7,7 +7,8 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [defaults]                      # min_windows, min_count, fdr_q
     [incidents]                     # open_after, resolve_after, cooldown_windows
     [metrics.<metric>]              # kind, direction, warn, critical, effect_metric,
-                                    # effect_floor, enabled, category
+                                    # effect_floor, enabled, category, min_windows,
+                                    # min_count
     [models."<model>"]              # min_windows, min_count, fdr_q
     [models."<model>".metrics.<metric>]
     [models."<model>".features.<feature>]
@@ -93,6 +94,27 @@ DEFAULTS: Mapping[str, Any] = {
         "eddm": {**_DETECTOR, "enabled": False, "category": "performance"},
         "hddm_a": {**_DETECTOR, "category": "performance"},
         "adwin_loss": {**_DETECTOR, "category": "performance"},
+        # The serving service per model version and window (models/service_monitor.py).
+        # p95 latency against the version's first windows': a regression; an SLO in ms is
+        # yours to set.
+        "latency_p95_ratio": {"direction": "above", "warn": 1.5, "critical": 2.0,
+                              "category": "service"},
+        **{name: {"enabled": False, "category": "service"}
+           for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")},
+        "error_rate": {"direction": "above", "warn": 0.02, "critical": 0.1,
+                       "category": "service"},
+        # GPUs and hosts per telemetry window (models/infrastructure_monitor.py): judged on
+        # the samples of one window (~12 at the agent's 5 s), from the first window on.
+        **{name: {"direction": "above", **levels, "category": "infrastructure",
+                  "min_count": 1, "min_windows": 1}
+           for name, levels in (("gpu_temperature_c", {"warn": 83, "critical": 90}),
+                                ("gpu_memory_percent", {"warn": 90, "critical": 97}),
+                                ("gpu_xid_errors", {"critical": 1}),
+                                ("gpu_ecc_uncorrected", {"critical": 1}),
+                                ("gpu_throttled_share", {"warn": 0.5}),
+                                ("host_memory_percent", {"warn": 90, "critical": 97}),
+                                ("host_cpu_percent", {"warn": 90, "critical": 98,
+                                                      "enabled": False}))},
     },
 }
 

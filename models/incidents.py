@@ -192,6 +192,8 @@ class IncidentTracker:
         head = f"{incident.model} {'v' if v[:1].isdigit() else ''}{v}: "
         if incident.category == "performance":  # feature "quality" or "labels"
             head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
+        elif incident.category == "service":  # feature "latency" or "errors"
+            head += f"service {incident.feature} "
         elif incident.feature:
             head += f"feature '{incident.feature}' "
         since = datetime.datetime.fromtimestamp(incident.first_seen / 1000, datetime.UTC)
@@ -202,8 +204,8 @@ class IncidentTracker:
         if state == "escalated":
             return (f"{head}escalated to critical ({finding.reason}); bad in "
                     f"{_windows(incident.bad_windows)} since {when}")
-        verb = {"drift": "drifted", "performance": "degraded"}.get(incident.category,
-                                                                    "out of bounds")
+        verb = {"drift": "drifted", "performance": "degraded", "service": "degraded"}.get(
+            incident.category, "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 
     def to_dict(self) -> dict[str, Any]:

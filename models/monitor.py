@@ -37,8 +37,9 @@ from models.detector_watch import DetectorWatch
 from models.drift import DriftScore, categorical_scores, numeric_scores
 from models.incidents import IncidentTracker
 from models.reference import CategoricalReference, NumericReference, ReferenceProfile
+from models.service_monitor import ServiceWindowRow
 from models.windows import FeatureWindowRow
-from models.wire import EventBlock
+from models.wire import SERVICE, EventBlock
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
 DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley", "ddm", "eddm", "hddm_a"})
@@ -88,11 +89,14 @@ class MonitorResult:
     alerts: list[Alert] = dataclasses.field(default_factory=list)
     #: Baselines that became live in this call (fixed mode: once per version).
     baselines: list[ReferenceProfile] = dataclasses.field(default_factory=list)
+    #: Service rows of the closed windows (see models.service_monitor).
+    service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
 
     def extend(self, other: MonitorResult) -> None:
         self.scores += other.scores
         self.alerts += other.alerts
         self.baselines += other.baselines
+        self.service += other.service
 
 
 class _Version:
@@ -138,6 +142,10 @@ class Monitor:
 
     def _observe_window(self, model: str, version: str, window: list[FeatureWindowRow],
                         result: MonitorResult) -> None:
+        # The service's latency and status are judged as service health, not as drift.
+        window = [row for row in window if not row.feature.startswith(SERVICE)]
+        if not window:
+            return
         state = self._versions.setdefault((model, version), _Version(self.config.baseline_windows))
         state.windows_seen += 1
         reference = self.references(model, version) or self._baseline(state)

@@ -10,6 +10,7 @@ from models.alert_rules import RulesConfig
 from models.feature_profiles import ReferenceLookup
 from models.monitor import Monitor, MonitorConfig, MonitorResult
 from models.performance_monitor import PerformanceConfig, PerformanceMonitor
+from models.service_monitor import ServiceConfig, ServiceMonitor
 from models.windows import FeatureWindowRow, LateEvents, PartitionWindows, WindowConfig
 from models.wire import EventBlock
 
@@ -19,10 +20,11 @@ class PartitionState:
     drift from the windows, quality from the labels of windows that are due."""
 
     def __init__(self, windows: PartitionWindows, monitor: Monitor,
-                 performance: PerformanceMonitor) -> None:
+                 performance: PerformanceMonitor, service: ServiceMonitor) -> None:
         self.windows = windows
         self.monitor = monitor
         self.performance = performance
+        self.service = service
 
     @classmethod
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
@@ -30,7 +32,8 @@ class PartitionState:
             performance_config: PerformanceConfig | None = None) -> PartitionState:
         return cls(PartitionWindows(window_config, references),
                    Monitor(monitor_config, rules, references),
-                   PerformanceMonitor(performance_config or PerformanceConfig(), rules))
+                   PerformanceMonitor(performance_config or PerformanceConfig(), rules),
+                   ServiceMonitor(_service_config(window_config, monitor_config), rules))
 
     @classmethod
     def from_bytes(cls, data: bytes, window_config: WindowConfig,
@@ -43,8 +46,11 @@ class PartitionState:
         performance = PerformanceMonitor(performance_config or PerformanceConfig(), rules)
         if "performance" in state:  # checkpoints from before delayed labels have none
             performance.load_state(state["performance"])
+        service = ServiceMonitor(_service_config(window_config, monitor_config), rules)
+        if "service" in state:
+            service.load_state(state["service"])
         return cls(PartitionWindows.from_state(window_config, state["windows"], references),
-                   monitor, performance)
+                   monitor, performance, service)
 
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]
               ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult]:
@@ -60,6 +66,9 @@ class PartitionState:
         def closed(rows: Sequence[FeatureWindowRow]) -> None:
             health.extend(self.monitor.observe(rows))
             self.performance.observe_closed(rows)
+            service_rows, alerts = self.service.observe(rows)
+            health.service += service_rows
+            health.alerts += alerts
 
         self.windows.on_closed = closed
         try:
@@ -72,5 +81,10 @@ class PartitionState:
     def to_bytes(self) -> bytes:
         return orjson.dumps({"windows": self.windows.to_state(),
                              "monitor": self.monitor.to_state(),
-                             "performance": self.performance.to_state()},
+                             "performance": self.performance.to_state(),
+                             "service": self.service.to_state()},
                             option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _service_config(windows: WindowConfig, monitor: MonitorConfig) -> ServiceConfig:
+    return ServiceConfig(window_ms=windows.window_ms, baseline_windows=monitor.baseline_windows)

@@ -20,8 +20,8 @@ its open windows close; without ``model`` it moves every model on the partition.
 ...                b'"request_id":"r1","event_time":1764230400000,"features":{"x":1.5,"c":"DE"}}')
 >>> block.kind, block.model, block.version, len(block)
 ('prediction', 'fraud', 'v1', 1)
->>> block.features
-{'x': [1.5], 'c': ['DE']}
+>>> block.features  # a single event's status defaults to "ok"
+{'x': [1.5], 'c': ['DE'], 'service.status': ['ok']}
 >>> decode(b"fraud", b'{"type":"prediction","model":"fraud"}')
 Traceback (most recent call last):
 ...
@@ -46,6 +46,11 @@ MAX_NAME_LENGTH = 256
 OUTPUT = "output."
 SCORE_FEATURE = "output.score"
 PREDICTION_FEATURE = "output.prediction"
+#: The serving service's own measures are watched too (service windows, not drift).
+SERVICE = "service."
+LATENCY_FEATURE = "service.latency_ms"
+STATUS_FEATURE = "service.status"
+_RESERVED = (OUTPUT, SERVICE)
 
 _NUMBER_TYPES: frozenset[type] = frozenset({int, float, bool, type(None)})
 _KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
@@ -128,7 +133,7 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
         raise BadMessage("'features' must be an object of name -> number, string or null")
     for name, value in features.items():
         kind = _KIND_OF_TYPE.get(type(value))
-        if kind is None or not name or len(name) > MAX_NAME_LENGTH or name.startswith(OUTPUT):
+        if kind is None or not name or len(name) > MAX_NAME_LENGTH or name.startswith(_RESERVED):
             _set_feature(block, name, [value])  # raises the precise reason
         else:
             block.features[name] = [value]
@@ -244,8 +249,10 @@ def _event_time(value: Any) -> int:
 
 
 def _add_outputs(block: EventBlock) -> None:
-    """Monitor the model's outputs like features: ``output.score``, ``output.prediction``."""
-    for name, column in ((SCORE_FEATURE, block.score), (PREDICTION_FEATURE, block.prediction)):
+    """Monitor the model's outputs like features: ``output.score``, ``output.prediction``;
+    and the service's latency and status: ``service.latency_ms``, ``service.status``."""
+    for name, column in ((SCORE_FEATURE, block.score), (PREDICTION_FEATURE, block.prediction),
+                         (LATENCY_FEATURE, block.latency_ms), (STATUS_FEATURE, block.status)):
         if column is not None:
             kind = _column_kind(column)
             # All missing: nothing to watch. Mixing numbers and strings: not watched.
@@ -268,9 +275,9 @@ def _column_kind(column: list[Any]) -> Literal["numeric", "categorical", "missin
 def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
     if not name or len(name) > MAX_NAME_LENGTH:
         raise BadMessage(f"feature name {name[:40]!r} must be 1 to {MAX_NAME_LENGTH} characters")
-    if name.startswith(OUTPUT):
-        raise BadMessage(f"feature name {name!r}: names starting with {OUTPUT!r} are reserved "
-                         "for the model's outputs")
+    if name.startswith(_RESERVED):
+        raise BadMessage(f"feature name {name!r}: names starting with {' or '.join(_RESERVED)} "
+                         "are reserved for the model's outputs and its service's measures")
     kind = _column_kind(column)
     if kind is None:
         types = set(map(type, column))

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.asyncclient import AsyncClient
 from models.alerts import Alert
 from models.monitor import DriftScoreRow
 from models.reference import ReferenceProfile
+from models.service_monitor import ServiceWindowRow
 from models.windows import FeatureWindowRow, LateEvents
 from sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
 from sinks.schema import quantile_columns, statements
@@ -52,10 +53,11 @@ class SinkBatch:
     references: list[ReferenceProfile] = dataclasses.field(default_factory=list)
     #: ``performance`` rows (sinks.performance_store.COLUMNS order) of windows labels changed.
     performance: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.windows or self.late or self.dead_letters or self.scores
-                    or self.alerts or self.references or self.performance)
+                    or self.alerts or self.references or self.performance or self.service)
 
 
 _WINDOW_COLUMNS = [
@@ -68,6 +70,11 @@ _SCORE_COLUMNS = [
     "model", "model_version", "feature", "window_start", "window_end", "metric", "value",
     "p_value", "error_bound", "n_reference", "n_window", "threshold", "verdict",
     "reference_source", "reference_id", "revision",
+]
+_SERVICE_COLUMNS = [
+    "model", "model_version", "window_start", "window_end", "requests", "throughput_per_s",
+    "latency_count", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "latency_max_ms", "status_counts", "errors", "error_rate", "revision",
 ]
 _ALERT_COLUMNS = [
     "id", "dedup_key", "state", "severity", "model", "model_version", "feature", "metric",
@@ -143,6 +150,12 @@ class ClickHouseSink:
                 [r.profile_id for r in refs], [r.created_at_ms for r in refs],
                 [r.created_at_ms for r in refs], [len(r.features) for r in refs],
                 [r.to_json().decode() for r in refs]])
+        if batch.service:
+            service = batch.service
+            await self._insert("service_windows", _SERVICE_COLUMNS, [
+                *([getattr(r, "version" if name == "model_version" else name) for r in service]
+                  for name in _SERVICE_COLUMNS[:-1]),
+                [batch.revision] * len(service)])
         if batch.performance:
             await self.client.insert("performance", batch.performance,
                                      column_names=PERFORMANCE_COLUMNS,

@@ -9,6 +9,7 @@ adding one. Read with ``FINAL`` (or ``argMax(..., revision)``) to see each key o
 from __future__ import annotations
 
 from models.windows import QUANTILE_LEVELS
+from sinks.telemetry_schema import GPU_WINDOWS, HOST_WINDOWS
 
 _QUANTILE_COLUMNS = [f"p{round(q * 100):02d}" for q in QUANTILE_LEVELS]
 
@@ -283,8 +284,35 @@ ORDER BY (model, model_version, window_start)
 COMMENT 'Model quality per prediction window, rewritten as labels arrive: read with FINAL'
 """
 
+SERVICE_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.service_windows
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    requests UInt64 COMMENT 'predictions served in the window',
+    throughput_per_s Float64 COMMENT 'requests / window length in seconds',
+    latency_count UInt64 COMMENT 'requests that reported latency_ms',
+    latency_mean_ms Nullable(Float64) COMMENT 'mean latency',
+    latency_p50_ms Nullable(Float64) COMMENT 'median latency (sketch, 1 % relative error)',
+    latency_p95_ms Nullable(Float64) COMMENT '95th percentile latency',
+    latency_p99_ms Nullable(Float64) COMMENT '99th percentile latency',
+    latency_max_ms Nullable(Float64) COMMENT 'largest latency',
+    status_counts Map(String, UInt64) COMMENT 'requests per status; add: sumMap',
+    errors UInt64 COMMENT 'requests whose status is not ok/success/2xx',
+    error_rate Nullable(Float64) COMMENT 'errors / requests with a status',
+    revision UInt64 COMMENT 'source offset of the checkpoint that wrote the row'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start)
+COMMENT 'The serving service per model version and window: throughput, latency, errors'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
-          PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE)
+          PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
+          GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from models.alerts import Alert
 from sinks.schema import statements
+from streams.demo_telemetry import DemoTelemetry
 from streams.embedded.stack import EmbeddedStack
 from streams.publisher import AsyncPublisher
 from streams.settings import Settings
@@ -30,8 +31,9 @@ from streams.topics import ensure_topics
 from streams.traffic import MODELS, TrafficPlan, send_traffic
 from streams.worker_process import WorkerProcess
 
-#: Six features plus the model outputs, output.score and output.prediction.
-FEATURES_PER_MODEL = 8
+#: Six features, the model outputs (output.score, output.prediction) and the service's
+#: measures (service.latency_ms, service.status).
+FEATURES_PER_MODEL = 10
 
 
 def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console) -> int:
@@ -80,9 +82,15 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
         rows = progress.add_task("feature windows in ClickHouse", total=expected_rows)
 
         async def publish_then_wait() -> bool:
-            async with AsyncPublisher.from_settings(settings) as publisher:
-                await send_traffic(publisher, plan,
-                                   lambda n: progress.update(sent, completed=n))
+            telemetry = DemoTelemetry(settings, plan.tick_ms / 1000)
+            await telemetry.start()
+            try:
+                async with AsyncPublisher.from_settings(settings) as publisher:
+                    await send_traffic(publisher, plan,
+                                       lambda n: progress.update(sent, completed=n),
+                                       telemetry.tick)
+            finally:
+                await telemetry.stop()
             deadline = time.monotonic() + 120 + settings.idle_close_seconds
             while time.monotonic() < deadline:
                 done = await asyncio.to_thread(_window_rows, client, settings, plan, started)
@@ -199,6 +207,8 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
          f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
          f"  AND window_start >= '{since}'\n"
          f"ORDER BY window_start"),
+        ("The model, its service and its GPU side by side: churn-predictor's slow spell",
+         side_by_side_sql(database, "churn-predictor", since)),
         ("Late events and dead letters: counted, never silently dropped",
          f"SELECT 'late events' AS what, sum(late_events) AS n\n"
          f"FROM {database}.late_events FINAL WHERE written_at >= '{written}'\n"
@@ -206,6 +216,31 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
          f"SELECT 'dead letters', count()\n"
          f"FROM {database}.dead_letters FINAL WHERE written_at >= '{written}'"),
     ]
+
+
+def side_by_side_sql(database: str, model: str, since: str) -> str:
+    """Per window: the model's latency and errors, the GPUs it ran on, and its drift."""
+    return (
+        f"SELECT formatDateTime(s.window_start, '%H:%i') AS window,\n"
+        f"       round(s.latency_p95_ms) AS p95_ms, round(s.error_rate, 3) AS errors,\n"
+        f"       round(g.gpu_util) AS gpu_util, g.gpu_temp_max, g.throttled,\n"
+        f"       round(d.worst_psi, 3) AS worst_psi, round(p.accuracy, 3) AS accuracy\n"
+        f"FROM {database}.service_windows AS s FINAL\n"
+        f"LEFT JOIN (SELECT window_start, avg(utilization_gpu_percent_mean) AS gpu_util,\n"
+        f"                  max(temperature_c_max) AS gpu_temp_max,\n"
+        f"                  sum(throttled_samples) AS throttled\n"
+        f"           FROM {database}.gpu_windows FINAL WHERE has(models, '{model}')\n"
+        f"           GROUP BY window_start) AS g ON g.window_start = s.window_start\n"
+        f"LEFT JOIN (SELECT window_start, model_version, max(value) AS worst_psi\n"
+        f"           FROM {database}.drift_scores FINAL\n"
+        f"           WHERE model = '{model}' AND metric = 'psi'\n"
+        f"           GROUP BY window_start, model_version) AS d\n"
+        f"       ON d.window_start = s.window_start AND d.model_version = s.model_version\n"
+        f"LEFT JOIN (SELECT window_start, model_version, accuracy\n"
+        f"           FROM {database}.performance FINAL WHERE model = '{model}') AS p\n"
+        f"       ON p.window_start = s.window_start AND p.model_version = s.model_version\n"
+        f"WHERE s.model = '{model}' AND s.window_start >= '{since}'\n"
+        f"ORDER BY s.window_start")
 
 
 def _utc(seconds: float) -> str:
@@ -218,9 +253,9 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client, console
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters, drift_scores, alerts, references, performance, "
-                  f"labeled_predictions. The data directory "
-                  f"persists; `driftline embedded` serves it "
-                  f"again for your own queries.\n")
+                  f"labeled_predictions, service_windows, gpu_windows, host_windows. The "
+                  f"data directory persists; `driftline embedded` serves it again for your "
+                  f"own queries.\n")
     for title, sql in example_queries(database, plan.start_ms or 0, started):
         console.print(f"[bold]{title}[/]")
         console.print(sql, style="cyan", highlight=False)

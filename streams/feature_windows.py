@@ -152,6 +152,7 @@ class FeatureWindowProcessor:
         windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
+        batch.service = health.service
         if self.joiner is not None and self.settings.label_join:
             touched = await self.joiner.on_predictions([block for _, block in blocks],
                                                        clock=windows.event_time)

@@ -23,6 +23,7 @@ class Topics:
     labels: faust.TopicT
     dead_letters: faust.TopicT
     alerts: faust.TopicT
+    telemetry: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -33,15 +34,17 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(predictions=raw(settings.predictions_topic),
                   labels=raw(settings.labels_topic),
                   dead_letters=raw(settings.dead_letter_topic),
-                  alerts=raw(settings.alerts_topic))
+                  alerts=raw(settings.alerts_topic),
+                  telemetry=raw(settings.telemetry_topic))
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the source, dead-letter, alerts and (compacted) references topics if missing."""
+    """Create the source (predictions, labels, telemetry), dead-letter, alerts and
+    (compacted) references topics if missing."""
     from streams.references import ensure_references_topic
 
     names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
-             settings.alerts_topic)
+             settings.alerts_topic, settings.telemetry_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **kafka_client_options(settings))
     await admin.start()

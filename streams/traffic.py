@@ -5,6 +5,7 @@ Most predictions get a label later, as in production: after a delay of seconds t
 of event time (log-normal; the churn model's labels come slower), some never. Labels are
 published when their event time comes, interleaved with newer predictions. During the
 shift fraud-detector v2's predictions also get worse: its labels stop following its score.
+Later the churn model's service slows down (3x latency, some timeouts) for a while.
 
 Event time is simulated: ``windows`` windows of event time are replayed as fast as the
 publisher takes them (or at ``events_per_second``), so a run of seconds fills many windows.
@@ -16,7 +17,7 @@ import asyncio
 import dataclasses
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -42,6 +43,8 @@ MODELS = (
 #: Median label delay (event time, seconds) per model, and the share never labelled.
 LABEL_DELAY_SECONDS = {"fraud-detector": 40.0, "churn-predictor": 150.0}
 UNLABELLED_SHARE = 0.15
+#: The model whose service slows down part-way.
+SLOW_MODEL = "churn-predictor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,9 @@ class TrafficPlan:
     shift_at: float = 0.6
     #: ... and ends here (1.0: it lasts to the end).
     shift_until: float = 1.0
+    #: The churn model's service is slow in this part of the run (fractions, as above).
+    slow_at: float = 0.64
+    slow_until: float = 0.79
     seed: int = 7
     start_ms: int | None = None
     events_per_second: float | None = None
@@ -85,16 +91,19 @@ def features_for(spec: ModelSpec, n: int, shifted: bool,
 
 
 async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
-                       on_progress: Callable[[int], None] | None = None) -> int:
+                       on_progress: Callable[[int], None] | None = None,
+                       on_tick: Callable[[int, bool], Awaitable[None]] | None = None) -> int:
     """Publish the plan's events in event-time order; return how many were accepted.
 
     The publisher is flushed after every ``tick_ms`` of event time, as a live service's
     linger would do: simulated time runs thousands of times faster than the wall clock,
     and an envelope must not span more event time than the worker's allowed lateness.
+    ``on_tick(event_time, slow)`` runs once per tick (the demo sends telemetry there).
     """
     rng = np.random.default_rng(plan.seed)
     start_ms = plan.start_ms if plan.start_ms is not None else _aligned_start(plan)
     shifted = range(int(plan.windows * plan.shift_at), int(plan.windows * plan.shift_until))
+    slow = range(int(plan.windows * plan.slow_at), int(plan.windows * plan.slow_until))
     accepted = 0
     began = time.monotonic()
     labels: list[tuple[int, str, str, str]] = []  # heap of (label time, model, request, label)
@@ -102,7 +111,9 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
         window_start = start_ms + window * plan.window_ms
         batches = [_WindowTraffic(spec, int(plan.events_per_window * spec.share),
                                   spec.shifted and window in shifted, rng, window_start,
-                                  plan.window_ms, plan.straggler_share) for spec in MODELS]
+                                  plan.window_ms, plan.straggler_share,
+                                  slow=spec.model == SLOW_MODEL and window in slow)
+                   for spec in MODELS]
         for tick in range(window_start, window_start + plan.window_ms, plan.tick_ms):
             for batch in batches:
                 accepted += batch.publish(publisher, tick, tick + plan.tick_ms, f"{window}",
@@ -111,6 +122,8 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
                 label_time, model, request_id, label = heapq.heappop(labels)
                 publisher.log_label(model, request_id, label, event_time_ms=label_time)
             await publisher.flush()
+            if on_tick is not None:
+                await on_tick(tick, window in slow)
             if on_progress is not None:
                 on_progress(accepted)
             await _pace(plan, accepted, began)
@@ -121,7 +134,8 @@ class _WindowTraffic:
     """One model version's events of one window, published a tick at a time."""
 
     def __init__(self, spec: ModelSpec, n: int, shifted: bool, rng: np.random.Generator,
-                 window_start: int, window_ms: int, straggler_share: float) -> None:
+                 window_start: int, window_ms: int, straggler_share: float,
+                 slow: bool = False) -> None:
         self.spec = spec
         self.send_at = np.sort(window_start + rng.integers(0, window_ms, n))
         # A few stragglers (a slow replica, a retry) carry an event time from long ago.
@@ -129,7 +143,8 @@ class _WindowTraffic:
         self.event_time = np.where(stragglers, self.send_at - 2 * window_ms, self.send_at)
         self.features = features_for(spec, n, shifted, rng)
         self.scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
-        self.latency = rng.gamma(4.0, 5.0, n)
+        self.latency = rng.gamma(4.0, 5.0, n) * (3.0 if slow else 1.0)
+        self.status = np.where(rng.random(n) < (0.04 if slow else 0.003), "timeout", "ok")
         # The truth follows the score closely (about 95 % accuracy), but not during the
         # shift: the model has not seen that traffic, and gets about 70 % right.
         noise = rng.normal(0.0, 0.35 if shifted else 0.07, n)
@@ -151,7 +166,8 @@ class _WindowTraffic:
             accepted += publisher.log_prediction(
                 self.spec.model, self.spec.version, request_id, features,
                 prediction=int(self.scores[i] > 0.5), score=float(self.scores[i]),
-                latency_ms=float(self.latency[i]), event_time_ms=event_time)
+                latency_ms=float(self.latency[i]), status=str(self.status[i]),
+                event_time_ms=event_time)
             if self.labelled[i]:
                 heapq.heappush(labels, (event_time + int(self.label_delay[i]), self.spec.model,
                                         request_id, str(self.truth[i])))

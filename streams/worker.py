@@ -13,6 +13,7 @@ from streams.feature_windows import FeatureWindowProcessor
 from streams.services import WorkerServices
 from streams.settings import Settings
 from streams.tables import declare_window_states
+from streams.telemetry_windows import TelemetryWindowProcessor
 from streams.topics import declare_topics
 
 
@@ -20,6 +21,7 @@ from streams.topics import declare_topics
 class Worker:
     app: faust.App
     feature_windows: FeatureWindowProcessor
+    telemetry: TelemetryWindowProcessor
 
 
 def create_worker(settings: Settings) -> Worker:
@@ -32,7 +34,8 @@ def create_worker(settings: Settings) -> Worker:
     window_states = declare_window_states(app)
     services = WorkerServices(settings)
     agents = [importlib.import_module(name) for name in AGENT_MODULES]
-    track_feature_windows, join_labels = agents
+    track_feature_windows, join_labels, track_telemetry = agents
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
     join_labels.attach(app, settings, topics, services, processor)
-    return Worker(app=app, feature_windows=processor)
+    telemetry = track_telemetry.attach(app, settings, topics, window_states, services)
+    return Worker(app=app, feature_windows=processor, telemetry=telemetry)

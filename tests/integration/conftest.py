@@ -45,6 +45,7 @@ def worker_settings(embedded_stack: EmbeddedStack, unique_name: str,
             predictions_topic=f"predictions-{unique_name}", labels_topic=f"labels-{unique_name}",
             dead_letter_topic=f"dead-letters-{unique_name}",
             alerts_topic=f"alerts-{unique_name}", references_topic=f"references-{unique_name}",
+            telemetry_topic=f"telemetry-{unique_name}",
             clickhouse_database=f"t_{unique_name}", app_id=f"driftline-{unique_name}",
             state_dir=str(tmp_path / "state"), partitions=2, idle_close_seconds=2.0,
             checkpoint_seconds=0.5, **overrides)

@@ -14,7 +14,7 @@ def test_prediction_record_is_a_valid_single_event() -> None:
     assert (block.kind, block.model, block.version, block.request_id) == (
         "prediction", "fraud", "v2", ["r1"])
     assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None],
-                              "output.score": [0.9]}
+                              "output.score": [0.9], "service.status": ["ok"]}
     assert block.score == [0.9] and block.status == ["ok"]
 
 

@@ -261,5 +261,6 @@ def test_batches_the_schema_accepts_with_equal_columns_decode(doc: dict[str, Any
     VALIDATORS["prediction_batch"].validate(orjson.loads(orjson.dumps(doc)))
     block = decode(doc["model"].encode(), orjson.dumps(doc))
     assert len(block) == len(doc["event_time"])
-    inputs = {name for name in block.feature_kinds if not name.startswith("output.")}
+    inputs = {name for name in block.feature_kinds
+              if not name.startswith(("output.", "service."))}
     assert inputs == set(doc.get("features") or {})

@@ -187,7 +187,8 @@ def test_replay_raises_what_nvml_raises() -> None:
 def test_replay_rejects_bad_recordings_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one entry per device"):
         ReplayBackend({"devices": [{}], "samples": [{"gpus": []}]}, "bad")
-    with pytest.raises(ValueError, match=r"^no GPU recording 'nope': give .* h100x2$"):
+    with pytest.raises(ValueError,
+                       match=r"^no GPU recording 'nope': give .* h100x2, h100x2-steady$"):
         ReplayBackend.load("nope")
     broken = tmp_path / "broken.json"
     broken.write_text("{")

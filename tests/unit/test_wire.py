@@ -39,12 +39,16 @@ def dumps(doc: object) -> bytes:
 def test_single_prediction_decodes_to_one_row_columns() -> None:
     block = decode(b"fraud", dumps(prediction()))
     assert (block.kind, block.model, block.version, len(block)) == ("prediction", "fraud", "v1", 1)
-    # The model's outputs are watched like features, under reserved names.
+    # The model's outputs and its service's measures are watched like features, under
+    # reserved names.
     assert block.features == {"amount": [12.5], "country": ["DE"], "age": [None],
-                              "output.score": [0.9], "output.prediction": ["fraud"]}
+                              "output.score": [0.9], "output.prediction": ["fraud"],
+                              "service.latency_ms": [3.5], "service.status": ["ok"]}
     assert block.feature_kinds == {"amount": "numeric", "country": "categorical",
                                    "age": "missing", "output.score": "numeric",
-                                   "output.prediction": "categorical"}
+                                   "output.prediction": "categorical",
+                                   "service.latency_ms": "numeric",
+                                   "service.status": "categorical"}
     assert block.probabilities == {"fraud": [0.9], "ok": [0.1]}
     assert block.score == [0.9] and block.latency_ms == [3.5] and block.status == ["ok"]
 
@@ -67,7 +71,7 @@ def test_labels_in_both_forms() -> None:
 
 
 def inputs(features: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in features.items() if not k.startswith("output.")}
+    return {k: v for k, v in features.items() if not k.startswith(("output.", "service."))}
 
 
 def test_features_may_be_null_or_absent() -> None:

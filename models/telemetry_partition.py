@@ -1,0 +1,57 @@
+"""Everything one worker keeps for one partition of the telemetry topic, checkpointed as
+one value: the open windows and the infrastructure incidents of its hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import orjson
+
+from models.alert_rules import RulesConfig
+from models.alerts import Alert
+from models.infrastructure_monitor import InfrastructureMonitor
+from models.telemetry_aggregates import GpuWindowRow, HostWindowRow
+from models.telemetry_windows import TelemetryConfig, TelemetryMessage, TelemetryWindows
+from models.windows import LateEvents
+
+__all__ = ["TelemetryPartition", "TelemetryResult"]
+
+
+@dataclasses.dataclass
+class TelemetryResult:
+    """What a batch of telemetry messages produced."""
+
+    late: list[LateEvents] = dataclasses.field(default_factory=list)
+    gpu_rows: list[GpuWindowRow] = dataclasses.field(default_factory=list)
+    host_rows: list[HostWindowRow] = dataclasses.field(default_factory=list)
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+
+
+class TelemetryPartition:
+    def __init__(self, windows: TelemetryWindows, monitor: InfrastructureMonitor) -> None:
+        self.windows = windows
+        self.monitor = monitor
+
+    @classmethod
+    def new(cls, config: TelemetryConfig, rules: RulesConfig) -> TelemetryPartition:
+        return cls(TelemetryWindows(config), InfrastructureMonitor(rules))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: TelemetryConfig,
+                   rules: RulesConfig) -> TelemetryPartition:
+        state = orjson.loads(data)
+        monitor = InfrastructureMonitor(rules)
+        monitor.load_state(state["monitor"])
+        return cls(TelemetryWindows.from_state(config, state["windows"]), monitor)
+
+    def apply(self, messages: Iterable[tuple[int, TelemetryMessage]]) -> TelemetryResult:
+        """Apply (offset, message) pairs in offset order; judge each window as it closes."""
+        late, closed = self.windows.apply(messages)
+        return TelemetryResult(late, [gpu for window in closed for gpu in window.gpus],
+                               [window.host for window in closed],
+                               [alert for window in closed for alert in self.monitor.judge(window)])
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"windows": self.windows.to_state(),
+                             "monitor": self.monitor.to_state()})

@@ -1,0 +1,69 @@
+"""Write closed telemetry windows to ``gpu_windows`` and ``host_windows``, one columnar
+insert per table and checkpoint (see :mod:`sinks.telemetry_schema`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clickhouse_connect.driver.asyncclient import AsyncClient
+
+from models.telemetry_aggregates import GPU_METRICS, HOST_METRICS, GpuWindowRow, HostWindowRow
+from models.telemetry_series import MetricSummary
+from sinks.telemetry_schema import GPU_COLUMNS, HOST_COLUMNS, STATS
+
+__all__ = ["TelemetryStore", "gpu_columns", "host_columns"]
+
+
+class TelemetryStore:
+    def __init__(self, client: AsyncClient, database: str) -> None:
+        self.client = client
+        self.database = database
+
+    async def write(self, gpus: Sequence[GpuWindowRow], hosts: Sequence[HostWindowRow],
+                    revision: int) -> None:
+        """Insert the rows; ``revision`` (the checkpoint's source offset) orders rewrites."""
+        if gpus:
+            await self._insert("gpu_windows", GPU_COLUMNS, gpu_columns(gpus, revision))
+        if hosts:
+            await self._insert("host_windows", HOST_COLUMNS, host_columns(hosts, revision))
+
+    async def _insert(self, table: str, names: list[str], columns: list[list[Any]]) -> None:
+        await self.client.insert(table, columns, column_names=names, column_oriented=True,
+                                 database=self.database)
+
+
+def _stats(rows: Sequence[GpuWindowRow] | Sequence[HostWindowRow],
+           metrics: Sequence[str]) -> list[list[float | None]]:
+    """``<metric>_<stat>`` columns, in :func:`sinks.telemetry_schema.metric_columns` order."""
+    return [[getattr(row.metrics[name], stat) for row in rows]
+            for name in metrics for stat in STATS]
+
+
+def _nulls(metrics: Mapping[str, MetricSummary]) -> dict[str, int]:
+    return {name: m.nulls for name, m in metrics.items()}
+
+
+def gpu_columns(rows: Sequence[GpuWindowRow], revision: int) -> list[list[Any]]:
+    """The columns of ``gpu_windows``, in :data:`GPU_COLUMNS` order."""
+    return [
+        [r.host for r in rows], [r.gpu_index for r in rows], [r.gpu_uuid for r in rows],
+        [r.gpu_name for r in rows], [r.window_start for r in rows],
+        [r.window_end for r in rows], [list(r.models) for r in rows],
+        [r.samples for r in rows], *_stats(rows, tuple(GPU_METRICS)),
+        [dict(r.null_counts) for r in rows], [r.throttled_samples for r in rows],
+        [r.power_thermal_samples for r in rows], [list(r.throttle_reasons) for r in rows],
+        [r.xid_errors for r in rows], [list(r.xid_codes) for r in rows],
+        [r.ecc_corrected for r in rows], [r.ecc_uncorrected for r in rows],
+        [revision] * len(rows),
+    ]
+
+
+def host_columns(rows: Sequence[HostWindowRow], revision: int) -> list[list[Any]]:
+    """The columns of ``host_windows``, in :data:`HOST_COLUMNS` order."""
+    return [
+        [r.host for r in rows], [r.window_start for r in rows], [r.window_end for r in rows],
+        [list(r.models) for r in rows], [r.samples for r in rows],
+        *_stats(rows, tuple(HOST_METRICS)), [_nulls(r.metrics) for r in rows],
+        [revision] * len(rows),
+    ]

@@ -1,0 +1,210 @@
+"""Turn batches of telemetry messages into GPU and host windows and infrastructure alerts,
+checkpointed per partition.
+
+Like :class:`~streams.feature_windows.FeatureWindowProcessor`, one call of
+:meth:`TelemetryWindowProcessor.process` handles what Faust buffered, partition by
+partition: skip messages at or below the checkpoint's applied offset (a replay after a
+crash); decode (bad messages become dead letters); apply to the partition's
+:class:`~models.telemetry_partition.TelemetryPartition`, which closes and judges windows;
+write rows (``gpu_windows``, ``host_windows``, late samples, alerts, dead letters), send
+alerts and dead letters to their topics; checkpoint into the ``window_states`` table under
+``telemetry-<partition>`` and wait for it. Faust acks only after that, so a committed
+offset always lies inside a durable checkpoint.
+
+The telemetry topic has as many partitions as the predictions topic, so partition p of
+both, and of the ``window_states`` changelog, go to the same worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT, TableT
+
+from models.alert_rules import RulesConfig
+from models.telemetry import TelemetrySample
+from models.telemetry_partition import TelemetryPartition, TelemetryResult
+from models.telemetry_windows import TelemetryConfig, TelemetryMessage, decode_telemetry_message
+from models.wire import BadMessage
+from sinks.clickhouse import DeadLetter, SinkBatch
+from sinks.telemetry_store import TelemetryStore
+from streams.feature_windows import WriteRows
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "telemetry-"
+
+
+def telemetry_config(settings: Settings) -> TelemetryConfig:
+    return TelemetryConfig(window_ms=settings.window_ms,
+                           allowed_lateness_ms=settings.allowed_lateness_ms)
+
+
+class TelemetryStats:
+    """Running totals since the worker started, for logs."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.samples = 0
+        self.dead_letters = 0
+        self.late_samples = 0
+        self.gpu_windows = 0
+        self.host_windows = 0
+        self.alerts = 0
+        self.replayed_messages = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class TelemetryWindowProcessor:
+    def __init__(self, settings: Settings, table: TableT[bytes, bytes],
+                 dead_letter_topic: faust.TopicT, alerts_topic: faust.TopicT,
+                 write_rows: WriteRows, rules: RulesConfig) -> None:
+        self.settings = settings
+        self.config = telemetry_config(settings)
+        self.rules = rules
+        self.table = table
+        self.dead_letter_topic = dead_letter_topic
+        self.alerts_topic = alerts_topic
+        self.write_rows = write_rows
+        #: Writes gpu_windows and host_windows; set once the worker's services start.
+        self.store: TelemetryStore | None = None
+        self.stats = TelemetryStats()
+        self._states: dict[int, TelemetryPartition] = {}
+        self._last_seen: dict[tuple[int, str], float] = {}  # (partition, host) -> monotonic
+
+    async def process(self, events: Sequence[EventT[bytes]]) -> None:
+        by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        for partition, part in by_partition.items():
+            await self._process_partition(partition,
+                                          sorted(part, key=lambda e: e.message.offset))
+
+    async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
+        state = self._state(partition)
+        fresh = [e for e in events if e.message.offset > state.windows.applied_offset]
+        self.stats.replayed_messages += len(events) - len(fresh)
+        if not fresh:
+            return
+        batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
+        messages = self._decode(fresh, batch)
+        result = state.apply(messages)
+        state.windows.applied_offset = max(state.windows.applied_offset, batch.revision)
+        batch.late, batch.alerts = result.late, result.alerts
+        await self._make_durable(partition, state, batch, result)
+        self._count(messages, batch, result, len(fresh))
+        now = time.monotonic()
+        for _, message in messages:
+            self._last_seen[(partition, message.host)] = now
+
+    def _decode(self, events: list[EventT[bytes]],
+                batch: SinkBatch) -> list[tuple[int, TelemetryMessage]]:
+        messages: list[tuple[int, TelemetryMessage]] = []
+        for event in events:
+            m = event.message
+            try:
+                messages.append((m.offset, decode_telemetry_message(
+                    m.key, m.value, self.settings.max_message_bytes)))
+            except BadMessage as exc:
+                batch.dead_letters.append(DeadLetter(m.topic, m.partition, m.offset, str(exc),
+                                                     m.key, m.value))
+        return messages
+
+    async def _make_durable(self, partition: int, state: TelemetryPartition, batch: SinkBatch,
+                            result: TelemetryResult) -> None:
+        if result.gpu_rows or result.host_rows:
+            if self.store is None:
+                raise RuntimeError("TelemetryWindowProcessor.store is not set: start the "
+                                   "worker services before processing")
+            await self.store.write(result.gpu_rows, result.host_rows, batch.revision)
+        if batch:
+            await self.write_rows(batch)
+        sent = [await self._send_dead_letter(d) for d in batch.dead_letters]
+        sent += [await self.alerts_topic.send(key=a.key, value=a.to_json())
+                 for a in batch.alerts]
+        for alert in batch.alerts:
+            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
+        key = f"{_PREFIX}{partition}".encode()
+        value = state.to_bytes()
+        # This partition's changelog explicitly: inside take_events Faust's "current event"
+        # may belong to another partition, and table[key] = ... would use it.
+        sent.append(self.table.send_changelog(partition, key, value))
+        self.table.data[key] = value
+        for future in sent:
+            await future
+
+    async def _send_dead_letter(self, letter: DeadLetter) -> Any:
+        headers = {"driftline.reason": letter.reason.encode(),
+                   "driftline.source": orjson.dumps([letter.topic, letter.partition,
+                                                     letter.offset])}
+        return await self.dead_letter_topic.send(key=letter.key, value=letter.value,
+                                                 headers=headers)
+
+    def _count(self, messages: list[tuple[int, TelemetryMessage]], batch: SinkBatch,
+               result: TelemetryResult, fresh: int) -> None:
+        self.stats.messages += fresh
+        self.stats.samples += sum(isinstance(m, TelemetrySample) for _, m in messages)
+        self.stats.dead_letters += len(batch.dead_letters)
+        self.stats.late_samples += len(result.late)
+        self.stats.gpu_windows += len(result.gpu_rows)
+        self.stats.host_windows += len(result.host_rows)
+        self.stats.alerts += len(result.alerts)
+        if batch.dead_letters:
+            log.warning("%d telemetry message(s) sent to %s, first: %s",
+                        len(batch.dead_letters), self.settings.dead_letter_topic,
+                        batch.dead_letters[0].reason)
+
+    def _state(self, partition: int) -> TelemetryPartition:
+        state = self._states.get(partition)
+        if state is None:
+            stored = self.table.data.get(f"{_PREFIX}{partition}".encode())
+            state = (TelemetryPartition.new(self.config, self.rules) if stored is None else
+                     TelemetryPartition.from_bytes(stored, self.config, self.rules))
+            self._states[partition] = state
+        return state
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
+        for partition in partitions:
+            self._states.pop(partition, None)
+        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
+
+    def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
+        """(partition, host, event time) to send for quiet hosts that have open windows."""
+        now = time.monotonic() if now is None else now
+        self._adopt_restored(now)
+        due = []
+        for (partition, host), seen in list(self._last_seen.items()):
+            state = self._states.get(partition)
+            if state is None or now - seen < self.settings.idle_close_seconds:
+                continue
+            event_time = state.windows.idle_watermark(host)
+            if event_time is None:  # nothing open: watched again when it sends
+                del self._last_seen[(partition, host)]
+                continue
+            due.append((partition, host, event_time))
+            # Not again until this one (or new data) has been processed.
+            self._last_seen[(partition, host)] = now
+        return due
+
+    def _adopt_restored(self, now: float) -> None:
+        """Watch hosts of checkpoints restored at start-up that no message has touched yet:
+        a host that went quiet before a restart still gets its windows closed."""
+        for key in list(self.table.data):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if not name.startswith(_PREFIX):
+                continue
+            partition = int(name.removeprefix(_PREFIX))
+            if partition in self._states:
+                continue
+            for host in self._state(partition).windows.event_time:
+                self._last_seen.setdefault((partition, host), now)
