@@ -95,3 +95,47 @@ def test_the_outcome_does_not_depend_on_the_order_of_arrival() -> None:
 def _only(stored: dict[tuple[str, str], T], key: tuple[str, str]) -> dict[tuple[str, str], T]:
     """What the worker's lookup returns: the stored rows of this batch's request ids."""
     return {key: stored[key]} if key in stored else {}
+
+
+def test_a_label_met_again_after_a_crash_is_a_replay_not_a_duplicate() -> None:
+    first = join([p("a")], [lab("a", rev=7)], window_ms=W, ttl_ms=ttl)
+    replay = join([], [lab("a", rev=7)], window_ms=W, ttl_ms=ttl,
+                  stored_predictions={("m", "a"): p("a")},
+                  stored_pairs={("m", "a"): first.labeled[0]})
+    assert (replay.labeled, replay.duplicates) == ([], 0)
+    assert replay.replayed == first.labeled
+    assert replay.touched == {("m", "v1", 0)}  # its window is rewritten
+
+
+def test_an_expired_label_is_kept_but_a_counted_one_is_never_replaced_by_one() -> None:
+    late = join([], [lab("a", t=DAY + 40_000, rev=1)], window_ms=W, ttl_ms=ttl,
+                stored_predictions={("m", "a"): p("a")})
+    assert [pair.expired for pair in late.labeled] == [True] and late.expired == 1
+    counted = join([p("b")], [lab("b", rev=1)], window_ms=W, ttl_ms=ttl)
+    after = join([], [lab("b", "ok", t=DAY + 40_000, rev=2)], window_ms=W, ttl_ms=ttl,
+                 stored_predictions={("m", "b"): p("b")},
+                 stored_pairs={("m", "b"): counted.labeled[0]})
+    assert (after.labeled, after.retracted, after.expired) == ([], [], 1)
+
+
+def test_a_label_waits_for_its_prediction_only_the_early_time_to_live() -> None:
+    waiting = join([], [lab("a", t=90_000)], window_ms=W, ttl_ms=ttl).waiting[0]
+
+    def arrive(clock: int) -> tuple[int, int, list[tuple[str, str]]]:
+        result = join([p("a")], [], window_ms=W, ttl_ms=ttl,
+                      stored_labels={("m", "a"): waiting}, early_ttl_ms=lambda model: 3_600_000,
+                      clock={"m": clock})
+        return len(result.labeled), result.expired, result.settled
+
+    assert arrive(90_000 + 3_600_000) == (1, 0, [("m", "a")])  # just in time
+    assert arrive(90_001 + 3_600_000) == (0, 1, [("m", "a")])  # expired, and removed
+
+
+def test_time_to_live_is_per_model() -> None:
+    from streams.settings import Settings
+
+    settings = Settings.from_env({"DRIFTLINE_LABEL_TTL_SECONDS": "3600",
+                                  "DRIFTLINE_MODELS": '{"fraud": {"label_ttl_seconds": 86400}}'})
+    assert settings.for_model("fraud", "label_ttl_seconds") == 86_400
+    assert settings.for_model("ctr", "label_ttl_seconds") == 3_600
+    assert settings.label_retention_days == 2  # a day past the longest time-to-live
