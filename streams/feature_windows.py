@@ -179,8 +179,11 @@ class FeatureWindowProcessor:
             return
         state = self._state(partition)
         now = time.monotonic()
-        self._labels_moved.update({model: now for model, t in clock.items()
-                                   if t > state.performance.label_clock.get(model, t - 1)})
+        moved = {model for model, t in clock.items()
+                 if t > state.performance.label_clock.get(model, t - 1)}
+        if not moved:
+            return  # nothing can have become due
+        self._labels_moved.update(dict.fromkeys(moved, now))
         state.performance.advance_label_clock(clock)
         batch = SinkBatch(revision=state.windows.applied_offset, partition=partition)
         await self._judge(state, set(), batch)
