@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.accumulators import edges_from_sample
+from models.accumulators import edges_from_sample, sorted_histogram
 from models.reference import (
     CategoricalReference,
     FeatureReference,
@@ -201,9 +201,7 @@ def _ranked(counts: Counter[str], top_k: int, count: int, missing: int) -> Categ
 
 
 def _sorted_histogram(ascending: _Floats, edges: _Floats) -> tuple[int, ...]:
-    """Counts of ``np.searchsorted(edges, x, side="right")`` in O(k log n) on sorted data."""
-    below = np.searchsorted(ascending, edges, side="left")  # values < each edge
-    return tuple(np.diff(below, prepend=0, append=ascending.size).tolist())
+    return tuple(sorted_histogram(ascending, edges).tolist())
 
 
 def _moments(ascending: _Floats) -> tuple[float, float]:
