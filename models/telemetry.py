@@ -32,7 +32,13 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import orjson
 
-from models.wire import MAX_EVENT_TIME_MS, MAX_NAME_LENGTH, MIN_EVENT_TIME_MS, BadMessage
+from models.wire import (
+    MAX_EVENT_TIME_MS,
+    MAX_NAME_LENGTH,
+    MIN_EVENT_TIME_MS,
+    BadMessage,
+    load_json,
+)
 
 __all__ = ["BadMessage", "GpuProcess", "GpuSample", "HostMetrics", "ProcessSample",
            "TelemetrySample", "decode_telemetry"]
@@ -157,14 +163,7 @@ class TelemetrySample:
 def decode_telemetry(key: bytes | None, value: bytes | None,
                      max_bytes: int = 8 * 1024 * 1024) -> TelemetrySample:
     """Decode one telemetry message, or raise :class:`BadMessage` with a one-line reason."""
-    if value is None:
-        raise BadMessage("message has no value")
-    if len(value) > max_bytes:
-        raise BadMessage(f"message is {len(value)} bytes, over the {max_bytes}-byte limit")
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise BadMessage(f"not valid JSON: {exc}") from None
+    doc = load_json(value, max_bytes)
     if not isinstance(doc, dict) or doc.get("type") != "telemetry":
         shown = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
         raise BadMessage(f"expected a telemetry object ('type': 'telemetry'), got {shown!r:.80}")

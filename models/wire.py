@@ -94,16 +94,21 @@ class EventBlock:
         return len(self.event_time)
 
 
-def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1024) -> EventBlock:
-    """Decode one Kafka message into an :class:`EventBlock`, or raise :class:`BadMessage`."""
+def load_json(value: bytes | None, max_bytes: int) -> Any:
+    """A message value parsed as JSON, or :class:`BadMessage` (none, too big, not JSON)."""
     if value is None:
         raise BadMessage("message has no value")
     if len(value) > max_bytes:
         raise BadMessage(f"message is {len(value)} bytes, over the {max_bytes}-byte limit")
     try:
-        doc = orjson.loads(value)
+        return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise BadMessage(f"not valid JSON: {exc}") from None
+
+
+def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1024) -> EventBlock:
+    """Decode one Kafka message into an :class:`EventBlock`, or raise :class:`BadMessage`."""
+    doc = load_json(value, max_bytes)
     if not isinstance(doc, dict):
         raise BadMessage(f"expected a JSON object, got {type(doc).__name__}")
     kind = doc.get("type")

@@ -23,11 +23,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import faust
-import orjson
 from faust.types import EventT, TableT
 
 from models.alert_rules import RulesConfig
@@ -39,13 +37,12 @@ from models.windows import PartitionWindows, WindowConfig
 from models.wire import BadMessage, EventBlock, decode
 from sinks.clickhouse import DeadLetter, SinkBatch
 from sinks.performance_store import WindowKey
+from streams.checkpoint import Checkpointer, WriteRows
 from streams.label_join import LabelJoiner
 from streams.performance import PerformanceTracker
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-WriteRows = Callable[[SinkBatch], Awaitable[None]]
 
 
 def window_config(settings: Settings) -> WindowConfig:
@@ -113,9 +110,7 @@ class FeatureWindowProcessor:
         self.rules = rules
         self.references = references
         self.table = table
-        self.dead_letter_topic = dead_letter_topic
-        self.alerts_topic = alerts_topic
-        self.write_rows = write_rows
+        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows)
         self.stats = ProcessorStats()
         #: Stores predictions for the label join; set once the worker's services start.
         self.joiner: LabelJoiner | None = None
@@ -227,28 +222,8 @@ class FeatureWindowProcessor:
 
     async def _make_durable(self, partition: int, state: PartitionState,
                             batch: SinkBatch) -> None:
-        if batch:
-            await self.write_rows(batch)
-        sent = [await self._send_dead_letter(d) for d in batch.dead_letters]
-        sent += [await self.alerts_topic.send(key=a.key, value=a.to_json())
-                 for a in batch.alerts]
-        for alert in batch.alerts:
-            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
-        key = f"partition-{partition}".encode()
-        value = state.to_bytes()
-        # Write the changelog for this partition explicitly: inside take_events Faust's
-        # "current event" may belong to another partition, and table[key] = ... would use it.
-        sent.append(self.table.send_changelog(partition, key, value))
-        self.table.data[key] = value
-        for future in sent:
-            await future
-
-    async def _send_dead_letter(self, letter: DeadLetter) -> Any:
-        headers = {"driftline.reason": letter.reason.encode(),
-                   "driftline.source": orjson.dumps([letter.topic, letter.partition,
-                                                     letter.offset])}
-        return await self.dead_letter_topic.send(key=letter.key, value=letter.value,
-                                                 headers=headers)
+        await self.checkpointer.commit(partition, f"partition-{partition}".encode(),
+                                       state.to_bytes(), batch)
 
     def _count(self, blocks: list[tuple[int, EventBlock]], batch: SinkBatch, messages: int) -> None:
         self.stats.messages += messages

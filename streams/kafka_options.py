@@ -1,12 +1,21 @@
-"""Settings -> keyword arguments of aiokafka clients (TLS, SASL), in one place.
+"""Settings -> keyword arguments of aiokafka clients (TLS, SASL), and a producer stop that
+cannot hang, in one place.
 
-Used by the worker's own clients and by the serving-code publisher; it imports nothing
-heavy, so serving code that imports the publisher does not pull in Faust.
+Used by the worker's own clients, the serving-code publisher and the telemetry agent; it
+imports nothing heavy, so serving code that imports the publisher does not pull in Faust.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.errors import KafkaTimeoutError
+
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def kafka_client_options(settings: Settings) -> dict[str, object]:
@@ -23,3 +32,27 @@ def kafka_client_options(settings: Settings) -> dict[str, object]:
                        sasl_plain_username=settings.kafka_sasl_username,
                        sasl_plain_password=settings.kafka_sasl_password)
     return options
+
+
+async def stop_producer(producer: Any, grace: float, who: str) -> None:
+    """Stop an aiokafka producer within about ``grace`` seconds, even with the broker gone.
+
+    ``who`` names the stopping component in the failure of the batches it gives up on.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    await asyncio.wait({stopping}, timeout=grace)
+    if not stopping.done():
+        # The broker does not answer: fail the batches aiokafka still holds (private API;
+        # aiokafka is pinned) so that its stop() returns instead of retrying on.
+        producer._message_accumulator.fail_all(KafkaTimeoutError(f"{who} stopped"))
+        await asyncio.wait({stopping}, timeout=1.0)
+        stopping.cancel()
+    try:
+        await stopping
+    except (Exception, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        # A forced stop can break off before aiokafka closes its connections.
+        log.debug("%s: forced producer stop", who, exc_info=True)
+        await producer.client.close()

@@ -21,10 +21,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import faust
-import orjson
 from faust.types import EventT, TableT
 
 from models.alert_rules import RulesConfig
@@ -34,7 +32,7 @@ from models.telemetry_windows import TelemetryConfig, TelemetryMessage, decode_t
 from models.wire import BadMessage
 from sinks.clickhouse import DeadLetter, SinkBatch
 from sinks.telemetry_store import TelemetryStore
-from streams.feature_windows import WriteRows
+from streams.checkpoint import Checkpointer, WriteRows
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,9 +70,7 @@ class TelemetryWindowProcessor:
         self.config = telemetry_config(settings)
         self.rules = rules
         self.table = table
-        self.dead_letter_topic = dead_letter_topic
-        self.alerts_topic = alerts_topic
-        self.write_rows = write_rows
+        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows)
         #: Writes gpu_windows and host_windows; set once the worker's services start.
         self.store: TelemetryStore | None = None
         self.stats = TelemetryStats()
@@ -126,28 +122,8 @@ class TelemetryWindowProcessor:
                 raise RuntimeError("TelemetryWindowProcessor.store is not set: start the "
                                    "worker services before processing")
             await self.store.write(result.gpu_rows, result.host_rows, batch.revision)
-        if batch:
-            await self.write_rows(batch)
-        sent = [await self._send_dead_letter(d) for d in batch.dead_letters]
-        sent += [await self.alerts_topic.send(key=a.key, value=a.to_json())
-                 for a in batch.alerts]
-        for alert in batch.alerts:
-            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
-        key = f"{_PREFIX}{partition}".encode()
-        value = state.to_bytes()
-        # This partition's changelog explicitly: inside take_events Faust's "current event"
-        # may belong to another partition, and table[key] = ... would use it.
-        sent.append(self.table.send_changelog(partition, key, value))
-        self.table.data[key] = value
-        for future in sent:
-            await future
-
-    async def _send_dead_letter(self, letter: DeadLetter) -> Any:
-        headers = {"driftline.reason": letter.reason.encode(),
-                   "driftline.source": orjson.dumps([letter.topic, letter.partition,
-                                                     letter.offset])}
-        return await self.dead_letter_topic.send(key=letter.key, value=letter.value,
-                                                 headers=headers)
+        await self.checkpointer.commit(partition, f"{_PREFIX}{partition}".encode(),
+                                       state.to_bytes(), batch)
 
     def _count(self, messages: list[tuple[int, TelemetryMessage]], batch: SinkBatch,
                result: TelemetryResult, fresh: int) -> None:

@@ -13,9 +13,8 @@ from types import TracebackType
 from typing import Any, Self, SupportsFloat
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError
 
-from streams.kafka_options import kafka_client_options
+from streams.kafka_options import kafka_client_options, stop_producer
 from streams.publisher._buffer import Envelope, EventBuffer, PublisherStats
 from streams.settings import Settings
 
@@ -206,7 +205,8 @@ class AsyncPublisher:
                 await self._task
         flushed = self._buffer.discard() == 0 and flushed
         if self._producer is not None:
-            await self._stop_producer(max(deadline - time.monotonic(), 0.0))
+            await stop_producer(self._producer, max(deadline - time.monotonic(), 0.0),
+                                "driftline publisher")
         return flushed
 
     async def __aenter__(self) -> Self:
@@ -287,26 +287,6 @@ class AsyncPublisher:
                            self.bootstrap_servers, error)
             await asyncio.sleep(delay)
             delay = min(2 * delay, _RECONNECT_MAX_S)
-
-    async def _stop_producer(self, grace: float) -> None:
-        stopping = asyncio.ensure_future(self._producer.stop())
-        await asyncio.wait({stopping}, timeout=grace)
-        if not stopping.done():
-            # The broker does not answer: fail the batches aiokafka still holds (private
-            # API; aiokafka is pinned) so that its stop() returns instead of retrying on.
-            self._producer._message_accumulator.fail_all(
-                KafkaTimeoutError("driftline publisher closed"))
-            await asyncio.wait({stopping}, timeout=1.0)
-            stopping.cancel()
-        try:
-            await stopping
-        except (Exception, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            # A forced stop can break off before aiokafka closes its connections.
-            log.debug("driftline publisher: forced producer stop", exc_info=True)
-            await self._producer.client.close()
 
     def _warn(self, message: str, *args: Any) -> None:
         now = time.monotonic()

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from models.telemetry import GpuSample, HostMetrics, ProcessSample, TelemetrySample
-from streams.kafka_options import kafka_client_options
+from streams.kafka_options import kafka_client_options, stop_producer
 from streams.settings import Settings
 from streams.telemetry_agent.buffer import Message, SampleBuffer
 from streams.telemetry_agent.config import AgentConfig
@@ -289,7 +289,8 @@ class TelemetryAgent:
             log.warning("telemetry agent stopped with %d samples unsent (Kafka unreachable)",
                         unsent)
         if self._producer is not None:
-            await _stop_producer(self._producer, max(deadline - time.monotonic(), 0.5))
+            await stop_producer(self._producer, max(deadline - time.monotonic(), 0.5),
+                                "driftline agent")
         await self._close_gpus()
 
     async def _close_gpus(self) -> None:
@@ -305,25 +306,6 @@ class TelemetryAgent:
         if now >= self._warned_at.get(topic, 0.0):
             self._warned_at[topic] = now + _WARN_EVERY_S
             log.warning(message, *args)
-
-
-async def _stop_producer(producer: Any, grace: float) -> None:
-    stopping = asyncio.ensure_future(producer.stop())
-    await asyncio.wait({stopping}, timeout=grace)
-    if not stopping.done():
-        # The broker does not answer: fail the batches aiokafka still holds (private API;
-        # aiokafka is pinned) so that its stop() returns instead of retrying on.
-        producer._message_accumulator.fail_all(KafkaTimeoutError("driftline agent stopped"))
-        await asyncio.wait({stopping}, timeout=1.0)
-        stopping.cancel()
-    try:
-        await stopping
-    except (Exception, asyncio.CancelledError):
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        log.debug("telemetry agent: forced producer stop", exc_info=True)
-        await producer.client.close()
 
 
 def _gpu_memory_by_pid(gpus: list[GpuSample]) -> dict[int, int]:
