@@ -241,7 +241,10 @@ def _fmt(x: float) -> str:
 
 _SEVERITY_RANK = {"critical": 0, "warning": 1, None: 2}
 #: Among findings of equal severity, the one a person reads most easily is reported.
-_METRIC_RANK = {"psi": 0, "js": 1, "wasserstein_std": 2, "unseen_share": 3, "ks": 4, "chi2": 5}
+_METRIC_RANK = {"psi": 0, "js": 1, "wasserstein_std": 2, "unseen_share": 3, "ks": 4, "chi2": 5,
+                # model quality, the service: the baseline comparisons read best
+                "accuracy_drop": 0, "mae_ratio": 0, "latency_p95_ratio": 0, "error_rate": 0,
+                "coverage": 1}
 
 
 def worst_per_feature(evaluation: Evaluation) -> Evaluation:
