@@ -38,6 +38,7 @@ from models.wire import BadMessage, EventBlock, decode
 from sinks.clickhouse import DeadLetter, SinkBatch
 from sinks.performance_store import WindowKey
 from streams.checkpoint import Checkpointer, WriteRows
+from streams.idle import IdleWatch
 from streams.label_join import LabelJoiner
 from streams.performance import PerformanceTracker
 from streams.settings import Settings
@@ -118,7 +119,7 @@ class FeatureWindowProcessor:
         self.performance: PerformanceTracker | None = None
         self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionState] = {}
-        self._last_seen: dict[tuple[int, str], float] = {}  # (partition, model) -> monotonic
+        self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
         self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
         self._started = time.monotonic()
 
@@ -157,7 +158,7 @@ class FeatureWindowProcessor:
         now = time.monotonic()
         for _, block in blocks:
             if block.kind == "prediction":
-                self._last_seen[(partition, block.model)] = now
+                self.idle.seen(partition, block.model, now)
 
     def _stalled_labels(self, state: PartitionState) -> set[str]:
         """Models whose labels have not moved on for ``judge_after_seconds`` of wall time
@@ -251,37 +252,20 @@ class FeatureWindowProcessor:
             self._states[partition] = state
         return state
 
-    def _adopt_restored(self, now: float) -> None:
-        """Watch the models of checkpoints restored at start-up that no message has touched
-        yet: a model that went quiet before a restart still gets its windows closed."""
-        for key in list(self.table.data):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if not name.startswith("partition-"):
-                continue
-            partition = int(name.removeprefix("partition-"))
-            if partition in self._states:
-                continue
-            for model in self._state(partition).windows.event_time:
-                self._last_seen.setdefault((partition, model), now)
-
     def forget(self, partitions: set[int]) -> None:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
             self._states.pop(partition, None)
-        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
+        self.idle.forget(partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, model, event time) to send for quiet models that have open windows."""
         now = time.monotonic() if now is None else now
-        self._adopt_restored(now)
-        due = []
-        for (partition, model), seen in self._last_seen.items():
+        self.idle.adopt_restored(self.table.data, self._states,
+                                 lambda p: self._state(p).windows.event_time, now)
+
+        def closing_time(partition: int, source: str) -> int | None:
             state = self._states.get(partition)
-            if state is None or now - seen < self.settings.idle_close_seconds:
-                continue
-            event_time = state.windows.idle_watermark(model)
-            if event_time is not None:
-                due.append((partition, model, event_time))
-            # Do not send again until this one (or new data) has been processed.
-            self._last_seen[(partition, model)] = now
-        return due
+            return None if state is None else state.windows.idle_watermark(source)
+
+        return self.idle.due(now, closing_time)

@@ -33,6 +33,7 @@ from models.wire import BadMessage
 from sinks.clickhouse import DeadLetter, SinkBatch
 from sinks.telemetry_store import TelemetryStore
 from streams.checkpoint import Checkpointer, WriteRows
+from streams.idle import IdleWatch
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class TelemetryWindowProcessor:
         self.store: TelemetryStore | None = None
         self.stats = TelemetryStats()
         self._states: dict[int, TelemetryPartition] = {}
-        self._last_seen: dict[tuple[int, str], float] = {}  # (partition, host) -> monotonic
+        self.idle = IdleWatch(settings.idle_close_seconds, _PREFIX)
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
         by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
@@ -100,7 +101,7 @@ class TelemetryWindowProcessor:
         self._count(messages, batch, result, len(fresh))
         now = time.monotonic()
         for _, message in messages:
-            self._last_seen[(partition, message.host)] = now
+            self.idle.seen(partition, message.host, now)
 
     def _decode(self, events: list[EventT[bytes]],
                 batch: SinkBatch) -> list[tuple[int, TelemetryMessage]]:
@@ -152,35 +153,16 @@ class TelemetryWindowProcessor:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
             self._states.pop(partition, None)
-        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
+        self.idle.forget(partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, host, event time) to send for quiet hosts that have open windows."""
         now = time.monotonic() if now is None else now
-        self._adopt_restored(now)
-        due = []
-        for (partition, host), seen in list(self._last_seen.items()):
-            state = self._states.get(partition)
-            if state is None or now - seen < self.settings.idle_close_seconds:
-                continue
-            event_time = state.windows.idle_watermark(host)
-            if event_time is None:  # nothing open: watched again when it sends
-                del self._last_seen[(partition, host)]
-                continue
-            due.append((partition, host, event_time))
-            # Not again until this one (or new data) has been processed.
-            self._last_seen[(partition, host)] = now
-        return due
+        self.idle.adopt_restored(self.table.data, self._states,
+                                 lambda p: self._state(p).windows.event_time, now)
 
-    def _adopt_restored(self, now: float) -> None:
-        """Watch hosts of checkpoints restored at start-up that no message has touched yet:
-        a host that went quiet before a restart still gets its windows closed."""
-        for key in list(self.table.data):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if not name.startswith(_PREFIX):
-                continue
-            partition = int(name.removeprefix(_PREFIX))
-            if partition in self._states:
-                continue
-            for host in self._state(partition).windows.event_time:
-                self._last_seen.setdefault((partition, host), now)
+        def closing_time(partition: int, source: str) -> int | None:
+            state = self._states.get(partition)
+            return None if state is None else state.windows.idle_watermark(source)
+
+        return self.idle.due(now, closing_time)
