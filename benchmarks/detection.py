@@ -1,12 +1,12 @@
 """Detection delay and false alarms of driftline's default rules, next to two references.
 
 Seeded synthetic streams with a known change point go through driftline's real code path,
-in-process: :class:`~models.windows.PartitionWindows` (one-minute event-time windows,
-closed by a watermark) -> :class:`~models.monitor.Monitor` with ``RulesConfig.default()``.
-Four detectors watch the same events in the same run:
+in-process: :class:`~driftline.models.windows.feature_windows.PartitionWindows` (one-minute
+event-time windows, closed by a watermark) -> :class:`~driftline.models.drift.monitor.Monitor` with
+``RulesConfig.default()``. Four detectors watch the same events in the same run:
 
 * ``driftline (training ref)``: windows binned on, and scored against, a reference built
-  with :func:`~models.reference_build.build_profile` from 50,000 pre-change values;
+  with :func:`~driftline.models.drift.reference_build.build_profile` from 50,000 pre-change values;
 * ``driftline (baseline N=5)``: no reference; the first 5 windows become the production
   baseline (fixed mode), and windows are binned on edges learnt from the first values;
 * ``p < 0.05 per window``: the training-reference monitor's KS (numeric) or chi-square
@@ -68,12 +68,12 @@ from rich.console import Console
 from rich.table import Table
 from river.drift import ADWIN
 
-from models.alert_rules import RulesConfig
-from models.monitor import Monitor, MonitorConfig, MonitorResult
-from models.reference import CategoricalReference, ReferenceProfile
-from models.reference_build import build_profile
-from models.windows import PartitionWindows, WindowConfig
-from models.wire import EventBlock
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
+from driftline.models.drift.reference import CategoricalReference, ReferenceProfile
+from driftline.models.drift.reference_build import build_profile
+from driftline.models.events.wire import EventBlock
+from driftline.models.windows.feature_windows import PartitionWindows, WindowConfig
 
 MODEL, VERSION = "bench", "v1"
 WINDOW_MS = 60_000

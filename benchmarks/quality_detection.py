@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from models.alert_rules import RulesConfig
-from models.performance_monitor import DueWindow, PerformanceConfig, PerformanceMonitor
-from models.performance_window import PairColumns, WindowPerformance, summarize
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.quality.monitor import DueWindow, PerformanceConfig, PerformanceMonitor
+from driftline.models.quality.performance_window import PairColumns, WindowPerformance, summarize
 
 W = 60_000
 LABELS = 1_000

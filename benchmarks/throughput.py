@@ -30,13 +30,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from models.reference import ReferenceProfile
-from models.reference_build import build_profile
-from streams.embedded.stack import EmbeddedStack
-from streams.references import publish_profiles
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
+from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.drift.reference_build import build_profile
+from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.reference.profiles import publish_profiles
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
+from driftline.streams.worker.topics import ensure_topics
 
 MODELS = ("m0", "m1", "m2", "m3")
 NUMERIC = [f"num_{i:02d}" for i in range(20)]

@@ -6,13 +6,18 @@ from collections.abc import Sequence
 
 import orjson
 
-from models.alert_rules import RulesConfig
-from models.feature_profiles import ReferenceLookup
-from models.monitor import Monitor, MonitorConfig, MonitorResult
-from models.performance_monitor import PerformanceConfig, PerformanceMonitor
-from models.service_monitor import ServiceConfig, ServiceMonitor
-from models.windows import FeatureWindowRow, LateEvents, PartitionWindows, WindowConfig
-from models.wire import EventBlock
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
+from driftline.models.events.wire import EventBlock
+from driftline.models.quality.monitor import PerformanceConfig, PerformanceMonitor
+from driftline.models.telemetry.service_monitor import ServiceConfig, ServiceMonitor
+from driftline.models.windows.feature_profiles import ReferenceLookup
+from driftline.models.windows.feature_windows import (
+    FeatureWindowRow,
+    LateEvents,
+    PartitionWindows,
+    WindowConfig,
+)
 
 
 class PartitionState:

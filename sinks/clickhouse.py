@@ -2,7 +2,7 @@
 
 The worker calls :meth:`ClickHouseSink.write` once per checkpoint with everything that
 checkpoint produced, and acks the source offsets only after it returns: a commit means the
-rows are durable. Rows replace earlier rows with the same key (see :mod:`sinks.schema`),
+rows are durable. Rows replace earlier rows with the same key (see :mod:`driftline.sinks.schema`),
 so writing a batch twice changes nothing.
 """
 
@@ -16,14 +16,14 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from models.alerts import Alert
-from models.monitor import DriftScoreRow
-from models.reference import ReferenceProfile
-from models.service_monitor import ServiceWindowRow
-from models.windows import FeatureWindowRow, LateEvents
-from sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
-from sinks.schema import quantile_columns, statements
-from streams.settings import Settings
+from driftline.models.alerting.alerts import Alert
+from driftline.models.drift.monitor import DriftScoreRow
+from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.telemetry.service_monitor import ServiceWindowRow
+from driftline.models.windows.feature_windows import FeatureWindowRow, LateEvents
+from driftline.sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
+from driftline.sinks.schema import quantile_columns, statements
+from driftline.streams.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,8 @@ class SinkBatch:
     alerts: list[Alert] = dataclasses.field(default_factory=list)
     #: Baselines the worker built from a version's first windows.
     references: list[ReferenceProfile] = dataclasses.field(default_factory=list)
-    #: ``performance`` rows (sinks.performance_store.COLUMNS order) of windows labels changed.
+    #: ``performance`` rows (driftline.sinks.performance_store.COLUMNS order) of windows labels
+    #: changed.
     performance: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from models.label_join import Key, Label, LabeledPrediction, Prediction
-from models.wire import EventBlock
+from driftline.models.events.wire import EventBlock
+from driftline.models.quality.label_join import Key, Label, LabeledPrediction, Prediction
 
 _LOOKUP_CHUNK = 1_000
 _PREDICTION_COLUMNS = ["model", "model_version", "request_id", "event_time", "prediction",

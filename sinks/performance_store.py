@@ -15,7 +15,7 @@ from typing import Any
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from models.performance_window import PairColumns, WindowPerformance
+from driftline.models.quality.performance_window import PairColumns, WindowPerformance
 
 WindowKey = tuple[str, str, int]  # (model, version, window start)
 

@@ -8,8 +8,8 @@ adding one. Read with ``FINAL`` (or ``argMax(..., revision)``) to see each key o
 
 from __future__ import annotations
 
-from models.windows import QUANTILE_LEVELS
-from sinks.telemetry_schema import GPU_WINDOWS, HOST_WINDOWS
+from driftline.models.windows.feature_windows import QUANTILE_LEVELS
+from driftline.sinks.telemetry_schema import GPU_WINDOWS, HOST_WINDOWS
 
 _QUANTILE_COLUMNS = [f"p{round(q * 100):02d}" for q in QUANTILE_LEVELS]
 

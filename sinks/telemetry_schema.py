@@ -1,4 +1,5 @@
-"""The ClickHouse tables of GPU and host telemetry windows (listed in :data:`sinks.schema.TABLES`).
+"""The ClickHouse tables of GPU and host telemetry windows (listed in
+:data:`driftline.sinks.schema.TABLES`).
 
 One row per GPU (``gpu_windows``) and per host (``host_windows``) and event-time window,
 ``ReplacingMergeTree(revision)`` keyed by exactly that, so a replay rewrites a row instead
@@ -8,7 +9,7 @@ when every sample had it null), and ``null_counts`` says how many samples had it
 
 from __future__ import annotations
 
-from models.telemetry_aggregates import GPU_METRICS, HOST_METRICS
+from driftline.models.telemetry.aggregates import GPU_METRICS, HOST_METRICS
 
 __all__ = ["GPU_COLUMNS", "GPU_WINDOWS", "HOST_COLUMNS", "HOST_WINDOWS", "STATS",
            "metric_columns"]

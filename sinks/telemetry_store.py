@@ -1,5 +1,5 @@
 """Write closed telemetry windows to ``gpu_windows`` and ``host_windows``, one columnar
-insert per table and checkpoint (see :mod:`sinks.telemetry_schema`)."""
+insert per table and checkpoint (see :mod:`driftline.sinks.telemetry_schema`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from typing import Any
 
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
-from models.telemetry_aggregates import GPU_METRICS, HOST_METRICS, GpuWindowRow, HostWindowRow
-from models.telemetry_series import MetricSummary
-from sinks.telemetry_schema import GPU_COLUMNS, HOST_COLUMNS, STATS
+from driftline.models.telemetry.aggregates import (
+    GPU_METRICS,
+    HOST_METRICS,
+    GpuWindowRow,
+    HostWindowRow,
+)
+from driftline.models.telemetry.series import MetricSummary
+from driftline.sinks.telemetry_schema import GPU_COLUMNS, HOST_COLUMNS, STATS
 
 __all__ = ["TelemetryStore", "gpu_columns", "host_columns"]
 
@@ -35,7 +40,8 @@ class TelemetryStore:
 
 def _stats(rows: Sequence[GpuWindowRow] | Sequence[HostWindowRow],
            metrics: Sequence[str]) -> list[list[float | None]]:
-    """``<metric>_<stat>`` columns, in :func:`sinks.telemetry_schema.metric_columns` order."""
+    """``<metric>_<stat>`` columns, in
+    :func:`driftline.sinks.telemetry_schema.metric_columns` order."""
     return [[getattr(row.metrics[name], stat) for row in rows]
             for name in metrics for stat in STATS]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from streams.settings import Settings
-from streams.traffic import TrafficPlan
+from driftline.streams.demo.traffic import TrafficPlan
+from driftline.streams.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     _traffic_args(traffic)
     traffic.set_defaults(command=_traffic)
 
-    from streams.references import add_reference_parser
+    from driftline.streams.reference.profiles import add_reference_parser
 
     add_reference_parser(sub)  # driftline reference build | publish
 
@@ -99,7 +99,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> TrafficPlan:
 
 
 def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from streams.demo import run_demo
+    from driftline.streams.demo.run import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     # Quiet partitions close their windows soon, so the demo's last window lands quickly.
@@ -112,8 +112,8 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
 def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     import faust
 
-    from streams.topics import ensure_topics
-    from streams.worker import create_worker
+    from driftline.streams.worker.assembly import create_worker
+    from driftline.streams.worker.topics import ensure_topics
 
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     worker = create_worker(settings)
@@ -125,7 +125,7 @@ def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> i
 
 
 def _embedded(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from streams.embedded.stack import EmbeddedStack
+    from driftline.streams.embedded.stack import EmbeddedStack
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -141,8 +141,8 @@ def _embedded(args: argparse.Namespace, settings: Settings, console: Console) ->
 
 
 def _traffic(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from streams.publisher import AsyncPublisher
-    from streams.traffic import send_traffic
+    from driftline.streams.demo.traffic import send_traffic
+    from driftline.streams.publisher import AsyncPublisher
 
     async def run() -> int:
         async with AsyncPublisher.from_settings(settings) as publisher:
@@ -154,7 +154,7 @@ def _traffic(args: argparse.Namespace, settings: Settings, console: Console) -> 
 
 
 def _agent(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from streams.telemetry_agent import ReplayBackend, TelemetryAgent
+    from driftline.streams.agent import ReplayBackend, TelemetryAgent
 
     # Logs go to stderr, so that `--once` prints nothing but the sample on stdout.
     logging.basicConfig(level=logging.INFO,

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
-from streams.settings import Settings
+from driftline.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args, get_type_hints
 
 import orjson
 
-from streams.model_overrides import ModelOverrides, dump_models, parse_models
+from driftline.streams.model_overrides import ModelOverrides, dump_models, parse_models
 
 BrokerFlavor = Literal["kafka", "tansu"]
 
@@ -125,7 +125,7 @@ class Settings:
     #: (each window's mean of each numeric feature).
     detector_streams: str = "score,feature_means"
 
-    # Telemetry agent (`driftline agent`, one per inference host; streams/telemetry_agent/)
+    # Telemetry agent (`driftline agent`, one per inference host; streams/agent/)
     #: Host and GPU telemetry samples, JSON keyed by host name.
     telemetry_topic: str = "driftline.telemetry"
     agent_interval_seconds: float = 5.0

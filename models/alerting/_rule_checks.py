@@ -14,7 +14,7 @@ __all__ = ["INCIDENT_KEYS", "METRIC_KEYS", "SETTINGS", "RulesError", "check", "q
 class RulesError(ValueError):
     """A rules file that cannot be used; the message names the key and the fix."""
 
-    __module__ = "models.alert_rules"  # its public home, re-exported there
+    __module__ = "driftline.models.alerting.rules"  # its public home, re-exported there
 
 
 SETTINGS = ("min_windows", "min_count", "fdr_q")

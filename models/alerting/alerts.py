@@ -15,7 +15,7 @@ from typing import Any, Literal, Self, get_args
 
 import orjson
 
-from models.alert_rules import Severity
+from driftline.models.alerting.rules import Severity
 
 __all__ = ["Alert", "State", "alert_id"]
 

@@ -24,8 +24,8 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from models.alert_rules import RulesConfig, Severity, Threshold
-from models.fdr import bh_adjusted
+from driftline.models.alerting.fdr import bh_adjusted
+from driftline.models.alerting.rules import RulesConfig, Severity, Threshold
 
 __all__ = ["Evaluation", "Finding", "Score", "Skipped", "evaluate_window", "worst_per_feature"]
 

@@ -1,7 +1,7 @@
 """One incident, one alert: hysteresis, escalation and cooldown per dedup key.
 
-:class:`IncidentTracker` consumes the :class:`~models.alert_evaluation.Evaluation` of each
-closed window, per model version in window order, and follows each dedup key
+:class:`IncidentTracker` consumes the :class:`~driftline.models.alerting.evaluation.Evaluation` of
+each closed window, per model version in window order, and follows each dedup key
 (``category:model:version:feature:metric``) through these phases:
 
 * **pending**: bad in the latest windows, not yet ``open_after`` in a row. A window in
@@ -27,9 +27,9 @@ import dataclasses
 import datetime
 from typing import Any, Literal, Self
 
-from models.alert_evaluation import Evaluation, Finding
-from models.alert_rules import IncidentSettings, Severity
-from models.alerts import Alert, State, alert_id
+from driftline.models.alerting.alerts import Alert, State, alert_id
+from driftline.models.alerting.evaluation import Evaluation, Finding
+from driftline.models.alerting.rules import IncidentSettings, Severity
 
 __all__ = ["IncidentTracker"]
 
@@ -77,8 +77,8 @@ class IncidentTracker:
 
     Examples
     --------
-    >>> from models.alert_evaluation import Score, evaluate_window
-    >>> from models.alert_rules import RulesConfig
+    >>> from driftline.models.alerting.evaluation import Score, evaluate_window
+    >>> from driftline.models.alerting.rules import RulesConfig
     >>> rules, tracker = RulesConfig.default(), IncidentTracker(open_after=2, resolve_after=1)
     >>> t0 = 1764235740000
     >>> for i, psi in enumerate([0.3, 0.3, 0.02]):

@@ -27,7 +27,7 @@ then defaults. A metric has one of two kinds:
   A test is always severity "warning"; how big a shift is, the effect metrics say.
 
 Applying the rules to one window's scores is
-:func:`models.alert_evaluation.evaluate_window`.
+:func:`driftline.models.alerting.evaluation.evaluate_window`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from models._rule_checks import (
+from driftline.models.alerting._rule_checks import (
     INCIDENT_KEYS,
     METRIC_KEYS,
     SETTINGS,
@@ -74,7 +74,7 @@ DEFAULTS: Mapping[str, Any] = {
         # long-tailed feature (40 categories, top 20 kept) has ~5% there already.
         "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
-        # Model quality from delayed labels (models/performance_monitor.py), judged once per
+        # Model quality from delayed labels (models/quality/monitor.py), judged once per
         # window when its labels are due. Against the version's first judged windows:
         "accuracy_drop": {"direction": "above", "warn": 0.05, "critical": 0.1,
                           "category": "performance"},
@@ -94,7 +94,7 @@ DEFAULTS: Mapping[str, Any] = {
         "eddm": {**_DETECTOR, "enabled": False, "category": "performance"},
         "hddm_a": {**_DETECTOR, "category": "performance"},
         "adwin_loss": {**_DETECTOR, "category": "performance"},
-        # The serving service per model version and window (models/service_monitor.py).
+        # The serving service per model version and window (models/telemetry/service_monitor.py).
         # p95 latency against the version's first windows': a regression; an SLO in ms is
         # yours to set.
         "latency_p95_ratio": {"direction": "above", "warn": 1.5, "critical": 2.0,
@@ -103,8 +103,8 @@ DEFAULTS: Mapping[str, Any] = {
            for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")},
         "error_rate": {"direction": "above", "warn": 0.02, "critical": 0.1,
                        "category": "service"},
-        # GPUs and hosts per telemetry window (models/infrastructure_monitor.py): judged on
-        # the samples of one window (~12 at the agent's 5 s), from the first window on.
+        # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
+        # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",
                   "min_count": 1, "min_windows": 1}
            for name, levels in (("gpu_temperature_c", {"warn": 83, "critical": 90}),
@@ -121,7 +121,8 @@ DEFAULTS: Mapping[str, Any] = {
 
 @dataclasses.dataclass(frozen=True)
 class IncidentSettings:
-    """How findings become incidents (see :class:`models.incidents.IncidentTracker`)."""
+    """How findings become incidents (see
+    :class:`driftline.models.alerting.incidents.IncidentTracker`)."""
 
     open_after: int = 2
     resolve_after: int = 3
@@ -222,8 +223,8 @@ class RulesConfig:
     >>> RulesConfig.from_toml("[metrics.psi]\\nwarm = 0.2")
     Traceback (most recent call last):
     ...
-    models.alert_rules.RulesError: <string>: metrics.psi.warm: unknown key; did you mean 'warn'?
-    """
+    driftline.models.alerting.rules.RulesError: <string>: metrics.psi.warm: unknown key; did you mean 'warn'?
+    """  # noqa: E501 (a doctest's exception line is one line)
 
     defaults: _Layer
     models: Mapping[str, _Layer]

@@ -12,8 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from models.reference import CategoricalReference, NumericReference, ReferenceProfile
-from models.windows import FeatureWindowRow
+from driftline.models.drift.reference import (
+    CategoricalReference,
+    NumericReference,
+    ReferenceProfile,
+)
+from driftline.models.windows.feature_windows import FeatureWindowRow
 
 
 def baseline_profile(model: str, version: str, windows: Sequence[Sequence[FeatureWindowRow]],

@@ -19,11 +19,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.alert_evaluation import Score
-from models.detectors import SCORE_STREAM, DetectorBank, DetectorSpec, feature_mean_stream
-from models.reference import NumericReference, ReferenceProfile
-from models.windows import FeatureWindowRow
-from models.wire import EventBlock
+from driftline.models.alerting.evaluation import Score
+from driftline.models.drift.detectors import (
+    SCORE_STREAM,
+    DetectorBank,
+    DetectorSpec,
+    feature_mean_stream,
+)
+from driftline.models.drift.reference import NumericReference, ReferenceProfile
+from driftline.models.events.wire import EventBlock
+from driftline.models.windows.feature_windows import FeatureWindowRow
 
 #: Per event, thousands a minute: PageHinkley's threshold at 200, not 50, keeps stationary
 #: score streams quiet (50 gave ~0.6 false alarms per 100k values on skewed scores; 200

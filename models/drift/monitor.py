@@ -3,14 +3,15 @@
 :class:`Monitor` is pure and checkpointable like the window state it sits beside. For
 each closed window of a model version it picks the reference (the live training profile,
 else the version's production baseline), scores every feature the window shares with it
-(:mod:`models.drift`), judges the scores (:func:`models.alert_evaluation.evaluate_window`)
-and feeds the verdicts to the version's incident tracker, which turns runs of bad windows
-into one ``open`` alert and runs of good ones into one ``resolved``.
+(:mod:`driftline.models.drift.scores`), judges the scores
+(:func:`driftline.models.alerting.evaluation.evaluate_window`) and feeds the verdicts to the
+version's incident tracker, which turns runs of bad windows into one ``open`` alert and runs of good
+ones into one ``resolved``.
 
-river detectors (:mod:`models.detector_watch`) watch the version's score stream and its
-features' window means; a detector firing in a window is a bad score of that feature like
-any other, except that it may open the feature's incident at once: detectors reset after
-a hit, so they rarely fire in two windows running.
+river detectors (:mod:`driftline.models.drift.detector_watch`) watch the version's score stream and
+its features' window means; a detector firing in a window is a bad score of that feature like any
+other, except that it may open the feature's incident at once: detectors reset after a hit, so they
+rarely fire in two windows running.
 """
 
 from __future__ import annotations
@@ -23,23 +24,27 @@ from typing import Any, Literal
 
 import orjson
 
-from models.alert_evaluation import (
+from driftline.models.alerting.alerts import Alert
+from driftline.models.alerting.evaluation import (
     Evaluation,
     Finding,
     Score,
     evaluate_window,
     worst_per_feature,
 )
-from models.alert_rules import RulesConfig
-from models.alerts import Alert
-from models.baseline import baseline_profile
-from models.detector_watch import DetectorWatch
-from models.drift import DriftScore, categorical_scores, numeric_scores
-from models.incidents import IncidentTracker
-from models.reference import CategoricalReference, NumericReference, ReferenceProfile
-from models.service_monitor import ServiceWindowRow
-from models.windows import FeatureWindowRow
-from models.wire import SERVICE, EventBlock
+from driftline.models.alerting.incidents import IncidentTracker
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.baseline import baseline_profile
+from driftline.models.drift.detector_watch import DetectorWatch
+from driftline.models.drift.reference import (
+    CategoricalReference,
+    NumericReference,
+    ReferenceProfile,
+)
+from driftline.models.drift.scores import DriftScore, categorical_scores, numeric_scores
+from driftline.models.events.wire import SERVICE, EventBlock
+from driftline.models.telemetry.service_monitor import ServiceWindowRow
+from driftline.models.windows.feature_windows import FeatureWindowRow
 
 Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
 DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley", "ddm", "eddm", "hddm_a"})
@@ -89,7 +94,7 @@ class MonitorResult:
     alerts: list[Alert] = dataclasses.field(default_factory=list)
     #: Baselines that became live in this call (fixed mode: once per version).
     baselines: list[ReferenceProfile] = dataclasses.field(default_factory=list)
-    #: Service rows of the closed windows (see models.service_monitor).
+    #: Service rows of the closed windows (see driftline.models.telemetry.service_monitor).
     service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
 
     def extend(self, other: MonitorResult) -> None:

@@ -52,7 +52,7 @@ class NumericReference:
     std: float
     min: float
     max: float
-    #: At :data:`models.windows.QUANTILE_LEVELS`.
+    #: At :data:`driftline.models.windows.feature_windows.QUANTILE_LEVELS`.
     quantiles: tuple[float, ...]
     kind: Literal["numeric"] = "numeric"
 

@@ -1,7 +1,9 @@
-"""Build a :class:`~models.reference.ReferenceProfile` from training data, column by column.
+"""Build a :class:`~driftline.models.drift.reference.ReferenceProfile` from training data, column by
+column.
 
 Per column, a value is *missing* when it is None, NaN or ±inf (infinities count as missing
-as in :class:`~models.accumulators.NumericAccumulator` and the publisher). A column is
+as in :class:`~driftline.models.windows.accumulators.NumericAccumulator` and the publisher). A
+column is
 
 * **categorical** when it holds strings, or numbers with at most ``categorical_max_distinct``
   distinct values (KS on tied data is unreliable; see the field notes). The categories of
@@ -9,10 +11,11 @@ as in :class:`~models.accumulators.NumericAccumulator` and the publisher). A col
   function. The ``top_k`` categories are kept (by count, ties by name), the rest is counted
   in ``other_count``;
 * **numeric** otherwise: frozen equal-frequency ``edges`` (``coarse_bins``) and percentile
-  ``fine_edges`` (``fine_bins``) from :func:`~models.accumulators.edges_from_sample`, their
-  histograms (``np.searchsorted(edges, x, side="right")``, under- and overflow bins
-  included: both are empty for the reference itself), mean, population std, min, max and
-  the exact quantiles at :data:`~models.windows.QUANTILE_LEVELS` (``method="lower"``);
+  ``fine_edges`` (``fine_bins``) from
+  :func:`~driftline.models.windows.accumulators.edges_from_sample`, their histograms
+  (``np.searchsorted(edges, x, side="right")``, under- and overflow bins included: both are empty
+  for the reference itself), mean, population std, min, max and the exact quantiles at
+  :data:`~driftline.models.windows.feature_windows.QUANTILE_LEVELS` (``method="lower"``);
 * **skipped** when every value is missing: there is no distribution to freeze, and a
   numeric reference without values would need NaN statistics, which JSON cannot carry.
 
@@ -54,8 +57,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.accumulators import edges_from_sample, sorted_histogram
-from models.reference import (
+from driftline.models.drift.reference import (
     CategoricalReference,
     FeatureReference,
     NumericReference,
@@ -64,7 +66,8 @@ from models.reference import (
     category_label,
     category_labels,
 )
-from models.windows import QUANTILE_LEVELS
+from driftline.models.windows.accumulators import edges_from_sample, sorted_histogram
+from driftline.models.windows.feature_windows import QUANTILE_LEVELS
 
 __all__ = [
     "build_profile",

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import chdtrc, kolmogorov, rel_entr  # type: ignore[import-untyped]
 
-from models.reference import CategoricalReference, NumericReference
+from driftline.models.drift.reference import CategoricalReference, NumericReference
 
 __all__ = [
     "CATEGORICAL_METRICS", "NUMERIC_METRICS", "ChiSquareResult", "DriftScore", "KSResult",

@@ -1,7 +1,7 @@
 """Faust records for the single-event wire form, for producers written with Faust.
 
-The worker decodes raw bytes itself (:mod:`models.wire`) to build numpy columns without
-a per-event object; these records are for Python producers that want typed events::
+The worker decodes raw bytes itself (:mod:`driftline.models.events.wire`) to build numpy columns
+without a per-event object; these records are for Python producers that want typed events::
 
     await predictions_topic.send(key=event.model, value=event)
 

@@ -25,7 +25,7 @@ its open windows close; without ``model`` it moves every model on the partition.
 >>> decode(b"fraud", b'{"type":"prediction","model":"fraud"}')
 Traceback (most recent call last):
 ...
-models.wire.BadMessage: prediction event lacks required field 'version'
+driftline.models.events.wire.BadMessage: prediction event lacks required field 'version'
 """
 
 from __future__ import annotations

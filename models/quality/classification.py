@@ -14,7 +14,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from models.performance_regression import checked_sign
+from driftline.models.quality.regression import checked_sign
 
 __all__ = ["FIXED_POINT_BITS", "LOG_LOSS_CLIP", "ClassificationCounts"]
 

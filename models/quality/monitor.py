@@ -13,7 +13,7 @@ in window order per model version, :class:`PerformanceMonitor`:
 1. feeds the window's errors (1 = wrong) to DDM, EDDM and HDDM_A and its per-row loss to
    ADWIN, in prediction-time order (so the outcome does not depend on when labels came);
 2. turns the window's metrics into scores, judged by the ``category = "performance"``
-   rules of the alerting config (:func:`models.alert_evaluation.evaluate_window`):
+   rules of the alerting config (:func:`driftline.models.alerting.evaluation.evaluate_window`):
    ``accuracy_drop`` / ``mae_ratio`` against the version's first judged windows, absolute
    levels (accuracy below X, coverage below Y, label delay above Z) where set, and the
    detectors (a hit opens an incident at once);
@@ -35,14 +35,14 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from models.alert_evaluation import Score, evaluate_window, worst_per_feature
-from models.alert_rules import RulesConfig
-from models.alerts import Alert
-from models.detectors import DetectorBank, DetectorSpec
-from models.incidents import IncidentTracker
-from models.performance import coverage
-from models.performance_window import WindowPerformance
-from models.windows import FeatureWindowRow
+from driftline.models.alerting.alerts import Alert
+from driftline.models.alerting.evaluation import Score, evaluate_window, worst_per_feature
+from driftline.models.alerting.incidents import IncidentTracker
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.detectors import DetectorBank, DetectorSpec
+from driftline.models.quality.performance import coverage
+from driftline.models.quality.performance_window import WindowPerformance
+from driftline.models.windows.feature_windows import FeatureWindowRow
 
 __all__ = ["DueWindow", "PerformanceConfig", "PerformanceMonitor"]
 

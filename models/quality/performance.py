@@ -23,13 +23,13 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from models.performance_classification import (
+from driftline.models.quality.classification import (
     FIXED_POINT_BITS,
     LOG_LOSS_CLIP,
     ClassificationCounts,
     binned_auc,
 )
-from models.performance_regression import (
+from driftline.models.quality.regression import (
     FRACTION_BITS,
     MAX_ABS_VALUE,
     RegressionSums,

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.performance import (
+from driftline.models.quality.performance import (
     MAX_ABS_VALUE,
     ClassificationCounts,
     DelayHistogram,

@@ -1,1 +1,2 @@
-"""TODO"""
+"""Telemetry: the agent's sample, GPU/host windows, and the infrastructure and service
+monitors."""

@@ -2,7 +2,7 @@
 
 :class:`GpuWindow` and :class:`HostWindow` take one host's samples (any order) and give
 the rows of ClickHouse ``gpu_windows`` and ``host_windows``: per reading the sample
-count, nulls, mean, max and p95 (:class:`~models.telemetry_series.MetricSeries`); per GPU
+count, nulls, mean, max and p95 (:class:`~driftline.models.telemetry.series.MetricSeries`); per GPU
 also throttling, XID errors and the increase of its ECC counters, and the models it
 serves. State is a few counters and at most a window's readings, checkpointed with
 ``to_state``/``from_state``.
@@ -15,8 +15,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from models.telemetry import GpuSample, HostMetrics, TelemetrySample
-from models.telemetry_series import MetricSeries, MetricSummary
+from driftline.models.telemetry.sample import GpuSample, HostMetrics, TelemetrySample
+from driftline.models.telemetry.series import MetricSeries, MetricSummary
 
 __all__ = ["GPU_METRICS", "HOST_METRICS", "GpuWindow", "GpuWindowRow", "HostWindow",
            "HostWindowRow", "gpu_models"]

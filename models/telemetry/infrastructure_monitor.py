@@ -1,8 +1,8 @@
 """Judge each closed telemetry window by the ``category = "infrastructure"`` alert rules.
 
-The same rules file and incident lifecycle as drift (:mod:`models.alert_rules`,
-:class:`~models.incidents.IncidentTracker`), with the host in the place of the model, no
-version, and the GPU (``gpu0``, ``gpu1``, ...) or ``host`` in the place of the feature:
+The same rules file and incident lifecycle as drift (:mod:`driftline.models.alerting.rules`,
+:class:`~driftline.models.alerting.incidents.IncidentTracker`), with the host in the place of the
+model, no version, and the GPU (``gpu0``, ``gpu1``, ...) or ``host`` in the place of the feature:
 
 * per GPU: ``gpu_temperature_c`` and ``gpu_memory_percent`` (the window's max: a peak is
   what throttles or runs out of memory), ``gpu_xid_errors`` and ``gpu_ecc_uncorrected``
@@ -11,7 +11,7 @@ version, and the GPU (``gpu0``, ``gpu1``, ...) or ``host`` in the place of the f
 * per host: ``host_memory_percent`` (max) and ``host_cpu_percent`` (mean).
 
 A rule's ``min_count`` counts samples that had the reading. One incident per GPU and
-per host (:func:`~models.alert_evaluation.worst_per_feature`), keyed
+per host (:func:`~driftline.models.alerting.evaluation.worst_per_feature`), keyed
 ``infrastructure:<host>::<gpu0|host>``: a failing GPU runs hot, throttles and logs XIDs
 together, and that is one incident. XID and uncorrected ECC errors are events, not
 levels: one window with one opens the incident at once. Alerts name the models the GPU
@@ -25,12 +25,18 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from models.alert_evaluation import Evaluation, Finding, Score, evaluate_window, worst_per_feature
-from models.alert_rules import RulesConfig
-from models.alerts import Alert
-from models.incidents import IncidentTracker
-from models.telemetry_aggregates import GpuWindowRow, HostWindowRow
-from models.telemetry_windows import ClosedWindow
+from driftline.models.alerting.alerts import Alert
+from driftline.models.alerting.evaluation import (
+    Evaluation,
+    Finding,
+    Score,
+    evaluate_window,
+    worst_per_feature,
+)
+from driftline.models.alerting.incidents import IncidentTracker
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.telemetry.aggregates import GpuWindowRow, HostWindowRow
+from driftline.models.telemetry.windows import ClosedWindow
 
 __all__ = ["CATEGORY", "HOST_FEATURE", "InfrastructureMonitor", "scores"]
 

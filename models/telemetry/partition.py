@@ -8,12 +8,12 @@ from collections.abc import Iterable
 
 import orjson
 
-from models.alert_rules import RulesConfig
-from models.alerts import Alert
-from models.infrastructure_monitor import InfrastructureMonitor
-from models.telemetry_aggregates import GpuWindowRow, HostWindowRow
-from models.telemetry_windows import TelemetryConfig, TelemetryMessage, TelemetryWindows
-from models.windows import LateEvents
+from driftline.models.alerting.alerts import Alert
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.telemetry.aggregates import GpuWindowRow, HostWindowRow
+from driftline.models.telemetry.infrastructure_monitor import InfrastructureMonitor
+from driftline.models.telemetry.windows import TelemetryConfig, TelemetryMessage, TelemetryWindows
+from driftline.models.windows.feature_windows import LateEvents
 
 __all__ = ["TelemetryPartition", "TelemetryResult"]
 

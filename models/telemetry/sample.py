@@ -19,8 +19,8 @@ True
 >>> decode_telemetry(b"gpu-07", b'{"type":"telemetry","host":"gpu-07","event_time":-1}')
 Traceback (most recent call last):
 ...
-models.wire.BadMessage: telemetry 'event_time' -1 is out of range: send UTC epoch milliseconds
-"""
+driftline.models.events.wire.BadMessage: telemetry 'event_time' -1 is out of range: send UTC epoch milliseconds
+"""  # noqa: E501 (a doctest's exception line is one line)
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import orjson
 
-from models.wire import (
+from driftline.models.events.wire import (
     MAX_EVENT_TIME_MS,
     MAX_NAME_LENGTH,
     MIN_EVENT_TIME_MS,

@@ -2,11 +2,11 @@
 latency quantiles and errors by status, judged by the ``category = "service"`` rules.
 
 The worker watches each prediction's ``latency_ms`` and ``status`` as the reserved features
-``service.latency_ms`` and ``service.status`` (see :mod:`models.wire`), so they get the
-same event-time windows, lateness and exactness as any feature, and their quantiles come
-from the same mergeable sketch (1 % relative error). When a version's window closes,
-:class:`ServiceMonitor` turns those two feature rows into one :class:`ServiceWindowRow`
-and judges it:
+``service.latency_ms`` and ``service.status`` (see :mod:`driftline.models.events.wire`), so they get
+the same event-time windows, lateness and exactness as any feature, and their quantiles come from
+the same mergeable sketch (1 % relative error). When a version's window closes,
+:class:`ServiceMonitor` turns those two feature rows into one :class:`ServiceWindowRow` and judges
+it:
 
 - ``latency_p50_ms`` / ``latency_p95_ms`` / ``latency_p99_ms`` against an SLO you set
   (off by default);
@@ -27,12 +27,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.alert_evaluation import Score, evaluate_window, worst_per_feature
-from models.alert_rules import RulesConfig
-from models.alerts import Alert
-from models.incidents import IncidentTracker
-from models.windows import QUANTILE_LEVELS, FeatureWindowRow
-from models.wire import LATENCY_FEATURE, STATUS_FEATURE
+from driftline.models.alerting.alerts import Alert
+from driftline.models.alerting.evaluation import Score, evaluate_window, worst_per_feature
+from driftline.models.alerting.incidents import IncidentTracker
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.events.wire import LATENCY_FEATURE, STATUS_FEATURE
+from driftline.models.windows.feature_windows import QUANTILE_LEVELS, FeatureWindowRow
 
 __all__ = ["ServiceConfig", "ServiceMonitor", "ServiceWindowRow", "is_success"]
 

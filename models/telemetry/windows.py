@@ -2,14 +2,15 @@
 
 Telemetry is keyed by host, so one host's samples arrive in order on one partition.
 Event time and lateness work per host, as they do per model for predictions
-(:mod:`models.windows`):
+(:mod:`driftline.models.windows.feature_windows`):
 
 * a host's event time is the largest sample time seen from it;
 * its window ``[start, start + w)`` closes once ``event time - allowed lateness >= start + w``,
   checked after every message, so what closes when depends only on the order of the
   messages, never on how the worker batched them;
 * a sample whose window has already closed is *late*: counted in a
-  :class:`~models.windows.LateEvents` row (model = the host, version ""), not added.
+  :class:`~driftline.models.windows.feature_windows.LateEvents` row (model = the host, version ""),
+  not added.
 
 A host that stops sending (it crashed: the case that matters) would keep its last
 window open: the worker's idle timer writes a :class:`HostWatermark` to the telemetry
@@ -21,7 +22,7 @@ reload: the new value is the increase). State is bounded by hosts × open window
 (at most ``lateness / w + 2`` per host); a host silent for ``host_ttl_ms`` of the
 partition's event time, with no open window, is forgotten.
 
->>> from models.telemetry import HostMetrics, TelemetrySample
+>>> from driftline.models.telemetry.sample import HostMetrics, TelemetrySample
 >>> host = HostMetrics(cpu_percent=10.0, cpu_percent_per_core=[], load_1m=None,
 ...                    load_5m=None, load_15m=None, memory_total_bytes=100,
 ...                    memory_used_bytes=50, memory_available_bytes=50, memory_percent=50.0,
@@ -48,10 +49,10 @@ from typing import Any
 
 import orjson
 
-from models.telemetry import GpuSample, TelemetrySample, decode_telemetry
-from models.telemetry_aggregates import GpuWindow, GpuWindowRow, HostWindow, HostWindowRow
-from models.windows import LateEvents
-from models.wire import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, BadMessage
+from driftline.models.events.wire import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, BadMessage
+from driftline.models.telemetry.aggregates import GpuWindow, GpuWindowRow, HostWindow, HostWindowRow
+from driftline.models.telemetry.sample import GpuSample, TelemetrySample, decode_telemetry
+from driftline.models.windows.feature_windows import LateEvents
 
 __all__ = ["ClosedWindow", "HostWatermark", "TelemetryConfig", "TelemetryWindows",
            "decode_telemetry_message"]

@@ -1,1 +1,1 @@
-"""TODO"""
+"""Event-time windows of feature distributions and the mergeable accumulators in them."""

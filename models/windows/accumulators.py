@@ -11,7 +11,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from models.sketch import QuantileSketch
+from driftline.models.windows.sketch import QuantileSketch
 
 __all__ = ["CategoricalAccumulator", "NumericAccumulator", "NumericSummary", "edges_from_sample"]
 

@@ -11,7 +11,7 @@ come, in order of precedence, from
    edges), frozen once; windows opened meanwhile are binned when they freeze.
 
 A numeric feature the reference treats as categorical (a low-cardinality number) is
-counted by :func:`models.reference.category_label` of each value.
+counted by :func:`driftline.models.drift.reference.category_label` of each value.
 """
 
 from __future__ import annotations
@@ -23,14 +23,18 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.accumulators import CategoricalAccumulator, NumericAccumulator, edges_from_sample
-from models.reference import (
+from driftline.models.drift.reference import (
     CategoricalReference,
     NumericReference,
     ReferenceProfile,
     category_labels,
 )
-from models.wire import BadMessage, EventBlock
+from driftline.models.events.wire import BadMessage, EventBlock
+from driftline.models.windows.accumulators import (
+    CategoricalAccumulator,
+    NumericAccumulator,
+    edges_from_sample,
+)
 
 FeatureKind = Literal["numeric", "categorical"]
 Accumulator = NumericAccumulator | CategoricalAccumulator

@@ -33,8 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.accumulators import CategoricalAccumulator, NumericAccumulator
-from models.feature_profiles import (
+from driftline.models.events.wire import EventBlock
+from driftline.models.windows.accumulators import CategoricalAccumulator, NumericAccumulator
+from driftline.models.windows.feature_profiles import (
     NO_EDGES,
     Accumulator,
     FeatureKind,
@@ -43,7 +44,6 @@ from models.feature_profiles import (
     ProfileConfig,
     ReferenceLookup,
 )
-from models.wire import EventBlock
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _ONE_KEPT = np.ones(1, dtype=np.bool_)
@@ -126,7 +126,7 @@ class PartitionWindows:
 
     Examples
     --------
-    >>> from models.wire import EventBlock
+    >>> from driftline.models.events.wire import EventBlock
     >>> state = PartitionWindows(WindowConfig(window_ms=1000, allowed_lateness_ms=0))
     >>> block = EventBlock("prediction", "m", "v1", [0, 10, 999],
     ...                    features={"x": [1.0, 2.0, None]},
@@ -153,7 +153,7 @@ class PartitionWindows:
         self.on_closed: Callable[[list[FeatureWindowRow]], None] | None = None
 
     def check_kinds(self, block: EventBlock) -> None:
-        """Raise :class:`~models.wire.BadMessage` if a feature changes kind."""
+        """Raise :class:`~driftline.models.events.wire.BadMessage` if a feature changes kind."""
         self.profiles.check_kinds(block)
 
     # -- update -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The agent's loop: sample every interval, buffer, send to Kafka; survive Kafka outages.
 
-Two tasks share a :class:`~streams.telemetry_agent.buffer.SampleBuffer`: the sampling loop
+Two tasks share a :class:`~driftline.streams.agent.buffer.SampleBuffer`: the sampling loop
 pushes one sample per interval (on a fixed schedule, skipping ticks it missed rather than
 bunching them), and the sender sends them in order, oldest first, retrying while Kafka is
 unreachable. NVML calls run in one dedicated thread: a GPU that hangs NVML blocks that
@@ -23,18 +23,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from models.telemetry import GpuSample, HostMetrics, ProcessSample, TelemetrySample
-from streams.kafka_options import kafka_client_options, stop_producer
-from streams.settings import Settings
-from streams.telemetry_agent.buffer import Message, SampleBuffer
-from streams.telemetry_agent.config import AgentConfig
-from streams.telemetry_agent.gpu import GpuSampler
-from streams.telemetry_agent.host import HostSampler
-from streams.telemetry_agent.nvml import NvmlBackend, PynvmlBackend, pynvml
+from driftline.models.telemetry.sample import GpuSample, HostMetrics, ProcessSample, TelemetrySample
+from driftline.streams.agent.buffer import Message, SampleBuffer
+from driftline.streams.agent.config import AgentConfig
+from driftline.streams.agent.gpu import GpuSampler
+from driftline.streams.agent.host import HostSampler
+from driftline.streams.agent.nvml import NvmlBackend, PynvmlBackend, pynvml
+from driftline.streams.kafka_options import kafka_client_options, stop_producer
+from driftline.streams.settings import Settings
 
 __all__ = ["AgentStats", "TelemetryAgent"]
 
-log = logging.getLogger("streams.telemetry_agent")
+log = logging.getLogger("driftline.streams.agent")
 
 _RECONNECT_MAX_S = 5.0
 _WARN_EVERY_S = 30.0
@@ -62,7 +62,7 @@ class TelemetryAgent:
         Kafka connection, ``telemetry_topic`` and the ``agent_*`` fields.
     backend
         Where GPU readings come from: real NVML by default, or a
-        :class:`~streams.telemetry_agent.replay.ReplayBackend`; without a usable NVML the
+        :class:`~driftline.streams.agent.replay.ReplayBackend`; without a usable NVML the
         agent publishes host metrics only, after one log line saying so.
 
     An agent runs once: :meth:`run` or :meth:`sample_once`, then it is spent.

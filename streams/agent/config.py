@@ -11,8 +11,8 @@ import dataclasses
 import re
 import socket
 
-from models.wire import MAX_NAME_LENGTH
-from streams.settings import Settings
+from driftline.models.events.wire import MAX_NAME_LENGTH
+from driftline.streams.settings import Settings
 
 __all__ = ["AgentConfig"]
 

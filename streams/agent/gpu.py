@@ -1,11 +1,11 @@
-"""Per-GPU readings through an :class:`~streams.telemetry_agent.nvml.NvmlBackend`.
+"""Per-GPU readings through an :class:`~driftline.streams.agent.nvml.NvmlBackend`.
 
 One code path for live and recorded readings: every reading is one backend call, and a
 call that raises :class:`pynvml.NVMLError` or returns an NVML "not available" sentinel
 gives null. "Not supported" and "no permission" are a property of the GPU or driver, logged
 once; any other NVML error (a lost GPU, say) also lands in the GPU's ``error`` field.
 
->>> from streams.telemetry_agent.replay import ReplayBackend
+>>> from driftline.streams.agent.replay import ReplayBackend
 >>> sampler = GpuSampler(ReplayBackend.shipped("h100x2"))
 >>> sampler.start()
 2
@@ -21,12 +21,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from models.telemetry import GpuProcess, GpuSample
-from streams.telemetry_agent.nvml import NOT_AVAILABLE, Handle, NvmlBackend, pynvml
+from driftline.models.telemetry.sample import GpuProcess, GpuSample
+from driftline.streams.agent.nvml import NOT_AVAILABLE, Handle, NvmlBackend, pynvml
 
 __all__ = ["GpuSampler", "throttle_reason_names"]
 
-log = logging.getLogger("streams.telemetry_agent")
+log = logging.getLogger("driftline.streams.agent")
 
 _T = TypeVar("_T")
 

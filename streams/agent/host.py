@@ -32,13 +32,13 @@ from typing import NamedTuple
 
 import psutil
 
-from models.telemetry import HostMetrics, ProcessSample
-from models.wire import MAX_NAME_LENGTH
-from streams.settings import Settings
+from driftline.models.events.wire import MAX_NAME_LENGTH
+from driftline.models.telemetry.sample import HostMetrics, ProcessSample
+from driftline.streams.settings import Settings
 
 __all__ = ["MODEL_ARG_PATTERN", "MODEL_ENV_VAR", "HostSampler", "model_from_cmdline"]
 
-log = logging.getLogger("streams.telemetry_agent")
+log = logging.getLogger("driftline.streams.agent")
 
 #: A serving process names its model with this environment variable.
 MODEL_ENV_VAR = "DRIFTLINE_MODEL"

@@ -1,9 +1,9 @@
 """NVML access as a small protocol, and its real implementation over pynvml.
 
-The GPU sampler (:mod:`streams.telemetry_agent.gpu`) only calls :class:`NvmlBackend`
+The GPU sampler (:mod:`driftline.streams.agent.gpu`) only calls :class:`NvmlBackend`
 methods, one per pynvml call it needs, with pynvml's units and pynvml's errors
 (:class:`pynvml.NVMLError`). :class:`PynvmlBackend` calls the NVIDIA driver;
-:class:`~streams.telemetry_agent.replay.ReplayBackend` plays recorded readings back
+:class:`~driftline.streams.agent.replay.ReplayBackend` plays recorded readings back
 through the same protocol, so recorded and live readings take one code path.
 
 Backend calls block (NVML can take a second on a busy or failing GPU): callers run them

@@ -1,4 +1,4 @@
-"""Recorded NVML readings played back through :class:`~streams.telemetry_agent.nvml.NvmlBackend`.
+"""Recorded NVML readings played back through :class:`~driftline.streams.agent.nvml.NvmlBackend`.
 
 For machines without a GPU (the demo, tests): the GPU sampler runs unchanged on readings
 from a JSON recording, and recorded errors are raised as the :class:`pynvml.NVMLError`
@@ -42,7 +42,7 @@ from typing import Any, Self
 
 import orjson
 
-from streams.telemetry_agent.nvml import Handle, nvml_error, pynvml
+from driftline.streams.agent.nvml import Handle, nvml_error, pynvml
 
 __all__ = ["ReplayBackend", "recording_names"]
 

@@ -21,15 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from models.alerts import Alert
-from sinks.schema import statements
-from streams.demo_telemetry import DemoTelemetry
-from streams.embedded.stack import EmbeddedStack
-from streams.publisher import AsyncPublisher
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.traffic import MODELS, TrafficPlan, send_traffic
-from streams.worker_process import WorkerProcess
+from driftline.models.alerting.alerts import Alert
+from driftline.sinks.schema import statements
+from driftline.streams.demo.telemetry import DemoTelemetry
+from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
+from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.publisher import AsyncPublisher
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
+from driftline.streams.worker.topics import ensure_topics
 
 #: Six features, the model outputs (output.score, output.prediction) and the service's
 #: measures (service.latency_ms, service.status).

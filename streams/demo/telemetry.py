@@ -1,7 +1,7 @@
 """Host and GPU telemetry for the demo's simulated time, from recorded NVML readings.
 
 There is no GPU here, so each demo host replays the shipped recording through the same
-:class:`~streams.telemetry_agent.gpu.GpuSampler` the agent uses on real GPUs; host numbers
+:class:`~driftline.streams.agent.gpu.GpuSampler` the agent uses on real GPUs; host numbers
 come from this machine (psutil). Samples carry the traffic's simulated event time, one per
 tick, so GPU windows line up with the models' windows. While the churn model's service is
 slow, its host's GPU runs hot and throttles: the story the side-by-side query tells.
@@ -13,10 +13,10 @@ import dataclasses
 
 from aiokafka import AIOKafkaProducer
 
-from models.telemetry import GpuSample, TelemetrySample
-from streams.kafka_options import kafka_client_options
-from streams.settings import Settings
-from streams.telemetry_agent import GpuSampler, HostSampler, ReplayBackend
+from driftline.models.telemetry.sample import GpuSample, TelemetrySample
+from driftline.streams.agent import GpuSampler, HostSampler, ReplayBackend
+from driftline.streams.kafka_options import kafka_client_options
+from driftline.streams.settings import Settings
 
 #: Demo host -> the models it serves.
 HOSTS = {"gpu-node-01": ["fraud-detector"], "gpu-node-02": ["churn-predictor"]}

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from streams.publisher import AsyncPublisher
+from driftline.streams.publisher import AsyncPublisher
 
 COUNTRIES = np.array(["DE", "FR", "US", "GB", "IN", "BR", "JP", "NG"], dtype=object)
 DEVICES = np.array(["ios", "android", "web"], dtype=object)

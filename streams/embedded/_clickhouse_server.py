@@ -1,7 +1,7 @@
 """Child-process entry point: a ClickHouse HTTP server out of chdb-core's private ``_chdb``.
 
-Run by :class:`streams.embedded.clickhouse.EmbeddedClickHouse` as
-``python -m streams.embedded._clickhouse_server --port P --data-dir D --work-dir W``.
+Run by :class:`driftline.streams.embedded.clickhouse.EmbeddedClickHouse` as
+``python -m driftline.streams.embedded._clickhouse_server --port P --data-dir D --work-dir W``.
 
 chdb's public API cannot listen on a port; its low-level ``_chdb.query`` can, when a
 ``config.xml`` with ``http_port`` sits in the working directory. The one query it runs

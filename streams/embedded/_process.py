@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from streams.embedded.errors import EmbeddedStartError
+from driftline.streams.embedded.errors import EmbeddedStartError
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -2,7 +2,7 @@
 
 tansu speaks the Kafka protocol; here it keeps everything in memory, so it starts in
 milliseconds and forgets every topic when it stops. Clients talking to it need the fixes
-in :mod:`streams.embedded.tansu_compat` (``broker_flavor="tansu"``).
+in :mod:`driftline.streams.embedded.tansu_compat` (``broker_flavor="tansu"``).
 
 Usage::
 
@@ -19,8 +19,8 @@ import socket
 import struct
 from pathlib import Path
 
-from streams.embedded import _process
-from streams.embedded.errors import EmbeddedStartError
+from driftline.streams.embedded import _process
+from driftline.streams.embedded.errors import EmbeddedStartError
 
 __all__ = ["EmbeddedBroker"]
 

@@ -23,9 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.embedded import _clickhouse_server as server
-from streams.embedded import _process
-from streams.embedded.errors import EmbeddedStartError
+from driftline.streams.embedded import _clickhouse_server as server
+from driftline.streams.embedded import _process
+from driftline.streams.embedded.errors import EmbeddedStartError
 
 __all__ = ["EmbeddedClickHouse"]
 

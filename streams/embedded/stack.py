@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from streams.embedded.broker import EmbeddedBroker
-from streams.embedded.clickhouse import EmbeddedClickHouse
+from driftline.streams.embedded.broker import EmbeddedBroker
+from driftline.streams.embedded.clickhouse import EmbeddedClickHouse
 
 __all__ = ["EmbeddedStack"]
 

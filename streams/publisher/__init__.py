@@ -8,8 +8,8 @@ network and never raises: what cannot be accepted is dropped and counted in ``st
 - :class:`Publisher` for threaded serving code (Flask, gunicorn workers, batch jobs).
 """
 
-from streams.publisher._async import AsyncPublisher
-from streams.publisher._buffer import PublisherStats
-from streams.publisher._sync import Publisher
+from driftline.streams.publisher._async import AsyncPublisher
+from driftline.streams.publisher._buffer import PublisherStats
+from driftline.streams.publisher._sync import Publisher
 
 __all__ = ["AsyncPublisher", "Publisher", "PublisherStats"]

@@ -14,11 +14,11 @@ from typing import Any, Self, SupportsFloat
 
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka_options import kafka_client_options, stop_producer
-from streams.publisher._buffer import Envelope, EventBuffer, PublisherStats
-from streams.settings import Settings
+from driftline.streams.kafka_options import kafka_client_options, stop_producer
+from driftline.streams.publisher._buffer import Envelope, EventBuffer, PublisherStats
+from driftline.streams.settings import Settings
 
-log = logging.getLogger("streams.publisher")
+log = logging.getLogger("driftline.streams.publisher")
 
 _RECONNECT_MAX_S = 5.0
 _WARN_EVERY_S = 10.0

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import orjson
 
-from streams.publisher._values import (
+from driftline.streams.publisher._values import (
     Column,
     Rejected,
     append_row,
@@ -41,7 +41,7 @@ from streams.publisher._values import (
     truncate,
 )
 
-log = logging.getLogger("streams.publisher")
+log = logging.getLogger("driftline.streams.publisher")
 
 Kind = Literal["prediction", "label"]
 

@@ -13,11 +13,11 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Self, SupportsFloat, TypeVar
 
-from streams.publisher._async import AsyncPublisher, options_from_settings
-from streams.publisher._buffer import PublisherStats
-from streams.settings import Settings
+from driftline.streams.publisher._async import AsyncPublisher, options_from_settings
+from driftline.streams.publisher._buffer import PublisherStats
+from driftline.streams.settings import Settings
 
-log = logging.getLogger("streams.publisher")
+log = logging.getLogger("driftline.streams.publisher")
 
 T = TypeVar("T")
 # What a forked child inherited from its parent's publishers: kept, never closed or collected.

@@ -1,1 +1,1 @@
-"""TODO"""
+"""``driftline reference``: publish reference profiles, and follow the live ones."""

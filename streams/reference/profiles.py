@@ -32,11 +32,11 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from rich.console import Console
 from rich.table import Table
 
-from models.reference import FeatureReference, NumericReference, ReferenceProfile
-from models.reference_build import build_profile, load_columns
-from sinks.schema import statements
-from streams.kafka_options import kafka_client_options
-from streams.settings import Settings
+from driftline.models.drift.reference import FeatureReference, NumericReference, ReferenceProfile
+from driftline.models.drift.reference_build import build_profile, load_columns
+from driftline.sinks.schema import statements
+from driftline.streams.kafka_options import kafka_client_options
+from driftline.streams.settings import Settings
 
 __all__ = [
     "ReferenceStore",
@@ -150,7 +150,7 @@ class ReferenceStore:
     ----------
     settings
         Kafka connection and ``references_topic``. On a tansu broker, install
-        :mod:`streams.embedded.tansu_compat` first, or the end offsets may be short.
+        :mod:`driftline.streams.embedded.tansu_compat` first, or the end offsets may be short.
     poll_timeout_ms
         How long one poll waits for new records.
 

@@ -1,4 +1,4 @@
-"""Build the :class:`faust.App` from :class:`~streams.settings.Settings`; nothing else."""
+"""Build the :class:`faust.App` from :class:`~driftline.streams.settings.Settings`; nothing else."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 from aiokafka.helpers import create_ssl_context
 
-from streams.settings import Settings
+from driftline.streams.settings import Settings
 
 
 def build_app(settings: Settings) -> faust.App:

@@ -7,14 +7,14 @@ import importlib
 
 import faust
 
-from streams.agents import AGENT_MODULES
-from streams.app import build_app
-from streams.feature_windows import FeatureWindowProcessor
-from streams.services import WorkerServices
-from streams.settings import Settings
-from streams.tables import declare_window_states
-from streams.telemetry_windows import TelemetryWindowProcessor
-from streams.topics import declare_topics
+from driftline.streams.settings import Settings
+from driftline.streams.worker.agents import AGENT_MODULES
+from driftline.streams.worker.app import build_app
+from driftline.streams.worker.feature_windows import FeatureWindowProcessor
+from driftline.streams.worker.services import WorkerServices
+from driftline.streams.worker.tables import declare_window_states
+from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
+from driftline.streams.worker.topics import declare_topics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Worker:
 
 def create_worker(settings: Settings) -> Worker:
     if settings.broker_flavor == "tansu":
-        from streams.embedded.tansu_compat import install
+        from driftline.streams.embedded.tansu_compat import install
 
         install()
     app = build_app(settings)

@@ -12,7 +12,7 @@ import faust
 import orjson
 from faust.types import TableT
 
-from sinks.clickhouse import DeadLetter, SinkBatch
+from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,13 @@ One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust bu
 
 1. skip messages at or below the checkpoint's applied offset (a replay after a crash);
 2. decode each message; bad ones become dead letters;
-3. apply the rest to the partition's :class:`~models.windows.PartitionWindows`;
-4. close the windows event time has passed, and judge them (:class:`~models.monitor.Monitor`):
-   drift scores against the version's reference, alert rules, incidents;
+3. apply the rest to the partition's
+   :class:`~driftline.models.windows.feature_windows.PartitionWindows`;
+4. close the windows event time has passed, and judge them
+   (:class:`~driftline.models.drift.monitor.Monitor`): drift scores against the version's reference,
+   alert rules, incidents;
 5. store the predictions for the label join; judge the quality of windows whose labels
-   are due (:class:`~models.performance_monitor.PerformanceMonitor`);
+   are due (:class:`~driftline.models.quality.monitor.PerformanceMonitor`);
 6. write rows (ClickHouse), dead letters and alerts (their topics) and wait for them;
 7. checkpoint the state to the ``window_states`` changelog and wait for it.
 
@@ -28,20 +30,20 @@ from collections.abc import Mapping, Sequence
 import faust
 from faust.types import EventT, TableT
 
-from models.alert_rules import RulesConfig
-from models.feature_profiles import ReferenceLookup
-from models.monitor import MonitorConfig
-from models.partition import PartitionState
-from models.performance_monitor import PerformanceConfig
-from models.windows import PartitionWindows, WindowConfig
-from models.wire import BadMessage, EventBlock, decode
-from sinks.clickhouse import DeadLetter, SinkBatch
-from sinks.performance_store import WindowKey
-from streams.checkpoint import Checkpointer, WriteRows
-from streams.idle import IdleWatch
-from streams.label_join import LabelJoiner
-from streams.performance import PerformanceTracker
-from streams.settings import Settings
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.monitor import MonitorConfig
+from driftline.models.events.wire import BadMessage, EventBlock, decode
+from driftline.models.partition import PartitionState
+from driftline.models.quality.monitor import PerformanceConfig
+from driftline.models.windows.feature_profiles import ReferenceLookup
+from driftline.models.windows.feature_windows import PartitionWindows, WindowConfig
+from driftline.sinks.clickhouse import DeadLetter, SinkBatch
+from driftline.sinks.performance_store import WindowKey
+from driftline.streams.settings import Settings
+from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
+from driftline.streams.worker.idle import IdleWatch
+from driftline.streams.worker.label_join import LabelJoiner
+from driftline.streams.worker.performance import PerformanceTracker
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Both source topics are keyed by model and have the same partition count, so Faus
 partition p of both to one worker; one :class:`asyncio.Lock` per partition, shared by the
 predictions agent and the labels agent, makes their batches take turns, so each lookup
 sees every write before it. Everything written replaces by key (see
-:mod:`sinks.label_store`), so a replay after a crash changes nothing and needs no
+:mod:`driftline.sinks.label_store`), so a replay after a crash changes nothing and needs no
 checkpoint of its own: a replayed label meets the pair it already wrote and is a
 duplicate.
 
@@ -22,11 +22,11 @@ from collections.abc import Mapping, Sequence
 
 from faust.types import EventT
 
-from models.label_join import JoinResult, Key, Label, Prediction, join
-from models.wire import BadMessage, EventBlock, decode
-from sinks.label_store import LabelStore
-from sinks.performance_store import WindowKey
-from streams.settings import Settings
+from driftline.models.events.wire import BadMessage, EventBlock, decode
+from driftline.models.quality.label_join import JoinResult, Key, Label, Prediction, join
+from driftline.sinks.label_store import LabelStore
+from driftline.sinks.performance_store import WindowKey
+from driftline.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 #: Label revisions order labels within a partition: offset, then position in an envelope.

@@ -1,10 +1,11 @@
 """Rewrite the ``performance`` rows of windows whose labels changed, and compute the
-windows the partition's :class:`~models.performance_monitor.PerformanceMonitor` judges.
+windows the partition's :class:`~driftline.models.quality.monitor.PerformanceMonitor` judges.
 
 Both go through :meth:`PerformanceTracker.compute`: read the windows' labelled predictions
-(one query per model version), summarise each window (:func:`models.performance_window.summarize`)
-and build its row. The cost is a read of each changed window's labelled predictions, once
-per batch of labels (at most one per ``DRIFTLINE_CHECKPOINT_SECONDS``), not per label.
+(one query per model version), summarise each window
+(:func:`driftline.models.quality.performance_window.summarize`) and build its row. The cost is a
+read of each changed window's labelled predictions, once per batch of labels (at most one per
+``DRIFTLINE_CHECKPOINT_SECONDS``), not per label.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models.performance_window import WindowPerformance, summarize
-from sinks.performance_store import PerformanceStore, WindowKey, performance_row
-from streams.settings import Settings
+from driftline.models.quality.performance_window import WindowPerformance, summarize
+from driftline.sinks.performance_store import PerformanceStore, WindowKey, performance_row
+from driftline.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

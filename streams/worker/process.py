@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.settings import Settings
+from driftline.streams.settings import Settings
 
 
 class WorkerProcess:
@@ -30,7 +30,7 @@ class WorkerProcess:
         env.update(self.settings.to_env())
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
+                [sys.executable, "-m", "driftline.streams.cli", "worker"], env=env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sinks.clickhouse import ClickHouseSink
-from sinks.label_store import LabelStore
-from sinks.performance_store import PerformanceStore
-from streams.label_join import LabelJoiner
-from streams.performance import PerformanceTracker
-from streams.references import ReferenceStore
-from streams.settings import Settings
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.label_store import LabelStore
+from driftline.sinks.performance_store import PerformanceStore
+from driftline.streams.reference.profiles import ReferenceStore
+from driftline.streams.settings import Settings
+from driftline.streams.worker.label_join import LabelJoiner
+from driftline.streams.worker.performance import PerformanceTracker
 
 log = logging.getLogger(__name__)
 

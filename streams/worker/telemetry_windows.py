@@ -1,11 +1,11 @@
 """Turn batches of telemetry messages into GPU and host windows and infrastructure alerts,
 checkpointed per partition.
 
-Like :class:`~streams.feature_windows.FeatureWindowProcessor`, one call of
+Like :class:`~driftline.streams.worker.feature_windows.FeatureWindowProcessor`, one call of
 :meth:`TelemetryWindowProcessor.process` handles what Faust buffered, partition by
 partition: skip messages at or below the checkpoint's applied offset (a replay after a
 crash); decode (bad messages become dead letters); apply to the partition's
-:class:`~models.telemetry_partition.TelemetryPartition`, which closes and judges windows;
+:class:`~driftline.models.telemetry.partition.TelemetryPartition`, which closes and judges windows;
 write rows (``gpu_windows``, ``host_windows``, late samples, alerts, dead letters), send
 alerts and dead letters to their topics; checkpoint into the ``window_states`` table under
 ``telemetry-<partition>`` and wait for it. Faust acks only after that, so a committed
@@ -25,16 +25,20 @@ from collections.abc import Sequence
 import faust
 from faust.types import EventT, TableT
 
-from models.alert_rules import RulesConfig
-from models.telemetry import TelemetrySample
-from models.telemetry_partition import TelemetryPartition, TelemetryResult
-from models.telemetry_windows import TelemetryConfig, TelemetryMessage, decode_telemetry_message
-from models.wire import BadMessage
-from sinks.clickhouse import DeadLetter, SinkBatch
-from sinks.telemetry_store import TelemetryStore
-from streams.checkpoint import Checkpointer, WriteRows
-from streams.idle import IdleWatch
-from streams.settings import Settings
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.events.wire import BadMessage
+from driftline.models.telemetry.partition import TelemetryPartition, TelemetryResult
+from driftline.models.telemetry.sample import TelemetrySample
+from driftline.models.telemetry.windows import (
+    TelemetryConfig,
+    TelemetryMessage,
+    decode_telemetry_message,
+)
+from driftline.sinks.clickhouse import DeadLetter, SinkBatch
+from driftline.sinks.telemetry_store import TelemetryStore
+from driftline.streams.settings import Settings
+from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
+from driftline.streams.worker.idle import IdleWatch
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.kafka_options import kafka_client_options
-from streams.settings import Settings
+from driftline.streams.kafka_options import kafka_client_options
+from driftline.streams.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
 async def ensure_topics(settings: Settings) -> None:
     """Create the source (predictions, labels, telemetry), dead-letter, alerts and
     (compacted) references topics if missing."""
-    from streams.references import ensure_references_topic
+    from driftline.streams.reference.profiles import ensure_references_topic
 
     names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
              settings.alerts_topic, settings.telemetry_topic)

@@ -15,9 +15,9 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from streams.embedded.stack import EmbeddedStack
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.settings import Settings
+from driftline.streams.worker.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from models.performance import DelayHistogram
-from streams.publisher import AsyncPublisher
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from driftline.models.quality.performance import DelayHistogram
+from driftline.streams.publisher import AsyncPublisher
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

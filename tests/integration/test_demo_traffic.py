@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from streams.publisher import AsyncPublisher
-from streams.settings import Settings
-from streams.traffic import MODELS, TrafficPlan, send_traffic
-from streams.worker_process import WorkerProcess
+from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
+from driftline.streams.publisher import AsyncPublisher
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

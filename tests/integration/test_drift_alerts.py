@@ -15,11 +15,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.client import Client
 
-from models.reference_build import build_profile
-from streams.publisher import AsyncPublisher
-from streams.references import publish_profile
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from driftline.models.drift.reference_build import build_profile
+from driftline.streams.publisher import AsyncPublisher
+from driftline.streams.reference.profiles import publish_profile
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

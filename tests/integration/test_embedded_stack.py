@@ -19,12 +19,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.embedded import _process, tansu_compat
-from streams.embedded.broker import EmbeddedBroker
-from streams.embedded.clickhouse import EmbeddedClickHouse
-from streams.embedded.errors import EmbeddedStartError
-from streams.embedded.stack import EmbeddedStack
-from streams.settings import Settings
+from driftline.streams.embedded import _process, tansu_compat
+from driftline.streams.embedded.broker import EmbeddedBroker
+from driftline.streams.embedded.clickhouse import EmbeddedClickHouse
+from driftline.streams.embedded.errors import EmbeddedStartError
+from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,7 @@ def test_missing_chdb_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 )
 def test_no_orphan_when_the_parent_is_killed(module: str, kind: str, tmp_path: Path) -> None:
     script = (
-        f"import sys, time; from streams.embedded.{module} import {kind}; "
+        f"import sys, time; from driftline.streams.embedded.{module} import {kind}; "
         f"print({kind}(sys.argv[1]).start().pid, flush=True); time.sleep(30)"
     )
     with subprocess.Popen(

@@ -10,9 +10,9 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
-from models.label_join import Label, Prediction, join
-from sinks.label_store import LabelStore
-from sinks.schema import statements
+from driftline.models.quality.label_join import Label, Prediction, join
+from driftline.sinks.label_store import LabelStore
+from driftline.sinks.schema import statements
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.publisher import AsyncPublisher, Publisher
-from streams.settings import Settings
+from driftline.streams.publisher import AsyncPublisher, Publisher
+from driftline.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
-from models.reference import ReferenceProfile
-from models.reference_build import build_profile
-from streams.embedded import tansu_compat
-from streams.references import ReferenceStore, publish_command, publish_profiles
-from streams.settings import Settings
+from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.drift.reference_build import build_profile
+from driftline.streams.embedded import tansu_compat
+from driftline.streams.reference.profiles import ReferenceStore, publish_command, publish_profiles
+from driftline.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

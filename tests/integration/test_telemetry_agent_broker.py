@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from jsonschema import Draft202012Validator
 
-from models.telemetry import HostMetrics, TelemetrySample, decode_telemetry
-from streams.embedded.broker import EmbeddedBroker
-from streams.embedded.stack import EmbeddedStack
-from streams.settings import Settings
-from streams.telemetry_agent import GpuSampler, PynvmlBackend, ReplayBackend, TelemetryAgent
-from streams.telemetry_agent.nvml import pynvml
+from driftline.models.telemetry.sample import HostMetrics, TelemetrySample, decode_telemetry
+from driftline.streams.agent import GpuSampler, PynvmlBackend, ReplayBackend, TelemetryAgent
+from driftline.streams.agent.nvml import pynvml
+from driftline.streams.embedded.broker import EmbeddedBroker
+from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

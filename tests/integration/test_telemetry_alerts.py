@@ -15,9 +15,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
-from models.telemetry import GpuProcess, GpuSample, HostMetrics, ProcessSample, TelemetrySample
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from driftline.models.telemetry.sample import (
+    GpuProcess,
+    GpuSample,
+    HostMetrics,
+    ProcessSample,
+    TelemetrySample,
+)
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

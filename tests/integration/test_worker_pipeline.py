@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
-from streams.publisher import AsyncPublisher
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from driftline.streams.publisher import AsyncPublisher
+from driftline.streams.settings import Settings
+from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

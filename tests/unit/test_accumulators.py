@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from models.accumulators import (
+from driftline.models.windows.accumulators import (
     CategoricalAccumulator,
     NumericAccumulator,
     NumericSummary,
     edges_from_sample,
 )
-from models.sketch import QuantileSketch
+from driftline.models.windows.sketch import QuantileSketch
 
 LEVELS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0)
 FAST = settings(max_examples=60, deadline=None)
@@ -68,7 +68,7 @@ def assert_summaries_equal(a: NumericSummary, b: NumericSummary, **tolerance: fl
 
 def test_modules_import_no_client_library() -> None:
     code = (
-        "import sys, models.sketch, models.accumulators\n"
+        "import sys, driftline.models.windows.sketch, driftline.models.windows.accumulators\n"
         "bad = ('faust', 'mode', 'aiokafka', 'kafka', 'clickhouse_connect', 'chdb')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))"
     )

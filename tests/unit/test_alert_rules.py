@@ -16,9 +16,15 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import false_discovery_control, norm
 
-from models.alert_evaluation import Score, Skipped, evaluate_window
-from models.alert_rules import DEFAULTS, IncidentSettings, RulesConfig, RulesError, Threshold
-from models.fdr import benjamini_hochberg, bh_adjusted
+from driftline.models.alerting.evaluation import Score, Skipped, evaluate_window
+from driftline.models.alerting.fdr import benjamini_hochberg, bh_adjusted
+from driftline.models.alerting.rules import (
+    DEFAULTS,
+    IncidentSettings,
+    RulesConfig,
+    RulesError,
+    Threshold,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = RulesConfig.default()

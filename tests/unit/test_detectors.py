@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.detectors import (
+from driftline.models.drift.detectors import (
     DEFAULT_PARAMS,
     SCORE_STREAM,
     DetectorBank,
@@ -55,7 +55,7 @@ def shifting_stream() -> np.ndarray:
 
 def test_module_imports_no_client_library() -> None:
     code = (
-        "import sys, models.detectors\n"
+        "import sys, driftline.models.drift.detectors\n"
         "bad = ('faust', 'mode', 'aiokafka', 'kafka', 'clickhouse_connect', 'chdb')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))"
     )

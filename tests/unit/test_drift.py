@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.special import kolmogorov
 
-from models.accumulators import edges_from_sample
-from models.drift import (
+from driftline.models.drift.reference import CategoricalReference, NumericReference
+from driftline.models.drift.scores import (
     CATEGORICAL_METRICS,
     NUMERIC_METRICS,
     DriftScore,
@@ -33,7 +33,7 @@ from models.drift import (
     unseen_share,
     wasserstein_from_histograms,
 )
-from models.reference import CategoricalReference, NumericReference
+from driftline.models.windows.accumulators import edges_from_sample
 
 FAST = settings(max_examples=80, deadline=None)
 KINDS = ("normal", "shifted", "scaled", "ties", "constant", "heavy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -13,14 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from models import alerts as alerts_module
-from models.alert_evaluation import Evaluation, Finding
-from models.alert_rules import IncidentSettings
-from models.alerts import Alert, alert_id
-from models.incidents import IncidentTracker
+from driftline.models.alerting.alerts import Alert, alert_id
+from driftline.models.alerting.evaluation import Evaluation, Finding
+from driftline.models.alerting.incidents import IncidentTracker
+from driftline.models.alerting.rules import IncidentSettings
 
-SCHEMA = json.loads((Path(alerts_module.__file__).parent / "schemas" / "alert.json").read_text(
-    "utf-8"))
+SCHEMA = json.loads(
+    (resources.files("driftline.models") / "schemas" / "alert.json").read_text("utf-8"))
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 T0 = 1_764_235_740_000
 WINDOW = 60_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import TypeVar
 
-from models.label_join import Label, LabeledPrediction, Prediction, join
+from driftline.models.quality.label_join import Label, LabeledPrediction, Prediction, join
 
 T = TypeVar("T")
 W = 60_000
@@ -132,7 +132,7 @@ def test_a_label_waits_for_its_prediction_only_the_early_time_to_live() -> None:
 
 
 def test_time_to_live_is_per_model() -> None:
-    from streams.settings import Settings
+    from driftline.streams.settings import Settings
 
     settings = Settings.from_env({"DRIFTLINE_LABEL_TTL_SECONDS": "3600",
                                   "DRIFTLINE_MODELS": '{"fraud": {"label_ttl_seconds": 86400}}'})

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.alert_rules import RulesConfig
-from models.monitor import Monitor, MonitorConfig
-from models.windows import FeatureWindowRow, PartitionWindows, WindowConfig
-from models.wire import EventBlock
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.monitor import Monitor, MonitorConfig
+from driftline.models.events.wire import EventBlock
+from driftline.models.windows.feature_windows import (
+    FeatureWindowRow,
+    PartitionWindows,
+    WindowConfig,
+)
 
 W = 60_000
 T0 = 1_764_230_400_000

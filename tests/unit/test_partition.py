@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.alert_rules import RulesConfig
-from models.monitor import MonitorConfig
-from models.partition import PartitionState
-from models.windows import WindowConfig
-from models.wire import EventBlock
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.monitor import MonitorConfig
+from driftline.models.events.wire import EventBlock
+from driftline.models.partition import PartitionState
+from driftline.models.windows.feature_windows import WindowConfig
 
 W = 60_000
 T0 = 1_764_230_400_000

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from models.performance import (
+from driftline.models.quality.performance import (
     LOG_LOSS_CLIP,
     MAX_DELAY_SECONDS,
     ClassificationCounts,

@@ -1,9 +1,9 @@
-"""Judging windows' model quality once their labels are due (models/performance_monitor.py):
+"""Judging windows' model quality once their labels are due (models/quality/monitor.py):
 when a window is due, the baseline and its accuracy_drop / mae_ratio rules, the detectors
 (which open no incident at once, ADWIN on the loss counting only when quality is worse than
 the baseline), the coverage rule, replays, and checkpoints. Windows are summarised from
-synthetic labelled predictions with models.performance_window.summarize, as the worker
-does."""
+synthetic labelled predictions with driftline.models.quality.performance_window.summarize, as the
+worker does."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 import pytest
 
-from models.alert_rules import RulesConfig
-from models.detectors import DetectorBank, DetectorSpec
-from models.performance_monitor import (
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.detectors import DetectorBank, DetectorSpec
+from driftline.models.quality.monitor import (
     ERROR_DETECTORS,
     LOSS_DETECTORS,
     MAX_DETECTOR_VALUES,
@@ -23,8 +23,8 @@ from models.performance_monitor import (
     PerformanceConfig,
     PerformanceMonitor,
 )
-from models.performance_window import PairColumns, WindowPerformance, summarize
-from models.windows import FeatureWindowRow
+from driftline.models.quality.performance_window import PairColumns, WindowPerformance, summarize
+from driftline.models.windows.feature_windows import FeatureWindowRow
 
 W = 60_000
 T0 = 1_764_230_400_000

@@ -1,7 +1,7 @@
-"""One window's quality from its labelled predictions (models/performance_window.py), checked
-against plain numpy versions of the scikit-learn formulas: classification counts and metrics,
-bare scores and their positive class, probability maps, regression errors, label delays, and
-that a window's result depends on its rows, not on the order they were read in."""
+"""One window's quality from its labelled predictions (models/quality/performance_window.py),
+checked against plain numpy versions of the scikit-learn formulas: classification counts and
+metrics, bare scores and their positive class, probability maps, regression errors, label delays,
+and that a window's result depends on its rows, not on the order they were read in."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.performance import LOG_LOSS_CLIP, MAX_ABS_VALUE, DelayHistogram
-from models.performance_window import (
+from driftline.models.quality.performance import LOG_LOSS_CLIP, MAX_ABS_VALUE, DelayHistogram
+from driftline.models.quality.performance_window import (
     MAX_CLASSES,
     MAX_CLASSES_AS_NUMBERS,
     MAX_ROW_LOSS,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.publisher._buffer import Envelope, EventBuffer
+from driftline.streams.publisher._buffer import Envelope, EventBuffer
 
 T0 = 1_764_230_400_000
 
@@ -215,7 +215,7 @@ def test_memory_is_bounded_counting_events_in_flight() -> None:
 def test_drops_warn_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     buffer = make_buffer(max_buffered_events=1, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="streams.publisher"):
+    with caplog.at_level(logging.WARNING, logger="driftline.streams.publisher"):
         for _ in range(100):
             buffer.add_label("m", "r", 1)
         clock.now += 11
@@ -357,9 +357,9 @@ def test_failed_sends_are_counted() -> None:
 def test_settings_map_to_producer_options() -> None:
     import ssl
 
-    from streams.publisher import AsyncPublisher
-    from streams.publisher._async import options_from_settings
-    from streams.settings import Settings
+    from driftline.streams.publisher import AsyncPublisher
+    from driftline.streams.publisher._async import options_from_settings
+    from driftline.streams.settings import Settings
 
     plain = Settings(kafka_bootstrap="k:9092", predictions_topic="p", labels_topic="l")
     assert options_from_settings(plain) == {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.records import LabelEvent, PredictionEvent
-from models.wire import decode
+from driftline.models.events.records import LabelEvent, PredictionEvent
+from driftline.models.events.wire import decode
 
 
 def test_prediction_record_is_a_valid_single_event() -> None:

@@ -19,9 +19,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rich.console import Console
 
-from models.accumulators import NumericAccumulator, edges_from_sample
-from models.reference import CategoricalReference, NumericReference, ReferenceProfile
-from models.reference_build import (
+from driftline.models.drift.reference import (
+    CategoricalReference,
+    NumericReference,
+    ReferenceProfile,
+)
+from driftline.models.drift.reference_build import (
     build_profile,
     category_label,
     category_labels,
@@ -29,9 +32,10 @@ from models.reference_build import (
     load_columns,
     profile_from_frame,
 )
-from models.windows import QUANTILE_LEVELS
-from streams.references import add_reference_parser, build_command
-from streams.settings import Settings
+from driftline.models.windows.accumulators import NumericAccumulator, edges_from_sample
+from driftline.models.windows.feature_windows import QUANTILE_LEVELS
+from driftline.streams.reference.profiles import add_reference_parser, build_command
+from driftline.streams.settings import Settings
 
 T0 = 1_764_230_400_000
 

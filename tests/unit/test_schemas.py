@@ -1,4 +1,5 @@
-"""The JSON Schemas in models/schemas/ describe exactly what ``models.wire.decode`` accepts.
+"""The JSON Schemas in models/schemas/ describe exactly what ``driftline.models.events.wire.decode``
+accepts.
 
 The decoder is the source of truth. Beyond the schemas it checks only what JSON Schema
 cannot express, each said in the schemas' descriptions: the Kafka key is the model name,
@@ -9,6 +10,7 @@ sees ``1.5e12`` as the integer 1500000000000), and the message size limit.
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,16 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from models import wire
-from models.wire import MAX_EVENT_TIME_MS, MAX_NAME_LENGTH, MIN_EVENT_TIME_MS, BadMessage, decode
+from driftline.models.events import wire
+from driftline.models.events.wire import (
+    MAX_EVENT_TIME_MS,
+    MAX_NAME_LENGTH,
+    MIN_EVENT_TIME_MS,
+    BadMessage,
+    decode,
+)
 
-SCHEMA_DIR = Path(wire.__file__).parent / "schemas"
+SCHEMA_DIR = Path(str(resources.files("driftline.models") / "schemas"))
 BASE = "https://driftline.dev/schemas/"
 WIRE_TYPES = ("prediction", "label", "prediction_batch", "label_batch", "watermark")
 SCHEMAS: dict[str, dict[str, Any]] = {

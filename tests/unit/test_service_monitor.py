@@ -7,10 +7,14 @@ import numpy as np
 import orjson
 import pytest
 
-from models.alert_rules import RulesConfig
-from models.service_monitor import ServiceConfig, ServiceMonitor, service_row
-from models.windows import FeatureWindowRow, PartitionWindows, WindowConfig
-from models.wire import decode
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.events.wire import decode
+from driftline.models.telemetry.service_monitor import ServiceConfig, ServiceMonitor, service_row
+from driftline.models.windows.feature_windows import (
+    FeatureWindowRow,
+    PartitionWindows,
+    WindowConfig,
+)
 
 W = 60_000
 T0 = 1_764_230_400_000

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from models.sketch import QuantileSketch
+from driftline.models.windows.sketch import QuantileSketch
 
 LEVELS = np.linspace(0.0, 1.0, 41)
 FAST = settings(max_examples=60, deadline=None)

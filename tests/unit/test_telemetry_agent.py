@@ -23,7 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from models.telemetry import (
+from driftline.models.events.wire import (
+    MAX_EVENT_TIME_MS,
+    MAX_NAME_LENGTH,
+    MIN_EVENT_TIME_MS,
+    BadMessage,
+)
+from driftline.models.telemetry.sample import (
     GpuProcess,
     GpuSample,
     HostMetrics,
@@ -31,10 +37,8 @@ from models.telemetry import (
     TelemetrySample,
     decode_telemetry,
 )
-from models.wire import MAX_EVENT_TIME_MS, MAX_NAME_LENGTH, MIN_EVENT_TIME_MS, BadMessage
-from streams import cli
-from streams.settings import Settings
-from streams.telemetry_agent import (
+from driftline.streams import cli
+from driftline.streams.agent import (
     AgentConfig,
     GpuSampler,
     HostSampler,
@@ -43,9 +47,10 @@ from streams.telemetry_agent import (
     TelemetryAgent,
     recording_names,
 )
-from streams.telemetry_agent.buffer import Message
-from streams.telemetry_agent.host import _rate, model_from_cmdline
-from streams.telemetry_agent.nvml import PynvmlBackend, nvml_error, pynvml
+from driftline.streams.agent.buffer import Message
+from driftline.streams.agent.host import _rate, model_from_cmdline
+from driftline.streams.agent.nvml import PynvmlBackend, nvml_error, pynvml
+from driftline.streams.settings import Settings
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "models/schemas/telemetry.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA)
@@ -160,7 +165,7 @@ def test_unexpected_nvml_errors_are_null_and_reported_in_error(
 
 
 def test_each_unavailable_reading_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "streams.telemetry_agent")
+    caplog.set_level(logging.INFO, "driftline.streams.agent")
     sampler = GpuSampler(ReplayBackend.shipped())
     sampler.start()
     for _ in range(5):
@@ -371,7 +376,7 @@ async def test_no_nvml_means_host_only_after_one_log_line(
     sample = await agent.sample_once()
     assert sample.gpus == [] and sample.gpu_source is None
     assert sample.gpu_error == "NVML not available: NVML Shared Library Not Found"
-    lines = [r for r in caplog.records if r.name == "streams.telemetry_agent"]
+    lines = [r for r in caplog.records if r.name == "driftline.streams.agent"]
     assert len(lines) == 1 and "host metrics only" in lines[0].message
 
 

@@ -16,26 +16,32 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.alert_rules import RulesConfig
-from models.infrastructure_monitor import scores
-from models.telemetry import GpuProcess, GpuSample, HostMetrics, ProcessSample, TelemetrySample
-from models.telemetry_aggregates import GPU_METRICS, HOST_METRICS, GpuWindowRow
-from models.telemetry_partition import TelemetryPartition, TelemetryResult
-from models.telemetry_series import MAX_KEPT, MetricSeries
-from models.telemetry_windows import (
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.events.wire import BadMessage
+from driftline.models.telemetry.aggregates import GPU_METRICS, HOST_METRICS, GpuWindowRow
+from driftline.models.telemetry.infrastructure_monitor import scores
+from driftline.models.telemetry.partition import TelemetryPartition, TelemetryResult
+from driftline.models.telemetry.sample import (
+    GpuProcess,
+    GpuSample,
+    HostMetrics,
+    ProcessSample,
+    TelemetrySample,
+)
+from driftline.models.telemetry.series import MAX_KEPT, MetricSeries
+from driftline.models.telemetry.windows import (
     HostWatermark,
     TelemetryConfig,
     TelemetryMessage,
     TelemetryWindows,
     decode_telemetry_message,
 )
-from models.wire import BadMessage
-from sinks.telemetry_schema import GPU_COLUMNS, GPU_WINDOWS, HOST_COLUMNS, HOST_WINDOWS
-from sinks.telemetry_store import gpu_columns, host_columns
-from streams.settings import Settings
-from streams.telemetry_agent import GpuSampler, ReplayBackend
-from streams.telemetry_windows import TelemetryWindowProcessor
-from streams.worker import create_worker
+from driftline.sinks.telemetry_schema import GPU_COLUMNS, GPU_WINDOWS, HOST_COLUMNS, HOST_WINDOWS
+from driftline.sinks.telemetry_store import gpu_columns, host_columns
+from driftline.streams.agent import GpuSampler, ReplayBackend
+from driftline.streams.settings import Settings
+from driftline.streams.worker.assembly import create_worker
+from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
 
 T0 = 1_764_230_400_000  # 2025-11-27 08:00 UTC, a window start
 W = 60_000

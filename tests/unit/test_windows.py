@@ -12,8 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.windows import FeatureWindowRow, PartitionWindows, WindowConfig
-from models.wire import BadMessage, EventBlock
+from driftline.models.events.wire import BadMessage, EventBlock
+from driftline.models.windows.feature_windows import (
+    FeatureWindowRow,
+    PartitionWindows,
+    WindowConfig,
+)
 
 W = 1000
 CONFIG = WindowConfig(window_ms=W, allowed_lateness_ms=200, histogram_bins=4,
@@ -234,13 +238,13 @@ def test_a_watermark_naming_a_model_closes_only_its_windows() -> None:
 
 
 def _reference(**features: Any) -> Any:
-    from models.reference import ReferenceProfile
+    from driftline.models.drift.reference import ReferenceProfile
 
     return ReferenceProfile("m", "v1", "training", 0, features)
 
 
 def _numeric_reference(edges: tuple[float, ...], fine: tuple[float, ...]) -> Any:
-    from models.reference import NumericReference
+    from driftline.models.drift.reference import NumericReference
 
     return NumericReference(edges=edges, counts=(0,) * (len(edges) + 1), fine_edges=fine,
                             fine_counts=(0,) * (len(fine) + 1), count=0, missing_count=0,
@@ -259,7 +263,7 @@ def test_windows_are_binned_on_the_reference_edges() -> None:
 
 
 def test_a_number_the_reference_treats_as_a_category_is_counted_by_its_label() -> None:
-    from models.reference import CategoricalReference
+    from driftline.models.drift.reference import CategoricalReference
 
     ref = _reference(x=CategoricalReference(("1", "2"), (5, 5), 0, 10, 0))
     state = PartitionWindows(CONFIG, lambda model, version: ref)
@@ -287,8 +291,8 @@ def test_a_reference_that_arrives_later_applies_from_the_next_window() -> None:
 
 
 def test_model_outputs_are_watched_like_features() -> None:
-    from models.wire import MIN_EVENT_TIME_MS as T
-    from models.wire import decode
+    from driftline.models.events.wire import MIN_EVENT_TIME_MS as T
+    from driftline.models.events.wire import decode
 
     state = PartitionWindows(CONFIG)
     b = decode(b"m", orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.wire import MIN_EVENT_TIME_MS, BadMessage, decode
+from driftline.models.events.wire import MIN_EVENT_TIME_MS, BadMessage, decode
 
 T0 = 1_764_230_400_000
 

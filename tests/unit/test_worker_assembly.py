@@ -7,9 +7,9 @@ import importlib
 
 import pytest
 
-from streams.agents import AGENT_MODULES
-from streams.settings import Settings
-from streams.worker import create_worker
+from driftline.streams.settings import Settings
+from driftline.streams.worker.agents import AGENT_MODULES
+from driftline.streams.worker.assembly import create_worker
 
 
 @pytest.mark.parametrize("name", AGENT_MODULES)

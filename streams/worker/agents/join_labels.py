@@ -1,5 +1,5 @@
 """Agent: labels topic -> labelled predictions in ClickHouse (the work is in
-:mod:`streams.label_join`)."""
+:mod:`driftline.streams.worker.label_join`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import faust
 from faust import Stream
 from faust.types import EventT, StreamT
 
-from streams.feature_windows import FeatureWindowProcessor
-from streams.services import WorkerServices
-from streams.settings import Settings
-from streams.topics import Topics
+from driftline.streams.settings import Settings
+from driftline.streams.worker.feature_windows import FeatureWindowProcessor
+from driftline.streams.worker.services import WorkerServices
+from driftline.streams.worker.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Agent: predictions topic -> feature windows, drift scores and alerts (thin: the work is
-in :mod:`streams.feature_windows` and the pure modules under it)."""
+in :mod:`driftline.streams.worker.feature_windows` and the pure modules under it)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from faust import Stream
 from faust.types import TP, StreamT, TableT
 from mode.types.signals import BaseSignalT
 
-from streams.feature_windows import FeatureWindowProcessor, load_rules
-from streams.services import WorkerServices
-from streams.settings import Settings
-from streams.topics import Topics
+from driftline.streams.settings import Settings
+from driftline.streams.worker.feature_windows import FeatureWindowProcessor, load_rules
+from driftline.streams.worker.services import WorkerServices
+from driftline.streams.worker.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Agent: telemetry topic -> GPU and host windows and infrastructure alerts (thin: the work
-is in :mod:`streams.telemetry_windows` and the pure modules under it)."""
+is in :mod:`driftline.streams.worker.telemetry_windows` and the pure modules under it)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from faust import Stream
 from faust.types import TP, StreamT, TableT
 from mode.types.signals import BaseSignalT
 
-from models.telemetry_windows import HostWatermark
-from sinks.telemetry_store import TelemetryStore
-from streams.feature_windows import load_rules
-from streams.services import WorkerServices
-from streams.settings import Settings
-from streams.telemetry_windows import TelemetryWindowProcessor
-from streams.topics import Topics
+from driftline.models.telemetry.windows import HostWatermark
+from driftline.sinks.telemetry_store import TelemetryStore
+from driftline.streams.settings import Settings
+from driftline.streams.worker.feature_windows import load_rules
+from driftline.streams.worker.services import WorkerServices
+from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
+from driftline.streams.worker.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""Where results land: the ClickHouse schema and writers (tables, labels, performance,
+telemetry)."""
