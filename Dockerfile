@@ -4,7 +4,7 @@
 #   docker build -t driftline .
 #   docker run --rm driftline --help
 #
-# Settings come from DRIFTLINE_* environment variables (streams/settings.py); see
+# Settings come from DRIFTLINE_* environment variables (README, streams/settings.py); see
 # docker-compose.yml for a full stack.
 FROM python:3.11-slim
 
@@ -14,11 +14,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Dependencies first, read from pyproject.toml into a layer of their own, so that a code
-# change does not reinstall them. They include the embedded stack (the tansu broker and
-# chdb's ClickHouse engine, several hundred MB) that `driftline demo` uses and the compose
-# stack does not: part of the package, so installed all the same.
+# change does not reinstall them: the base install with the worker and agent extras. The
+# embedded stack (tansu and chdb's ClickHouse engine, several hundred MB) is left out:
+# the compose stack runs Apache Kafka and a ClickHouse server instead.
+ARG EXTRAS="worker agent"
 COPY pyproject.toml /tmp/driftline/pyproject.toml
-RUN python -c "import tomllib; print(*tomllib.load(open('/tmp/driftline/pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+RUN python -c "import sys, tomllib; p = tomllib.load(open('/tmp/driftline/pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *(d for e in sys.argv[1:] for d in p['optional-dependencies'][e]), sep='\n')" $EXTRAS \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm -rf /tmp/requirements.txt /tmp/driftline

@@ -3,6 +3,8 @@ install (the publisher and the reference builder) that needs no worker dependenc
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 import subprocess
 import sys
@@ -107,3 +109,23 @@ def test_a_missing_extra_says_what_to_install() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60)
     assert "pip install 'driftline[reference]'" in run.stdout, run.stderr
+
+
+def test_compose_runs_the_clickhouse_version_the_readme_promises() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    (tag,) = re.findall(r"image: clickhouse/clickhouse-server:(\S+)", compose)
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    (chdb,) = [d for d in optional["embedded"] if d.startswith("chdb-core==")]
+    tested = ".".join(chdb.split("==")[1].split(".")[:2])  # chdb-core 26.9.0 is ClickHouse 26.9
+    assert tag == tested
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"ClickHouse (\d+\.\d+)", readme)) == {tested}
+
+
+def test_compose_sets_only_real_settings() -> None:
+    from driftline.streams.settings import Settings
+
+    names = {f"DRIFTLINE_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    used = set(re.findall(r"\b(DRIFTLINE_[A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+    assert used and used <= names, used - names
