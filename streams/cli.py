@@ -7,7 +7,12 @@
     driftline reference  build a reference profile from training data, or publish one
     driftline agent      publish this host's GPU and host telemetry (one per inference host)
 
-Every setting comes from ``DRIFTLINE_*`` environment variables (see streams/settings.py).
+Every setting is a ``DRIFTLINE_*`` environment variable, listed with its default in the
+README's settings table; ``driftline COMMAND --help`` names those the command reads.
+
+The base install (the publisher alone) must be able to print every --help, so this module
+imports only the standard library, the settings and the version at the top; each command
+imports its extra's packages when it runs, and a missing one becomes a one-line install hint.
 """
 
 from __future__ import annotations
@@ -16,82 +21,265 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import sys
+import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from driftline.streams.demo.traffic import TrafficPlan
+from driftline import __version__
 from driftline.streams.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from driftline.streams.demo.traffic import TrafficPlan
+
+_Command = Callable[[argparse.Namespace, Settings, "Console"], int]
+
+_EVERY_SETTING = ("Every setting is a DRIFTLINE_* environment variable; the settings table in "
+                  "README.md (\"Running on real Kafka and ClickHouse\") lists them all with "
+                  "their defaults.")
+
+# The settings each command reads, by concern (names without the DRIFTLINE_ prefix).
+_KAFKA = "KAFKA_BOOTSTRAP KAFKA_SECURITY_PROTOCOL KAFKA_SASL_* KAFKA_SSL_*"
+_CLICKHOUSE = "CLICKHOUSE_URL CLICKHOUSE_USER CLICKHOUSE_PASSWORD CLICKHOUSE_DATABASE"
+_WORKER_SETTINGS = (
+    ("Kafka", f"{_KAFKA} BROKER_FLAVOR"),
+    ("topics", "PREDICTIONS_TOPIC LABELS_TOPIC DEAD_LETTER_TOPIC REFERENCES_TOPIC ALERTS_TOPIC "
+               "TELEMETRY_TOPIC PARTITIONS REPLICATION_FACTOR"),
+    ("ClickHouse", _CLICKHOUSE),
+    ("worker", "APP_ID STATE_DIR WINDOW_SECONDS ALLOWED_LATENESS_SECONDS IDLE_CLOSE_SECONDS "
+               "CHECKPOINT_SECONDS BATCH_MAX_MESSAGES MAX_MESSAGE_BYTES"),
+    ("features", "HISTOGRAM_BINS FINE_HISTOGRAM_BINS EDGE_SAMPLE_SIZE BIN_EDGES "
+                 "TOP_K_CATEGORIES MAX_TRACKED_CATEGORIES QUANTILE_RELATIVE_ACCURACY"),
+    ("labels", "LABEL_JOIN LABEL_TTL_SECONDS EARLY_LABEL_TTL_SECONDS JUDGE_AFTER_SECONDS MODELS"),
+    ("drift", "REFERENCE_WAIT_SECONDS RULES_FILE BASELINE_WINDOWS BASELINE_MODE DETECTORS "
+              "DETECTOR_STREAMS"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    console = Console(stderr=False)
+    args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        return int(args.command(args, settings, console))
-    except (ValueError, RuntimeError, OSError) as exc:
-        console.print(f"[red]driftline: {exc}[/]", highlight=False)
+        return _run(args)
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "driftline").partition(".")[0]
+        if package == "driftline":
+            raise  # our own module missing is a broken install or a bug, not an extra
+        sys.stderr.write(f"{args.prog} needs the '{args.extra}' extra (no module named "
+                         f"{package!r}): pip install 'driftline[{args.extra}]'\n")
         return 2
     except KeyboardInterrupt:
         return 130
 
 
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console  # every extra has rich; the base install does not
+
+    console = Console(stderr=False)
+    try:
+        return int(args.command(args, Settings.from_env(), console))
+    except (ValueError, RuntimeError, OSError) as exc:
+        console.print(f"[red]driftline: {exc}[/]", highlight=False)
+        return 2
+
+
+# -- arguments --------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftline", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    demo = sub.add_parser("demo", help="run the main job on the embedded broker and ClickHouse")
-    _traffic_args(demo)
-    demo.add_argument("--home", type=Path, default=Path(".driftline"),
-                      help="where embedded data, state and logs go (default: .driftline)")
-    demo.set_defaults(command=_demo)
-
-    worker = sub.add_parser("worker", help="run a worker (Faust) against configured Kafka")
-    worker.add_argument("--loglevel", default="info")
-    worker.set_defaults(command=_worker)
-
-    embedded = sub.add_parser("embedded", help="run the embedded broker + ClickHouse only")
-    embedded.add_argument("--home", type=Path, default=Path(".driftline"))
-    embedded.add_argument("--kafka-port", type=int, default=9092)
-    embedded.add_argument("--clickhouse-port", type=int, default=8123)
-    embedded.set_defaults(command=_embedded)
-
-    traffic = sub.add_parser("traffic", help="publish synthetic traffic to configured Kafka")
-    _traffic_args(traffic)
-    traffic.set_defaults(command=_traffic)
-
-    from driftline.streams.reference.profiles import add_reference_parser
-
-    add_reference_parser(sub)  # driftline reference build | publish
-
-    agent = sub.add_parser("agent", help="publish this host's GPU and host telemetry")
-    agent.add_argument("--replay", metavar="RECORDING",
-                       help="GPU readings from a recording instead of NVML: a shipped name "
-                            "(h100x2) or a recording JSON file")
-    agent.add_argument("--once", action="store_true",
-                       help="print one sample as JSON to stdout and exit, without Kafka")
-    agent.set_defaults(command=_agent)
+    parser = argparse.ArgumentParser(
+        prog="driftline", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_wrap(f"{_EVERY_SETTING} Each command's --help names those it reads, and "
+                     "the extra it needs."))
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print driftline's version and exit")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", title="commands",
+                                help="`driftline COMMAND --help` shows its options")
+    _add_demo_parser(sub)
+    _add_worker_parser(sub)
+    _add_embedded_parser(sub)
+    _add_traffic_parser(sub)
+    add_reference_parser(sub)
+    _add_agent_parser(sub)
     return parser
 
 
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             summary: str, epilog: str, command: _Command, extra: str,
+             ) -> argparse.ArgumentParser:
+    """A subcommand that runs ``command`` and needs the packages of ``extra``."""
+    description = (f"{summary[0].upper()}{summary[1:]}.\n"
+                   f"Needs the '{extra}' extra: pip install 'driftline[{extra}]'")
+    parser = sub.add_parser(name, help=summary, description=description,
+                            epilog=f"{epilog}\n\n{_wrap(_EVERY_SETTING)}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(command=command, extra=extra, prog=parser.prog)
+    return parser
+
+
+def _reads(*groups: tuple[str, str]) -> str:
+    """The epilog lines naming the settings a command reads, one concern per line."""
+    lines = ["settings it reads:"]
+    for concern, names in groups:
+        listed = ", ".join(f"DRIFTLINE_{name}" for name in names.split())
+        lines += textwrap.wrap(listed, _width(), initial_indent=f"  {concern:<11} ",
+                               subsequent_indent=" " * 14, break_long_words=False,
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, _width(), break_on_hyphens=False))
+
+
+def _width() -> int:
+    # argparse wraps the options to the terminal; the epilogs, kept as written, follow suit.
+    return max(min(shutil.get_terminal_size().columns - 2, 88), 40)
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _wrap(
+        "settings it reads: those of `driftline worker --help`, except DRIFTLINE_KAFKA_BOOTSTRAP, "
+        "DRIFTLINE_BROKER_FLAVOR, DRIFTLINE_CLICKHOUSE_URL and DRIFTLINE_STATE_DIR, which point "
+        "at the embedded stack under --home; DRIFTLINE_IDLE_CLOSE_SECONDS is capped at 3 and "
+        "DRIFTLINE_JUDGE_AFTER_SECONDS at 120, so that the last window and its judgement come "
+        "within the run.")
+    demo = _command(sub, "demo", "run the main job on the embedded broker and ClickHouse",
+                    epilog, _demo, extra="embedded")
+    _traffic_args(demo)
+    demo.add_argument("--home", type=Path, default=Path(".driftline"),
+                      help="where embedded data, state and logs go (default: %(default)s)")
+
+
+def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = _command(sub, "worker", "run a worker against the configured Kafka and ClickHouse",
+                      _reads(*_WORKER_SETTINGS), _worker, extra="worker")
+    worker.add_argument("--loglevel", default="info",
+                        help="Faust's log level: debug, info, warning, error or critical "
+                             "(default: %(default)s)")
+
+
+def _add_embedded_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _wrap(
+        "It reads no settings. Once up, it prints the DRIFTLINE_KAFKA_BOOTSTRAP, "
+        "DRIFTLINE_BROKER_FLAVOR and DRIFTLINE_CLICKHOUSE_URL to export so that other "
+        "driftline commands use it.")
+    embedded = _command(sub, "embedded", "run the embedded broker and ClickHouse only, until "
+                        "Ctrl-C", epilog, _embedded, extra="embedded")
+    embedded.add_argument("--home", type=Path, default=Path(".driftline"),
+                          help="its data and logs go under HOME/embedded (default: %(default)s)")
+    embedded.add_argument("--kafka-port", type=int, default=9092,
+                          help="the broker's port on 127.0.0.1 (default: %(default)s)")
+    embedded.add_argument("--clickhouse-port", type=int, default=8123,
+                          help="ClickHouse's HTTP port on 127.0.0.1 (default: %(default)s)")
+
+
+def _add_traffic_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _reads(("Kafka", _KAFKA), ("topics", "PREDICTIONS_TOPIC LABELS_TOPIC"),
+                    ("events", "WINDOW_SECONDS MAX_MESSAGE_BYTES"))
+    traffic = _command(sub, "traffic", "publish synthetic traffic to the configured Kafka",
+                       epilog, _traffic, extra="worker")
+    _traffic_args(traffic)
+
+
 def _traffic_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--windows", type=int, default=14, help="windows of event time")
-    parser.add_argument("--events-per-window", type=int, default=6_000)
-    parser.add_argument("--rate", type=float, default=None, help="events per second cap")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--windows", type=int, default=14,
+                        help="windows of event time (DRIFTLINE_WINDOW_SECONDS each) to fill "
+                             "(default: %(default)s)")
+    parser.add_argument("--events-per-window", type=int, default=6_000,
+                        help="predictions per window, all models together (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="events per second cap (default: none, as fast as Kafka takes them)")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="random seed: the same seed sends the same events (default: "
+                             "%(default)s)")
     parser.add_argument("--shift-at", type=float, default=0.5,
-                        help="fraction of the run where fraud-detector v2 starts to drift")
+                        help="fraction of the run where fraud-detector v2 starts to drift "
+                             "(default: %(default)s)")
     parser.add_argument("--shift-until", type=float, default=0.75,
-                        help="fraction of the run where the drift ends (1: never)")
+                        help="fraction of the run where the drift ends, 1 for never (default: "
+                             "%(default)s)")
+
+
+def add_reference_parser(
+        sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add ``reference build`` and ``reference publish`` to a subparsers action.
+
+    Declared here, not in :mod:`driftline.streams.reference.profiles`, because that module
+    imports the reference extra's packages and ``driftline --help`` must work without them.
+    """
+    reference = sub.add_parser("reference", help="build and publish reference profiles",
+                               description="Build reference profiles and publish them.",
+                               epilog=_wrap(_EVERY_SETTING),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = reference.add_subparsers(required=True, metavar="COMMAND", title="commands",
+                                        help="`driftline reference COMMAND --help` shows its "
+                                             "options")
+    _add_build_parser(commands)
+    _add_publish_parser(commands)
+    return reference
+
+
+def _add_build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _reads(("profile", "HISTOGRAM_BINS FINE_HISTOGRAM_BINS TOP_K_CATEGORIES"))
+    build = _command(sub, "build", "profile a training data file", epilog, _reference_build,
+                     extra="reference")
+    build.add_argument("--model", required=True, help="the model's name (required)")
+    build.add_argument("--version", required=True, help="the model version (required)")
+    build.add_argument("--input", required=True, type=Path,
+                       help=".csv, .parquet or .jsonl file, one row per event (required)")
+    build.add_argument("--exclude", action="append", default=[], metavar="COLUMNS",
+                       help="comma-separated columns to leave out (ids, labels, timestamps); "
+                            "repeatable (default: none)")
+    build.add_argument("--out", type=Path, default=None,
+                       help="where the profile JSON goes (default: MODEL-VERSION.reference.json)")
+    build.add_argument("--bins", type=int, default=None,
+                       help="coarse bins (default: DRIFTLINE_HISTOGRAM_BINS)")
+    build.add_argument("--fine-bins", type=int, default=None,
+                       help="fine bins (default: DRIFTLINE_FINE_HISTOGRAM_BINS)")
+    build.add_argument("--top-k", type=int, default=None,
+                       help="categories kept (default: DRIFTLINE_TOP_K_CATEGORIES)")
+    build.add_argument("--categorical-max-distinct", type=int, default=20,
+                       help="numeric columns with at most this many values are categorical "
+                            "(default: %(default)s)")
+
+
+def _add_publish_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _reads(("Kafka", f"{_KAFKA} MAX_MESSAGE_BYTES"),
+                    ("topic", "REFERENCES_TOPIC REPLICATION_FACTOR"), ("ClickHouse", _CLICKHOUSE))
+    publish = _command(sub, "publish", "make profile files live: publish them to Kafka and "
+                       "ClickHouse", epilog, _reference_publish, extra="reference")
+    publish.add_argument("files", nargs="+", type=Path, metavar="PROFILE_JSON",
+                         help="profile files written by `driftline reference build`")
+
+
+def _add_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    epilog = _reads(("Kafka", _KAFKA),
+                    ("topic", "TELEMETRY_TOPIC PARTITIONS REPLICATION_FACTOR"),
+                    ("agent", "AGENT_INTERVAL_SECONDS AGENT_BUFFER AGENT_PIDS "
+                              "AGENT_PROCESS_PATTERN AGENT_MODELS AGENT_MODEL_ARG_PATTERN "
+                              "AGENT_HOST"))
+    agent = _command(sub, "agent", "publish this host's GPU and host telemetry", epilog, _agent,
+                     extra="agent")
+    agent.add_argument("--replay", metavar="RECORDING",
+                       help="GPU readings from a recording instead of NVML: a shipped name "
+                            "(h100x2, h100x2-steady) or a recording JSON file (default: NVML)")
+    agent.add_argument("--once", action="store_true",
+                       help="print one sample as JSON to stdout and exit, without Kafka")
+
+
+# -- commands ---------------------------------------------------------------------
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> TrafficPlan:
+    from driftline.streams.demo.traffic import TrafficPlan
+
     return TrafficPlan(windows=args.windows, events_per_window=args.events_per_window,
                        window_ms=settings.window_ms, seed=args.seed,
                        events_per_second=args.rate, shift_at=args.shift_at,
@@ -151,6 +339,18 @@ def _traffic(args: argparse.Namespace, settings: Settings, console: Console) -> 
     sent = asyncio.run(run())
     console.print(f"published {sent} events to {settings.predictions_topic}")
     return 0
+
+
+def _reference_build(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from driftline.streams.reference.profiles import build_command
+
+    return build_command(args, settings, console)
+
+
+def _reference_publish(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from driftline.streams.reference.profiles import publish_command
+
+    return publish_command(args, settings, console)
 
 
 def _agent(args: argparse.Namespace, settings: Settings, console: Console) -> int:

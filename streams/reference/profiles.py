@@ -8,7 +8,7 @@
 * :class:`ReferenceStore` reads the whole topic with a consumer that has no group, so every
   worker sees every profile, keeps the last profile per key, and follows the topic.
 * :func:`build_command` and :func:`publish_command` are ``driftline reference build`` and
-  ``driftline reference publish``; :func:`add_reference_parser` declares their arguments.
+  ``driftline reference publish``; ``driftline.streams.cli`` declares their arguments.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from driftline.streams.settings import Settings
 
 __all__ = [
     "ReferenceStore",
-    "add_reference_parser",
     "build_command",
     "ensure_references_topic",
     "publish_command",
@@ -295,37 +294,6 @@ def _checked(profile: ReferenceProfile) -> ReferenceProfile:
 
 
 # -- commands ---------------------------------------------------------------------
-
-
-def add_reference_parser(
-        sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Add ``reference build`` and ``reference publish`` to a subparsers action."""
-    reference = sub.add_parser("reference", help="build and publish reference profiles")
-    commands = reference.add_subparsers(required=True, metavar="COMMAND")
-
-    build = commands.add_parser("build", help="profile a training data file")
-    build.add_argument("--model", required=True)
-    build.add_argument("--version", required=True)
-    build.add_argument("--input", required=True, type=Path,
-                       help=".csv, .parquet or .jsonl file, one row per event")
-    build.add_argument("--exclude", action="append", default=[], metavar="COLUMNS",
-                       help="comma-separated columns to leave out (ids, labels, timestamps)")
-    build.add_argument("--out", type=Path, default=None,
-                       help="where the profile JSON goes (default MODEL-VERSION.reference.json)")
-    build.add_argument("--bins", type=int, default=None,
-                       help="coarse bins (default DRIFTLINE_HISTOGRAM_BINS)")
-    build.add_argument("--fine-bins", type=int, default=None,
-                       help="fine bins (default DRIFTLINE_FINE_HISTOGRAM_BINS)")
-    build.add_argument("--top-k", type=int, default=None,
-                       help="categories kept (default DRIFTLINE_TOP_K_CATEGORIES)")
-    build.add_argument("--categorical-max-distinct", type=int, default=20,
-                       help="numeric columns with at most this many values are categorical")
-    build.set_defaults(command=build_command)
-
-    publish = commands.add_parser("publish", help="publish profile files to Kafka + ClickHouse")
-    publish.add_argument("files", nargs="+", type=Path, metavar="PROFILE_JSON")
-    publish.set_defaults(command=publish_command)
-    return reference
 
 
 def build_command(args: argparse.Namespace, settings: Settings, console: Console) -> int:

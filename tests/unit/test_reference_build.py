@@ -34,7 +34,8 @@ from driftline.models.drift.reference_build import (
 )
 from driftline.models.windows.accumulators import NumericAccumulator, edges_from_sample
 from driftline.models.windows.feature_windows import QUANTILE_LEVELS
-from driftline.streams.reference.profiles import add_reference_parser, build_command
+from driftline.streams.cli import add_reference_parser
+from driftline.streams.reference.profiles import build_command
 from driftline.streams.settings import Settings
 
 T0 = 1_764_230_400_000
