@@ -1,8 +1,9 @@
 """The main job on the embedded default: real broker + real ClickHouse + worker + traffic.
 
-``driftline demo`` starts everything with project code, publishes synthetic traffic with a
-shift injected part-way, shows progress, and ends (or on Ctrl-C) by printing where the
-results are and a few SQL queries with their actual output.
+``driftline demo`` starts everything with project code, from an empty database and worker
+state (fresh.py), publishes synthetic traffic with a shift injected part-way, shows
+progress, and ends (or on Ctrl-C) by printing where the results are and a few SQL queries
+with their actual output.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 import clickhouse_connect
 from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.query import QueryResult
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from driftline.models.alerting.alerts import Alert
-from driftline.sinks.schema import statements
+from driftline.streams.demo.fresh import start_fresh
 from driftline.streams.demo.telemetry import DemoTelemetry
 from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
 from driftline.streams.embedded.stack import EmbeddedStack
@@ -38,33 +40,42 @@ FEATURES_PER_MODEL = 10
 
 def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console) -> int:
     home.mkdir(parents=True, exist_ok=True)
-    started = time.time() - 1
     console.print(f"[bold]driftline demo[/]: embedded broker + ClickHouse under {home}/")
     with EmbeddedStack(home / "embedded") as stack:
         settings = settings.replace(**stack.settings_overrides(),
                                     state_dir=str(home / "state"))
-        asyncio.run(ensure_topics(settings))
         console.print(f"  Kafka (tansu)  {settings.kafka_bootstrap}\n"
                       f"  ClickHouse     {settings.clickhouse_url}  "
                       f"database [bold]{settings.clickhouse_database}[/]")
-        worker = WorkerProcess(settings, home / "worker.log").start()
-        console.print(f"  worker         pid {worker.pid}, log {worker.log_path}")
         client = clickhouse_connect.get_client(dsn=settings.clickhouse_url,
                                                username=settings.clickhouse_user,
                                                password=settings.clickhouse_password)
-        for ddl in statements(settings.clickhouse_database,  # the worker does it too
-                              settings.label_retention_days):
-            client.command(ddl)
+        _start_fresh(settings, client, home, console)
+        asyncio.run(ensure_topics(settings))
+        worker = WorkerProcess(settings, home / "worker.log").start()
+        console.print(f"  worker         pid {worker.pid}, log {worker.log_path}")
         plan = _aligned(plan, settings)
         try:
-            _publish_and_wait(settings, plan, client, worker, console, started)
+            _publish_and_wait(settings, plan, client, worker, console)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping, then showing what has arrived[/]")
         finally:
             worker.stop()
-        _show_results(settings, plan, client, console, started)
+        _show_results(settings, plan, client, console)
         client.close()
     return 0
+
+
+def _start_fresh(settings: Settings, client: Client, home: Path, console: Console) -> None:
+    # Before the worker starts, so that it neither reads nor resumes anything of a run
+    # whose broker offsets are gone (see fresh.py).
+    start_fresh(client, settings.clickhouse_database, Path(settings.state_dir),
+                settings.label_retention_days)
+    (home / "worker.log").unlink(missing_ok=True)
+    console.print(f"  fresh start    database {settings.clickhouse_database}, "
+                  f"{settings.state_dir}/ and the worker log emptied: the broker keeps "
+                  f"nothing between runs, so an earlier run cannot be continued",
+                  highlight=False)
 
 
 def _aligned(plan: TrafficPlan, settings: Settings) -> TrafficPlan:
@@ -75,7 +86,7 @@ def _aligned(plan: TrafficPlan, settings: Settings) -> TrafficPlan:
 
 
 def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
-                      worker: WorkerProcess, console: Console, started: float) -> None:
+                      worker: WorkerProcess, console: Console) -> None:
     expected_rows = plan.windows * len(MODELS) * FEATURES_PER_MODEL
     with _progress(console) as progress:
         sent = progress.add_task("events published", total=plan.total_events)
@@ -93,7 +104,7 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
                 await telemetry.stop()
             deadline = time.monotonic() + 120 + settings.idle_close_seconds
             while time.monotonic() < deadline:
-                done = await asyncio.to_thread(_window_rows, client, settings, plan, started)
+                done = await asyncio.to_thread(_window_rows, client, settings, plan)
                 progress.update(rows, completed=done)
                 if done >= expected_rows:
                     return True
@@ -145,23 +156,23 @@ def _progress(console: Console) -> Iterator[Progress]:
         yield progress
 
 
-def _window_rows(client: Client, settings: Settings, plan: TrafficPlan, started: float) -> int:
-    # Rows of this run only: an earlier run over the same minutes left rows there too.
+def _window_rows(client: Client, settings: Settings, plan: TrafficPlan) -> int:
     result = client.query(
         f"SELECT count() FROM {settings.clickhouse_database}.feature_windows FINAL "
-        "WHERE window_start >= fromUnixTimestamp64Milli({start:Int64}) "
-        "AND written_at >= fromUnixTimestamp64Milli({started:Int64})",
-        parameters={"start": plan.start_ms, "started": int(started * 1000)})
+        "WHERE window_start >= fromUnixTimestamp64Milli({start:Int64})",
+        parameters={"start": plan.start_ms})
     return int(result.result_rows[0][0])
 
 
-def example_queries(database: str, start_ms: int, written_after: float) -> list[tuple[str, str]]:
+def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
     """(title, SQL) pairs the demo prints with their output; the README shows the same.
 
-    The data directory persists across runs, so each query looks at this run's rows only.
+    Each run starts from an empty database, so every row is this run's, and the queries
+    give the same answers when run again against ``driftline embedded``. Per-window ones
+    start at the run's first window: the traffic's stragglers carry event times up to two
+    windows earlier and leave a few rows of a handful of events there.
     """
     since = _utc(start_ms / 1000)
-    written = _utc(written_after)
     return [
         ("A numeric feature per window: v2's amount shifts part-way, v1's does not",
          f"SELECT model_version, formatDateTime(window_start, '%H:%i') AS window, count,\n"
@@ -194,11 +205,13 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
          f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
          f"  AND window_start >= '{since}'\n"
          f"GROUP BY window_start ORDER BY window_start"),
-        ("Alerts: one incident per drifting feature or model quality, opened and resolved once",
-         f"SELECT formatDateTime(window_end, '%H:%i') AS at, state, severity, model_version,\n"
-         f"       feature, metric, round(value, 3) AS value\n"
-         f"FROM {database}.alerts FINAL WHERE written_at >= '{written}'\n"
-         f"ORDER BY window_end, feature, state"),
+        ("Alerts: one row per incident opened or resolved. v2's quality stays open: a window "
+         "is judged once its labels have had time to arrive, and the demo's time ends before "
+         "enough good windows are judged to resolve it",
+         f"SELECT formatDateTime(window_end, '%H:%i') AS at, state, severity,\n"
+         f"       model_version AS version, feature, metric, round(value, 3) AS value\n"
+         f"FROM {database}.alerts FINAL\n"
+         f"ORDER BY window_end, model, feature, state"),
         ("Model quality of v2 per window, from labels that came later: worse in the shift",
          f"SELECT formatDateTime(window_start, '%H:%i') AS window, n_predicted,\n"
          f"       n_labeled, round(coverage, 2) AS coverage, round(accuracy, 3) AS accuracy,\n"
@@ -210,11 +223,8 @@ def example_queries(database: str, start_ms: int, written_after: float) -> list[
         ("The model, its service and its GPU side by side: churn-predictor's slow spell",
          side_by_side_sql(database, "churn-predictor", since)),
         ("Late events and dead letters: counted, never silently dropped",
-         f"SELECT 'late events' AS what, sum(late_events) AS n\n"
-         f"FROM {database}.late_events FINAL WHERE written_at >= '{written}'\n"
-         f"UNION ALL\n"
-         f"SELECT 'dead letters', count()\n"
-         f"FROM {database}.dead_letters FINAL WHERE written_at >= '{written}'"),
+         f"SELECT (SELECT sum(late_events) FROM {database}.late_events FINAL) AS late_events,\n"
+         f"       (SELECT count() FROM {database}.dead_letters FINAL) AS dead_letters"),
     ]
 
 
@@ -247,21 +257,28 @@ def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
-def _show_results(settings: Settings, plan: TrafficPlan, client: Client, console: Console,
-                  started: float) -> None:
+def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
+                  console: Console) -> None:
     database = settings.clickhouse_database
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters, drift_scores, alerts, references, performance, "
-                  f"labeled_predictions, service_windows, gpu_windows, host_windows. The "
-                  f"data directory persists; `driftline embedded` serves it again for your "
-                  f"own queries.\n")
-    for title, sql in example_queries(database, plan.start_ms or 0, started):
+                  f"labeled_predictions, service_windows, gpu_windows, host_windows. They "
+                  f"stay until the next `driftline demo` starts afresh; `driftline embedded` "
+                  f"serves them again for your own queries.\n")
+    for title, sql in example_queries(database, plan.start_ms or 0):
         console.print(f"[bold]{title}[/]")
         console.print(sql, style="cyan", highlight=False)
-        result = client.query(sql)
-        table = Table(*result.column_names, show_edge=False, pad_edge=False)
-        for row in result.result_rows[:24]:
-            table.add_row(*(str(v) for v in row))
-        console.print(table)
+        console.print(_table(client.query(sql)))
         console.print()
+
+
+def _table(result: QueryResult) -> Table:
+    # Every row, and every value whole: a cell too wide for the terminal wraps ("fold")
+    # instead of ending in an ellipsis. Plain columns, as in the README, fit 80 characters.
+    table = Table(box=None, pad_edge=False)
+    for name in result.column_names:
+        table.add_column(name, overflow="fold")
+    for row in result.result_rows:
+        table.add_row(*(str(v) for v in row))
+    return table

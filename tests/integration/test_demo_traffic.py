@@ -2,7 +2,8 @@
 labels through the publisher, a shift in fraud-detector v2 part-way during which its
 predictions also get worse, and later a slow spell of the churn model's service. The drop
 in quality raises a performance alert, the slow spell a service latency alert that
-resolves; no other model's quality or service alerts."""
+resolves; no other model's quality or service alerts. And the demo's fresh start: a second
+run over the same home finds nothing of the first."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from driftline.sinks.schema import statements
+from driftline.streams.demo.fresh import start_fresh
 from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
@@ -88,3 +91,48 @@ def test_the_quality_drop_in_the_demo_traffic_raises_a_performance_alert(
     assert slow_p95 > 3 * 20  # gamma(4, 5) latencies, 3x slower: p95 ~ 100 ms
     # The first shifted window (7) is where quality dropped.
     assert opened_at == [(T0 + 7 * settings.window_ms,)]
+
+
+def tables(client: Client, db: str) -> dict[str, int]:
+    """Table -> rows, counted (system.tables' total_rows may lag an insert)."""
+    names = [name for (name,) in client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": db}).result_rows]
+    return {name: int(client.query(f"SELECT count() FROM {db}.`{name}`").result_rows[0][0])
+            for name in names}
+
+
+def test_a_second_demo_run_finds_nothing_of_the_first(settings: Settings, clickhouse: Client,
+                                                      tmp_path: Path) -> None:
+    db, state = settings.clickhouse_database, tmp_path / "home" / "state"
+    start_fresh(clickhouse, db, state)
+    schema = set(tables(clickhouse, db))
+    # What a first run leaves: rows whose revision (its broker offsets) would beat the
+    # next run's under FINAL, a table of the user's own, and the worker's state.
+    clickhouse.command(f"INSERT INTO {db}.late_events (model, model_version, window_start, "
+                       f"source_partition, source_offset, late_events) "
+                       f"VALUES ('fraud-detector', 'v2', now64(3), 0, 1000000, 7)")
+    clickhouse.command(f"CREATE TABLE {db}.notes (text String) ENGINE = MergeTree ORDER BY ()")
+    (state / "driftline" / "v1").mkdir(parents=True)
+    (state / "driftline" / "v1" / "offsets").write_text("1000000")
+    other = f"{db}_kept"
+    clickhouse.command(f"CREATE DATABASE {other}")
+    try:
+        assert tables(clickhouse, db)["late_events"] == 1
+        start_fresh(clickhouse, db, state)
+        assert tables(clickhouse, db) == dict.fromkeys(schema, 0)
+        assert not state.exists()
+        assert clickhouse.query(f"EXISTS DATABASE {other}").result_rows == [(1,)]
+    finally:
+        clickhouse.command(f"DROP DATABASE IF EXISTS {other} SYNC")
+        clickhouse.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+    assert len(schema) == sum(ddl.startswith("CREATE TABLE") for ddl in statements(db))
+
+
+def test_the_demo_will_not_drop_a_database_it_does_not_own(clickhouse: Client,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    with pytest.raises(ValueError, match="will not drop 'default'"):
+        start_fresh(clickhouse, "default", tmp_path / "state")
+    assert (tmp_path / "state").exists()
+    assert clickhouse.query("EXISTS DATABASE default").result_rows == [(1,)]
