@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +43,11 @@ def main() -> None:
         wheel = _build_wheel(work)
         empty = _site_packages_bytes(_venv(work / "empty"))
         rows = [_measure(work, wheel, extra, empty) for extra in args.extras.split(",")]
-    table = Table("install", "pip install", "site-packages MB", "packages",
+    table = Table("install", "pip install", "site-packages MB", "of it numpy", "packages",
                   "heavy modules loaded by the publisher")
     for row in rows:
-        table.add_row(row["extra"], row["requirement"], f"{row['megabytes']:.0f}",
-                      str(row["packages"]), row["publisher_loads"])
+        table.add_row(row["extra"], escape(str(row["requirement"])), f"{row['megabytes']:.0f}",
+                      f"{row['numpy_megabytes']:.0f}", str(row["packages"]), row["publisher_loads"])
     console.print(table)
     console.print(f"(site-packages of each environment less an empty one's: {empty / 1e6:.0f} MB)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ def _measure(work: Path, wheel: Path, extra: str, empty: int) -> dict[str, objec
     loads = _run(python, "-c", IMPORT_CHECK, cwd=work).strip()
     return {"extra": extra, "requirement": requirement, "packages": len(frozen),
             "megabytes": (_site_packages_bytes(python) - empty) / 1e6,
+            "numpy_megabytes": _site_packages_bytes(python, ("numpy", "numpy.libs")) / 1e6,
             "publisher_loads": loads}
 
 
@@ -77,10 +79,13 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def _site_packages_bytes(python: Path) -> int:
+def _site_packages_bytes(python: Path, only: tuple[str, ...] = ()) -> int:
+    """Bytes under site-packages, or under its ``only`` folders."""
     site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
                 .strip())
-    return sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
+    roots = [site / name for name in only] if only else [site]
+    return sum(f.stat().st_size for root in roots for f in root.rglob("*")
+               if f.is_file() and not f.is_symlink())
 
 
 def _run(python: Path, *args: str, cwd: Path | None = None) -> str:
