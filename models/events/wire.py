@@ -115,7 +115,7 @@ def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1
     decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
     if decoder is None:
         known = ", ".join(sorted(_DECODERS))
-        raise BadMessage(f"unknown type {kind!r}: expected one of {known}")
+        raise BadMessage(f"unknown type {kind!r:.80}: expected one of {known}")
     block = decoder(doc)
     if block.model:  # a watermark for the whole partition names no model and needs no key
         _check_key(key, block.model)
@@ -124,9 +124,10 @@ def decode(key: bytes | None, value: bytes | None, max_bytes: int = 8 * 1024 * 1
 
 def _check_key(key: bytes | None, model: str) -> None:
     # Windows of a model live on one partition; a message keyed otherwise would split them.
-    if key is None or key.decode("utf-8", "replace") != model:
+    # Compared as bytes: a key that is not UTF-8 is not the model, whatever it decodes to.
+    if key != model.encode():
         shown = None if key is None else key.decode("utf-8", "replace")
-        raise BadMessage(f"message key {shown!r} must be the model name {model!r}")
+        raise BadMessage(f"message key {shown!r:.80} must be the model name {model!r:.80}")
 
 
 def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
@@ -167,7 +168,7 @@ def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
         raise BadMessage("'features' must be an object of name -> column")
     for name, column in features.items():
         if not isinstance(column, list) or len(column) != n:
-            raise BadMessage(f"feature {name!r} must be a list of {n} values")
+            raise BadMessage(f"feature {name!r:.80} must be a list of {n} values")
         _set_feature(block, name, column)
     block.prediction = _column(doc, "prediction", n, _NUMBER_TYPES | _STRING_TYPES)
     block.score = _column(doc, "score", n, _MEASURE_TYPES)
@@ -247,7 +248,7 @@ def _event_time(value: Any) -> int:
         raise BadMessage("event lacks required field 'event_time' (UTC epoch milliseconds)")
     if type(value) is not int:
         raise BadMessage(f"'event_time' must be an integer of UTC epoch milliseconds, "
-                         f"got {value!r}")
+                         f"got {value!r:.80}")
     if not MIN_EVENT_TIME_MS <= value <= MAX_EVENT_TIME_MS:
         raise BadMessage(f"'event_time' {value} is out of range: send UTC epoch milliseconds")
     return value
@@ -281,13 +282,13 @@ def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
     if not name or len(name) > MAX_NAME_LENGTH:
         raise BadMessage(f"feature name {name[:40]!r} must be 1 to {MAX_NAME_LENGTH} characters")
     if name.startswith(_RESERVED):
-        raise BadMessage(f"feature name {name!r}: names starting with {' or '.join(_RESERVED)} "
+        raise BadMessage(f"feature name {name!r:.80}: names starting with {' or '.join(_RESERVED)} "
                          "are reserved for the model's outputs and its service's measures")
     kind = _column_kind(column)
     if kind is None:
         types = set(map(type, column))
         shown = ", ".join(sorted(t.__name__ for t in types - {type(None)}))
-        raise BadMessage(f"feature {name!r} mixes or holds unsupported types ({shown}): "
+        raise BadMessage(f"feature {name!r:.80} mixes or holds unsupported types ({shown}): "
                          "send numbers or strings, one kind per feature")
     block.features[name] = column
     block.feature_kinds[name] = kind
@@ -305,7 +306,7 @@ def _required_column(doc: Mapping[str, Any], field: str, n: int,
                      allowed: frozenset[type]) -> list[Any]:
     column = _column(doc, field, n, allowed)
     if column is None:
-        raise BadMessage(f"batch lacks required column {field!r}")
+        raise BadMessage(f"batch lacks required column {field!r:.80}")
     return column
 
 
@@ -315,9 +316,9 @@ def _column(doc: Mapping[str, Any], field: str, n: int,
     if column is None:
         return None
     if not isinstance(column, list) or len(column) != n:
-        raise BadMessage(f"column {field!r} must be a list of {n} values")
+        raise BadMessage(f"column {field!r:.80} must be a list of {n} values")
     if not set(map(type, column)) <= allowed:
-        raise BadMessage(f"column {field!r} holds values of an unsupported type")
+        raise BadMessage(f"column {field!r:.80} holds values of an unsupported type")
     return column
 
 
@@ -330,7 +331,7 @@ def _scalar(value: Any, field: str) -> Any:
 def _number(value: Any, field: str) -> float | None:
     if value is None or type(value) in (int, float):
         return value  # type: ignore[no-any-return]
-    raise BadMessage(f"{field!r} must be a number or null, got {value!r}")
+    raise BadMessage(f"{field!r} must be a number or null, got {value!r:.80}")
 
 
 def _optional_str(value: Any, field: str) -> str | None:

@@ -168,9 +168,11 @@ def decode_telemetry(key: bytes | None, value: bytes | None,
         shown = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
         raise BadMessage(f"expected a telemetry object ('type': 'telemetry'), got {shown!r:.80}")
     sample = _record(TelemetrySample, doc, "")
-    shown_key = None if key is None else key.decode("utf-8", "replace")
-    if shown_key != sample.host:
-        raise BadMessage(f"message key {shown_key!r:.80} must be the host name {sample.host!r}")
+    # Compared as bytes: a key that is not UTF-8 is not the host, whatever it decodes to.
+    if key != sample.key:
+        shown_key = None if key is None else key.decode("utf-8", "replace")
+        raise BadMessage(f"message key {shown_key!r:.80} must be the host name "
+                         f"{sample.host!r:.80}")
     return sample
 
 
