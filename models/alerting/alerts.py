@@ -77,10 +77,11 @@ class Alert:
 
     def __post_init__(self) -> None:
         if self.state not in get_args(State):
-            raise ValueError(f"alert state must be one of {get_args(State)}, got {self.state!r}")
+            raise ValueError(f"alert state must be one of {get_args(State)}, "
+                             f"got {self.state!r:.80}")
         if self.severity not in get_args(Severity):
             raise ValueError(f"alert severity must be one of {get_args(Severity)}, "
-                             f"got {self.severity!r}")
+                             f"got {self.severity!r:.80}")
         if not (math.isfinite(self.value) and math.isfinite(self.threshold)):
             raise ValueError("alert value and threshold must be finite (JSON has no NaN)")
 
@@ -102,7 +103,8 @@ class Alert:
         missing = _TYPES.keys() - doc.keys()
         extra = doc.keys() - _TYPES.keys()
         if missing or extra:
-            raise ValueError(f"alert fields: missing {sorted(missing)}, unknown {sorted(extra)}")
+            raise ValueError(f"alert fields: missing {sorted(missing)}, "
+                             f"unknown {sorted(extra)!r:.80}")
         return cls(**{name: _typed(name, kind, doc[name]) for name, kind in _TYPES.items()})
 
 
@@ -116,4 +118,4 @@ def _typed(name: str, kind: str, value: Any) -> Any:
         return float(value)
     if kind not in ("int", "float") and isinstance(value, str):
         return value
-    raise ValueError(f"alert field {name!r} has the wrong type: {value!r}")
+    raise ValueError(f"alert field {name!r} has the wrong type: {value!r:.80}")

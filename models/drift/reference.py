@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -110,9 +111,18 @@ class ReferenceProfile:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> ReferenceProfile:
-        doc: dict[str, Any] = orjson.loads(data)
-        features = {name: _feature(f) for name, f in doc.pop("features").items()}
-        return cls(features=features, **doc)
+        """Parse :meth:`to_json` output; :class:`ValueError` with a one-line reason for
+        anything else (not JSON, a field missing, unknown or of the wrong type)."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not a reference profile: not valid JSON: {exc}") from None
+        fields = _fields(cls, doc, "profile")
+        features = fields["features"]
+        if not isinstance(features, dict):
+            raise ValueError("not a reference profile: 'features' must be an object")
+        return cls(**{**fields, "features": {name: _feature(name, f)
+                                             for name, f in features.items()}})
 
 
 def category_label(value: str | float | int | bool | np.generic) -> str:
@@ -156,8 +166,48 @@ def category_labels(values: npt.ArrayLike) -> _Objects:
     return out
 
 
-def _feature(doc: dict[str, Any]) -> FeatureReference:
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
-    if fields.get("kind") == "categorical":
-        return CategoricalReference(**fields)
-    return NumericReference(**fields)
+def _feature(name: str, doc: Any) -> FeatureReference:
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    cls = CategoricalReference if kind == "categorical" else NumericReference
+    return cls(**_fields(cls, doc, f"feature {name!r:.80}"))
+
+
+def _fields(cls: Any, doc: Any, what: str) -> dict[str, Any]:
+    """``doc``'s values for the dataclass ``cls``, checked against its field types
+    (lists become tuples); :class:`ValueError` naming the first that does not fit."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"not a reference profile: {what} must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    missing = [name for name, f in fields.items()
+               if name not in doc and f.default is dataclasses.MISSING]
+    unknown = [name for name in doc if name not in fields]
+    if missing or unknown:
+        problems = [f"lacks {missing}" if missing else "",
+                    f"has unknown fields {unknown!r:.80}" if unknown else ""]
+        raise ValueError(f"not a reference profile: {what} "
+                         f"{' and '.join(filter(None, problems))}")
+    hints = _hints(cls)
+    return {name: _typed(hints[name], value, f"{what}: {name!r}") for name, value in doc.items()}
+
+
+#: The JSON types that a field of each type takes (booleans are no numbers here).
+_JSON_TYPES: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (int, float)}
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        return tuple(_typed(typing.get_args(hint)[0], item, where) for item in value)
+    if origin is Literal and value in typing.get_args(hint):
+        return value
+    if type(value) in _JSON_TYPES.get(hint, ()) or origin is Mapping:  # features: one by one
+        return value
+    expected = {str: "a string", int: "an integer", float: "a number"}.get(
+        hint, "a list" if origin is tuple else f"one of {typing.get_args(hint)}")
+    raise ValueError(f"not a reference profile: {where} must be {expected}, "
+                     f"got {value!r:.80}")

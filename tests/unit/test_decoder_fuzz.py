@@ -28,6 +28,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from driftline.models.alerting.alerts import Alert, alert_id
+from driftline.models.drift.reference import (
+    CategoricalReference,
+    NumericReference,
+    ReferenceProfile,
+)
 from driftline.models.events.records import LabelEvent, PredictionEvent
 from driftline.models.events.wire import (
     MAX_EVENT_TIME_MS,
@@ -44,6 +50,8 @@ from driftline.models.telemetry.sample import (
 )
 from driftline.models.telemetry.windows import HostWatermark, decode_telemetry_message
 from driftline.streams.publisher._buffer import EventBuffer
+from driftline.streams.reference.profiles import ReferenceStore
+from driftline.streams.settings import Settings
 
 T = TypeVar("T")
 T0 = 1_764_230_400_000
@@ -529,3 +537,117 @@ def test_telemetry_over_the_limit_is_rejected_naming_size_and_limit(
                 decoder(host_key(value), message, limit)
             assert f"{len(value)} bytes" in str(info.value)
             assert f"{limit}-byte" in str(info.value)
+
+
+# --- reference profiles, read by every worker from the references topic ------------------
+
+counts = st.integers(0, 2**63 - 1)
+
+
+def edges(draw: st.DrawFn) -> tuple[float, ...]:
+    return tuple(sorted(draw(st.lists(finite, min_size=2, max_size=6, unique=True))))
+
+
+def histogram(draw: st.DrawFn, bins: int) -> tuple[int, ...]:
+    return tuple(draw(st.lists(counts, min_size=bins, max_size=bins)))
+
+
+@st.composite
+def numeric_references(draw: st.DrawFn) -> NumericReference:
+    coarse, fine = edges(draw), edges(draw)
+    return NumericReference(
+        edges=coarse, counts=histogram(draw, len(coarse) + 1), fine_edges=fine,
+        fine_counts=histogram(draw, len(fine) + 1), count=draw(counts),
+        missing_count=draw(counts), mean=draw(finite), std=draw(finite), min=draw(finite),
+        max=draw(finite), quantiles=tuple(draw(st.lists(finite, min_size=7, max_size=7))))
+
+
+@st.composite
+def categorical_references(draw: st.DrawFn) -> CategoricalReference:
+    categories = tuple(draw(st.lists(st.text(chars, max_size=8), max_size=5, unique=True)))
+    return CategoricalReference(categories=categories, counts=histogram(draw, len(categories)),
+                                other_count=draw(counts), count=draw(counts),
+                                missing_count=draw(counts))
+
+
+profiles = st.builds(
+    ReferenceProfile, model=names, version=names, source=st.sampled_from(["training", "baseline"]),
+    created_at_ms=event_times,
+    features=st.dictionaries(st.text(chars, max_size=8),
+                             numeric_references() | categorical_references(), max_size=3))
+profile_docs = profiles.map(lambda p: orjson.loads(p.to_json()))
+
+
+def store() -> ReferenceStore:
+    return ReferenceStore(Settings())
+
+
+def decoded_profile(value: bytes) -> None:
+    """Rejected with a one-line ValueError, or read as sent; and the store carries on."""
+    profile = outcome(lambda: ReferenceProfile.from_json(value), ValueError)
+    if profile is not None:
+        assert same(orjson.loads(profile.to_json()), orjson.loads(value))
+        for feature in profile.features.values():
+            for name, hint in get_type_hints(type(feature)).items():
+                assert (get_origin(hint) is not tuple
+                        or type(getattr(feature, name)) is tuple), (name, feature)
+    live = store()
+    live._apply(profile.key if profile else b"m/v", value, 0)
+    assert len(live) <= 1
+
+
+@FUZZ
+@given(profiles)
+def test_reference_profiles_read_back_exactly(profile: ReferenceProfile) -> None:
+    assert ReferenceProfile.from_json(profile.to_json()) == profile
+    live = store()
+    live._apply(profile.key, profile.to_json(), 0)
+    assert live.get(profile.model, profile.version) == profile
+
+
+@FUZZ
+@given(st.one_of(mutated(profile_docs), anything, truncated(profile_docs.map(orjson.dumps))))
+@example(b'{"model":"m","version":"v","source":"training","created_at_ms":1,"features":5}')
+@example(b'{"model":"m","version":"v","source":"training","created_at_ms":1,'
+         b'"features":{"x":{"kind":"categorical","categories":["a"],"counts":["1"],'
+         b'"other_count":0,"count":1,"missing_count":0}}}')
+@example(b'{"model":"m","version":"v","source":"training","created_at_ms":1,'
+         b'"features":{"x":{"edges":["a","b"],"counts":[0,1,0],"fine_edges":["a","b"],'
+         b'"fine_counts":[0,1,0],"count":1,"missing_count":0,"mean":0,"std":0,"min":0,'
+         b'"max":0,"quantiles":[]}}}')
+def test_broken_reference_profiles_are_skipped_with_a_reason(value: bytes) -> None:
+    decoded_profile(value)
+
+
+# --- alerts, read by whatever consumes the alerts topic ----------------------------------
+
+finite_scores = st.floats(allow_nan=False, allow_infinity=False)
+alerts = st.builds(
+    lambda key, first, *rest: Alert(alert_id(key, first), key, *rest[:-4], first, *rest[-4:]),
+    st.text(chars, min_size=1, max_size=20), st.integers(0, 2**63 - 1),
+    st.sampled_from(["open", "escalated", "resolved"]), st.sampled_from(["warning", "critical"]),
+    names, names, names, names, finite_scores, finite_scores, st.integers(0, 2**63 - 1),
+    st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.text(chars, max_size=40))
+
+
+def decoded_alert(value: bytes) -> None:
+    alert = outcome(lambda: Alert.from_json(value), ValueError)
+    if alert is not None:
+        sent = orjson.loads(value)
+        assert sent.keys() == orjson.loads(alert.to_json()).keys()
+        assert same(orjson.loads(alert.to_json()), sent)
+
+
+@FUZZ
+@given(alerts)
+def test_alerts_read_back_exactly(alert: Alert) -> None:
+    assert Alert.from_json(alert.to_json()) == alert
+
+
+@FUZZ
+@given(st.one_of(mutated(alerts.map(lambda a: orjson.loads(a.to_json()))), anything,
+                 truncated(alerts.map(Alert.to_json))))
+@example(Alert(alert_id("k", 0), "k", "open", "warning", "m", "v", "f", "psi", 0.5, 0.2, 0, 1,
+               0, 1, "s").to_json().replace(b'"value":0.5', b'"value":"' + b"x" * 1000 + b'"'))
+def test_broken_alerts_are_rejected_with_a_reason(value: bytes) -> None:
+    decoded_alert(value)
