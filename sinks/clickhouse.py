@@ -3,7 +3,8 @@
 The worker calls :meth:`ClickHouseSink.write` once per checkpoint with everything that
 checkpoint produced, and acks the source offsets only after it returns: a commit means the
 rows are durable. Rows replace earlier rows with the same key (see :mod:`driftline.sinks.schema`),
-so writing a batch twice changes nothing.
+so writing a batch twice changes nothing; of two rows of a key the later write wins (see
+:mod:`driftline.sinks.write_version`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow, LateEvents
 from driftline.sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
 from driftline.sinks.schema import quantile_columns, statements
+from driftline.sinks.write_version import write_versions
 from driftline.streams.settings import Settings
 
 
@@ -40,8 +42,10 @@ class DeadLetter:
 
 @dataclasses.dataclass
 class SinkBatch:
-    """Everything one checkpoint writes. ``revision`` orders rewrites of the same window."""
+    """Everything one checkpoint writes."""
 
+    #: Source offset of the last message the checkpoint applied. Not the rows' version:
+    #: offsets restart (see :mod:`driftline.sinks.write_version`).
     revision: int
     partition: int
     windows: list[FeatureWindowRow] = dataclasses.field(default_factory=list)
@@ -125,7 +129,7 @@ class ClickHouseSink:
         """Insert the batch, one columnar insert per table that has rows."""
         if batch.windows:
             await self._insert("feature_windows", _WINDOW_COLUMNS,
-                               _window_columns(batch.windows, batch.revision))
+                               _window_columns(batch.windows, write_versions(len(batch.windows))))
         if batch.late:
             await self._insert(
                 "late_events",
@@ -138,7 +142,7 @@ class ClickHouseSink:
             rows = batch.scores
             await self._insert("drift_scores", _SCORE_COLUMNS, [
                 *([getattr(r, name) for r in rows] for name in _SCORE_COLUMNS[:-1]),
-                [batch.revision] * len(rows)])
+                list(write_versions(len(rows)))])
         if batch.alerts:
             alerts = batch.alerts
             await self._insert("alerts", _ALERT_COLUMNS, [
@@ -156,7 +160,7 @@ class ClickHouseSink:
             await self._insert("service_windows", _SERVICE_COLUMNS, [
                 *([getattr(r, "version" if name == "model_version" else name) for r in service]
                   for name in _SERVICE_COLUMNS[:-1]),
-                [batch.revision] * len(service)])
+                list(write_versions(len(service)))])
         if batch.performance:
             await self.client.insert("performance", batch.performance,
                                      column_names=PERFORMANCE_COLUMNS,
@@ -177,7 +181,7 @@ class ClickHouseSink:
                                  database=self.settings.clickhouse_database)
 
 
-def _window_columns(rows: list[FeatureWindowRow], revision: int) -> list[list[Any]]:
+def _window_columns(rows: list[FeatureWindowRow], versions: range) -> list[list[Any]]:
     quantiles = [[_nullable(r.quantiles[i]) if r.quantiles else None for r in rows]
                  for i in range(len(quantile_columns()))]
     return [
@@ -189,7 +193,7 @@ def _window_columns(rows: list[FeatureWindowRow], revision: int) -> list[list[An
         [list(r.bin_edges) for r in rows], [list(r.bin_counts) for r in rows],
         [list(r.fine_bin_edges) for r in rows], [list(r.fine_bin_counts) for r in rows],
         [list(r.categories) for r in rows], [list(r.category_counts) for r in rows],
-        [r.other_count for r in rows], [revision] * len(rows),
+        [r.other_count for r in rows], list(versions),
     ]
 
 

@@ -5,6 +5,11 @@ What waits grows with traffic × time-to-live, so it lives in ClickHouse, not in
 worker's checkpoint. Every table replaces rows by key, so writing a batch twice (a replay
 after a crash) changes nothing; the worker serialises the batches of one partition, so a
 lookup always sees the writes of the batches before it.
+
+Two orders, kept apart: a label's ``revision`` (its place in the log, which the join
+compares to tell a correction from a replay) is stored as ``label_revision``; the tables'
+version ``revision`` is the write version (:mod:`driftline.sinks.write_version`). The join
+writes only the label that wins, so the latest write of a key is its latest label.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from driftline.models.events.wire import EventBlock
 from driftline.models.quality.label_join import Key, Label, LabeledPrediction, Prediction
+from driftline.sinks.write_version import write_versions
 
 _LOOKUP_CHUNK = 1_000
 _PREDICTION_COLUMNS = ["model", "model_version", "request_id", "event_time", "prediction",
                        "score", "probabilities"]
-_LABEL_COLUMNS = ["model", "request_id", "event_time", "label", "revision", "settled"]
+_LABEL_COLUMNS = ["model", "request_id", "event_time", "label", "label_revision", "settled",
+                  "revision"]
 _PAIR_COLUMNS = ["model", "model_version", "window_start", "request_id", "prediction_time",
                  "label_time", "delay_seconds", "prediction", "label", "score",
-                 "probabilities", "revision", "expired"]
+                 "probabilities", "label_revision", "expired", "revision"]
 
 
 class LabelStore:
@@ -58,18 +65,18 @@ class LabelStore:
         """Store waiting labels; mark ``settled`` ones (their prediction came) as gone."""
         rows = [(lb.model, lb.request_id, lb.event_time, _text(lb.label), lb.revision, 0)
                 for lb in labels]
-        # Written again, marked settled, one revision above: FINAL then leaves it out.
-        rows += [(lb.model, lb.request_id, lb.event_time, _text(lb.label), lb.revision + 1, 1)
+        # Written again, marked settled, after the waiting row: FINAL then leaves it out.
+        rows += [(lb.model, lb.request_id, lb.event_time, _text(lb.label), lb.revision, 1)
                  for lb in settled]
-        await self._insert("waiting_labels", _LABEL_COLUMNS, rows)
+        await self._insert("waiting_labels", _LABEL_COLUMNS, _versioned(rows))
 
     async def put_pairs(self, pairs: Sequence[LabeledPrediction]) -> None:
-        await self._insert("labeled_predictions", _PAIR_COLUMNS, [
+        await self._insert("labeled_predictions", _PAIR_COLUMNS, _versioned([
             (r.prediction.model, r.prediction.version, r.window_start, r.request_id,
              r.prediction.event_time, r.label.event_time, r.delay_seconds,
              _text(r.prediction.prediction), _text(r.label.label), r.prediction.score,
              dict(r.prediction.probabilities or {}), r.label.revision, int(r.expired))
-            for r in pairs])
+            for r in pairs]))
 
     async def predictions(self, keys: Iterable[Key]) -> dict[Key, Prediction]:
         rows = await self._lookup("predictions", _PREDICTION_COLUMNS, keys)
@@ -82,7 +89,7 @@ class LabelStore:
 
     async def pairs(self, keys: Iterable[Key], window_ms: int) -> dict[Key, LabeledPrediction]:
         columns = ["model", "model_version", "request_id", "prediction_time", "prediction",
-                   "score", "probabilities", "label_time", "label", "revision", "expired"]
+                   "score", "probabilities", "label_time", "label", "label_revision", "expired"]
         rows = await self._lookup("labeled_predictions", columns, keys)
         out = {}
         for m, v, rid, pt, pred, score, probs, lt, label, rev, expired in rows:
@@ -113,6 +120,12 @@ class LabelStore:
     async def _insert(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
         if rows:
             await self.client.insert(table, rows, column_names=names, database=self.database)
+
+
+def _versioned(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each row with its write version last; a later row of a key wins, also in one insert."""
+    return [(*row, version) for row, version in zip(rows, write_versions(len(rows)),
+                                                    strict=True)]
 
 
 def _probability_maps(columns: dict[str, list[float | None]] | None,

@@ -3,7 +3,9 @@ write its ``performance`` row.
 
 A window's row is always computed from all of its labelled predictions (FINAL: each request
 id once, with its latest label), so rewriting it after more labels, a correction or a
-replay gives the right row, and the newest row replaces the older one.
+replay gives the right row, and the newest row replaces the older one: ``updated_at``, the
+table's version, comes from a write clock (:class:`driftline.sinks.write_version.WriteClock`
+in microseconds), never from an offset, and never goes back when the system clock does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.asyncclient import AsyncClient
 
 from driftline.models.quality.performance_window import PairColumns, WindowPerformance
+from driftline.sinks.write_version import WriteClock
 
 WindowKey = tuple[str, str, int]  # (model, version, window start)
 
@@ -34,6 +37,7 @@ COLUMNS = [
     "calibration_count", "calibration_correct", "calibration_confidence_sum", *_REGRESSION,
     *(f"sum_{name}" for name in _SUMS), "ape_count", "updated_at",
 ]
+_UPDATED_AT = WriteClock(lambda: time.time_ns() // 1_000)  # µs, as the column holds
 
 
 class PerformanceStore:
@@ -102,7 +106,7 @@ def performance_row(key: WindowKey, window_ms: int, perf: WindowPerformance,
         perf.calibration_count, perf.calibration_correct, perf.calibration_confidence_sum,
         *(_finite(metrics.get(m)) if perf.task == "regression" else None for m in _REGRESSION),
         *(sums.get(name, 0.0) for name in _SUMS), perf.ape_count,
-        int((time.time() if updated_at is None else updated_at) * 1_000_000),  # µs
+        _UPDATED_AT.take()[0] if updated_at is None else int(updated_at * 1_000_000),  # µs
     )
 
 

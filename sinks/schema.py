@@ -4,6 +4,25 @@ Every table is a ``ReplacingMergeTree`` whose sorting key names one result exact
 (a window of a feature, a late message, a dead letter), so writing the same result again —
 after a crash and replay, or because late data changed it — replaces the row instead of
 adding one. Read with ``FINAL`` (or ``argMax(..., revision)``) to see each key once.
+
+Of two rows of a key, the later write wins, in every table:
+
+* ``revision`` is the row's write version (:mod:`driftline.sinks.write_version`):
+  nanoseconds since the epoch when the row was written, strictly increasing per process.
+  Never a Kafka offset: offsets restart (a recreated topic, the embedded broker's empty
+  storage, another cluster), and rows written before with higher offsets would win.
+  Rows written by older versions of driftline carry offsets, far below any write version,
+  so they lose to every new row without a migration. Two workers writing one key during
+  a rebalance: the later write wins where their clocks agree (NTP: milliseconds).
+* Rows are deterministic given the log (a replay writes the same values), so which copy of
+  a replay wins does not matter; the version matters where a key is written with new
+  values: the same minutes again from a restarted log, a window's quality as labels come,
+  a label correction. Which label is the later one is decided by the label join, from the
+  labels' own ``label_revision`` (their place in the log), before anything is written.
+* ``performance`` is versioned by ``updated_at``, the same kind of write clock in µs;
+  ``references`` by ``published_at`` (the latest published profile is live); ``alerts``,
+  ``predictions``, ``late_events`` and ``dead_letters`` have no version: the last insert
+  of a key wins, which is the later write too.
 """
 
 from __future__ import annotations
@@ -50,7 +69,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
     categories Array(String) COMMENT 'top categories by count (categorical)',
     category_counts Array(UInt64) COMMENT 'count of each entry of categories',
     other_count UInt64 COMMENT 'non-missing values outside the top categories',
-    revision UInt64 COMMENT 'source offset when written; the highest revision of a window wins',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write of a window wins',
     written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
 )
 ENGINE = ReplacingMergeTree(revision)
@@ -128,7 +147,7 @@ CREATE TABLE IF NOT EXISTS {db}.drift_scores
         COMMENT 'the rule verdict; not_evaluated below the minimum count or window number',
     reference_source Enum8('training' = 1, 'baseline' = 2) COMMENT 'what it was compared with',
     reference_id String COMMENT 'content hash of that reference profile',
-    revision UInt64 COMMENT 'source offset when written; the highest revision wins',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins',
     written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
 )
 ENGINE = ReplacingMergeTree(revision)
@@ -189,9 +208,14 @@ CREATE TABLE IF NOT EXISTS {db}.waiting_labels
     request_id String COMMENT 'the prediction this label is for',
     event_time DateTime64(3, 'UTC') COMMENT 'label event time',
     label String COMMENT 'the label, as text',
-    revision UInt64 COMMENT 'source offset; the latest label of a request id wins',
+    -- The join keeps the later label (by label_revision) and writes only that: the latest
+    -- write of a request id is its latest label, also after the offsets restarted.
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins',
     settled UInt8 COMMENT '1 once its prediction arrived: FINAL leaves it out',
-    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written',
+    -- DEFAULT revision: rows written before this column existed had their offset there.
+    label_revision UInt64 DEFAULT revision
+        COMMENT 'where the label is in the log: offset x 1e6 + position in its message'
 )
 ENGINE = ReplacingMergeTree(revision, settled)
 ORDER BY (model, request_id)
@@ -214,8 +238,11 @@ CREATE TABLE IF NOT EXISTS {db}.labeled_predictions
     label String COMMENT 'true class or value, as text',
     score Nullable(Float64) COMMENT 'score, if sent',
     probabilities Map(String, Float64) COMMENT 'class probabilities, if sent',
-    revision UInt64 COMMENT 'source offset of the label; a correction has a higher one',
-    expired UInt8 DEFAULT 0 COMMENT '1: the label came after the model TTL and was not counted'
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins',
+    expired UInt8 DEFAULT 0 COMMENT '1: the label came after the model TTL and was not counted',
+    -- The join compares these to tell a correction (later in the log) from a replay.
+    label_revision UInt64 DEFAULT revision
+        COMMENT 'where the label is in the log: offset x 1e6 + position in its message'
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
@@ -302,7 +329,7 @@ CREATE TABLE IF NOT EXISTS {db}.service_windows
     status_counts Map(String, UInt64) COMMENT 'requests per status; add: sumMap',
     errors UInt64 COMMENT 'requests whose status is not ok/success/2xx',
     error_rate Nullable(Float64) COMMENT 'errors / requests with a status',
-    revision UInt64 COMMENT 'source offset of the checkpoint that wrote the row'
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
@@ -320,6 +347,8 @@ ADDED_COLUMNS = (
     ("feature_windows", "fine_bin_edges Array(Float64) AFTER bin_counts"),
     ("feature_windows", "fine_bin_counts Array(UInt64) AFTER fine_bin_edges"),
     ("labeled_predictions", "expired UInt8 DEFAULT 0 AFTER revision"),
+    ("waiting_labels", "label_revision UInt64 DEFAULT revision AFTER written_at"),
+    ("labeled_predictions", "label_revision UInt64 DEFAULT revision AFTER expired"),
 )
 
 

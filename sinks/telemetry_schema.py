@@ -2,9 +2,11 @@
 :data:`driftline.sinks.schema.TABLES`).
 
 One row per GPU (``gpu_windows``) and per host (``host_windows``) and event-time window,
-``ReplacingMergeTree(revision)`` keyed by exactly that, so a replay rewrites a row instead
-of adding one. Every reading has ``<reading>_mean``, ``_max`` and ``_p95`` columns (NULL
-when every sample had it null), and ``null_counts`` says how many samples had it null.
+``ReplacingMergeTree(revision)`` keyed by exactly that, so a replay rewrites a row
+instead of adding one, and of two rows the later write wins (``revision`` is the write
+version, see :mod:`driftline.sinks.schema`). Every reading has ``<reading>_mean``,
+``_max`` and ``_p95`` columns (NULL when every sample had it null), and ``null_counts``
+says how many samples had it null.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.gpu_windows
     xid_codes Array(UInt32) COMMENT 'their distinct codes',
     ecc_corrected UInt64 COMMENT 'increase of the volatile corrected ECC error count',
     ecc_uncorrected UInt64 COMMENT 'increase of the volatile uncorrected ECC error count',
-    revision UInt64 COMMENT 'source offset when written; the highest revision of a window wins',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write of a window wins',
     written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
 )
 ENGINE = ReplacingMergeTree(revision)
@@ -102,7 +104,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.host_windows
     samples UInt32 COMMENT 'telemetry samples in the window',
 {_metric_ddl(tuple(HOST_METRICS))}
     null_counts Map(String, UInt32) COMMENT 'samples in which each reading was null',
-    revision UInt64 COMMENT 'source offset when written; the highest revision of a window wins',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write of a window wins',
     written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
 )
 ENGINE = ReplacingMergeTree(revision)

@@ -14,9 +14,16 @@ Rules, per (model, request id):
 * a label waiting for its prediction waits at most the early-label time-to-live of the
   model's event time (``clock``): a prediction that comes later finds it expired;
 * the same label again is a duplicate and changes nothing; a different label later in
-  the log is a correction: the earlier pair is retracted and the new one written;
+  the log (higher ``revision``) is a correction: the earlier pair is retracted and the new
+  one written; a label met again at the revision of the stored one is a replay, unless it
+  says something else (then the log restarted and it is newer: a correction);
 * a label with no prediction yet waits (the caller stores it and offers it again when
   the prediction arrives).
+
+Revisions order labels within one log. Where a label topic's offsets restart, a
+correction of a label stored before that lands at a lower revision than it looks like an
+older label replayed after a crash, and is counted as a duplicate: telling the two apart
+needs revisions that carry the log's generation above the offset.
 
 >>> p = Prediction("m", "v1", "r1", 60_000, "fraud")
 >>> later = Label("m", "r1", 3_600_000, "ok", revision=7)
@@ -56,7 +63,9 @@ class Label:
     request_id: str
     event_time: int
     label: Any
-    #: Where the label sits in the log (its offset): the later of two labels wins.
+    #: Where the label sits in the log (its offset): the later of two labels wins. Stored
+    #: with the label, apart from the table's write version, which only keeps what the
+    #: join wrote last.
     revision: int = 0
 
     @property
@@ -143,14 +152,14 @@ def _apply(label: Label, prediction: Prediction | None, pairs: dict[Key, Labeled
            ttl_ms: Callable[[str], int]) -> None:
     if prediction is None:
         earlier = waiting.get(label.key)
-        if earlier is not None and earlier.label == label.label:
+        if earlier is not None and _same(earlier.label, label.label):
             result.duplicates += 1
-        elif earlier is None or earlier.revision < label.revision:
+        elif earlier is None or earlier.revision <= label.revision:
             waiting[label.key] = label
         return
     start = prediction.event_time - prediction.event_time % window_ms
     earlier_pair = pairs.get(label.key)
-    if earlier_pair is not None and earlier_pair.label.revision == label.revision:
+    if earlier_pair is not None and _replay(earlier_pair.label, label):
         result.replayed.append(earlier_pair)
         return
     if label.event_time - prediction.event_time > ttl_ms(label.model):
@@ -160,10 +169,23 @@ def _apply(label: Label, prediction: Prediction | None, pairs: dict[Key, Labeled
             result.labeled.append(pairs[label.key])
         return
     if earlier_pair is not None and not earlier_pair.expired:
-        if earlier_pair.label.label == label.label or earlier_pair.label.revision > label.revision:
+        if (_same(earlier_pair.label.label, label.label)
+                or earlier_pair.label.revision > label.revision):
             result.duplicates += 1
             return
         result.retracted.append(earlier_pair)
     pair = LabeledPrediction(prediction, label, start)
     pairs[label.key] = pair
     result.labeled.append(pair)
+
+
+def _replay(stored: Label, label: Label) -> bool:
+    """The same message read again: same place in the log, same content. A different label
+    at the same place comes from a log whose offsets restarted, so it is the newer one."""
+    return (stored.revision == label.revision and stored.event_time == label.event_time
+            and _same(stored.label, label.label))
+
+
+def _same(stored: Any, label: Any) -> bool:
+    """Storage keeps labels as text: 1 read back is "1"."""
+    return stored == label or str(stored) == str(label)
