@@ -16,12 +16,14 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from driftline.models.alerting.alerts import Alert
 from driftline.models.drift.monitor import DriftScoreRow
 from driftline.models.drift.reference import ReferenceProfile
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow, LateEvents
+from driftline.sinks.clickhouse_options import clickhouse_client_options, connect_error
 from driftline.sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
 from driftline.sinks.schema import quantile_columns, statements
 from driftline.sinks.write_version import write_versions
@@ -97,11 +99,11 @@ class ClickHouseSink:
         self._client: AsyncClient | None = None
 
     async def start(self) -> None:
-        client = await clickhouse_connect.get_async_client(
-            dsn=self.settings.clickhouse_url,
-            username=self.settings.clickhouse_user,
-            password=self.settings.clickhouse_password,
-        )
+        try:
+            client = await clickhouse_connect.get_async_client(
+                **clickhouse_client_options(self.settings))
+        except ClickHouseError as error:
+            raise connect_error(error, self.settings) from None
         self._client = client
         for ddl in statements(self.settings.clickhouse_database,
                               self.settings.label_retention_days):

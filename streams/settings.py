@@ -47,7 +47,7 @@ class Settings:
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = None
+    kafka_sasl_password: str | None = dataclasses.field(default=None, repr=False)
     kafka_ssl_cafile: str | None = None
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
@@ -66,8 +66,10 @@ class Settings:
     # ClickHouse
     clickhouse_url: str = "http://127.0.0.1:8123"
     clickhouse_user: str = "default"
-    clickhouse_password: str = ""
+    clickhouse_password: str = dataclasses.field(default="", repr=False)
     clickhouse_database: str = "driftline"
+    #: CA bundle (PEM) that verifies an https:// ClickHouse's certificate; unset: the system's.
+    clickhouse_ca_file: str | None = None
 
     # Worker
     app_id: str = "driftline"

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from driftline.models.alerting.alerts import Alert
+from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.streams.demo.fresh import start_fresh
 from driftline.streams.demo.telemetry import DemoTelemetry
 from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
@@ -47,9 +48,7 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
         console.print(f"  Kafka (tansu)  {settings.kafka_bootstrap}\n"
                       f"  ClickHouse     {settings.clickhouse_url}  "
                       f"database [bold]{settings.clickhouse_database}[/]")
-        client = clickhouse_connect.get_client(dsn=settings.clickhouse_url,
-                                               username=settings.clickhouse_user,
-                                               password=settings.clickhouse_password)
+        client = clickhouse_connect.get_client(**clickhouse_client_options(settings))
         _start_fresh(settings, client, home, console)
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(settings, home / "worker.log").start()

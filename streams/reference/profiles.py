@@ -34,6 +34,7 @@ from rich.table import Table
 
 from driftline.models.drift.reference import FeatureReference, NumericReference, ReferenceProfile
 from driftline.models.drift.reference_build import build_profile, load_columns
+from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.sinks.schema import statements
 from driftline.streams.kafka_options import kafka_client_options
 from driftline.streams.settings import Settings
@@ -118,9 +119,7 @@ async def publish_profiles(settings: Settings, profiles: Sequence[ReferenceProfi
 
 async def _insert_rows(settings: Settings, profiles: Sequence[ReferenceProfile],
                        published_ms: int) -> None:
-    client = await clickhouse_connect.get_async_client(
-        dsn=settings.clickhouse_url, username=settings.clickhouse_user,
-        password=settings.clickhouse_password)
+    client = await clickhouse_connect.get_async_client(**clickhouse_client_options(settings))
     try:
         db = settings.clickhouse_database
         for ddl in statements(db):
