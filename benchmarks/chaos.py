@@ -126,21 +126,31 @@ class Scale:
     live_rate: int  # events per second of live traffic
     live_s: float
     idle_close_s: float
+    #: DRIFTLINE_MAX_MESSAGE_BYTES, and the size of every experiment's oversize message:
+    #: over the limit, yet within the worker producer's headroom (64 KiB), so it can be
+    #: dead-lettered whole; bad input is what ``oversize_and_poison`` is about.
     max_message_bytes: int
     oversize_bytes: int
+    #: The same for ``oversize_and_poison``: past the headroom too (full form: the default
+    #: limit and 9 MB).
+    poison_max_message_bytes: int
+    poison_oversize_bytes: int
     timeout_s: float  # after traffic and chaos, to catch up and settle
+    stall_s: float  # ... unless neither the group nor the tables move for this long
 
 
 FULL = Scale("full", events=500_000, single_events=100_000, windows=20, kills=20,
              kill_run_s=(3.0, 15.0), kill_down_s=(1.0, 5.0), clickhouse_outage_s=60.0,
              broker_pause_s=30.0, down_at_start_s=20.0, traffic_s=150.0, live_rate=1000,
-             live_s=180.0, idle_close_s=20.0, max_message_bytes=8 * 1024 * 1024,
-             oversize_bytes=9_000_000, timeout_s=600.0)
+             live_s=180.0, idle_close_s=20.0, max_message_bytes=256 * 1024,
+             oversize_bytes=300_000, poison_max_message_bytes=8 * 1024 * 1024,
+             poison_oversize_bytes=9_000_000, timeout_s=600.0, stall_s=180.0)
 SHORT = Scale("short", events=20_000, single_events=20_000, windows=8, kills=5,
-              kill_run_s=(4.0, 8.0), kill_down_s=(0.5, 2.0), clickhouse_outage_s=12.0,
-              broker_pause_s=12.0, down_at_start_s=12.0, traffic_s=25.0, live_rate=400,
-              live_s=35.0, idle_close_s=5.0, max_message_bytes=256 * 1024,
-              oversize_bytes=300_000, timeout_s=150.0)
+              kill_run_s=(1.0, 5.0), kill_down_s=(0.5, 2.0), clickhouse_outage_s=10.0,
+              broker_pause_s=10.0, down_at_start_s=10.0, traffic_s=18.0, live_rate=400,
+              live_s=30.0, idle_close_s=5.0, max_message_bytes=256 * 1024,
+              oversize_bytes=300_000, poison_max_message_bytes=256 * 1024,
+              poison_oversize_bytes=400_000, timeout_s=150.0, stall_s=45.0)
 
 
 # --------------------------------------------------------------------------- traffic
@@ -330,7 +340,7 @@ def _labels(rng: np.random.Generator, plan: TrafficPlan, model: str, ids: list[s
     flip = rng.random(n) < 0.2
     twice = rng.random(n) < 0.05
     delay = rng.integers(1_000, 20_000, n)
-    later = rng.integers(2 * W, 3 * W, n)
+    later = rng.integers(W, 2 * W, n)
     labels: list[tuple[float, str, str, int, int]] = []  # due, group, request id, time, label
     for i in np.flatnonzero(chosen).tolist():
         label = int(cols["prediction"][i]) ^ int(flip[i])
@@ -660,8 +670,8 @@ class Run:
                  **overrides: Any) -> None:
         self.lab, self.name, self.run, self.plan = lab, name, run, plan
         self.scale = lab.scale
-        self.dir = lab.home / f"{name}-{run}"
         tag = uuid.uuid4().hex[:6]
+        self.dir = lab.home / f"{name}-{run}-{tag}"
         self.settings = Settings().replace(
             **lab.stack.settings_overrides(),
             predictions_topic=f"chaos-{tag}-predictions", labels_topic=f"chaos-{tag}-labels",
@@ -679,6 +689,7 @@ class Run:
         self.expected = Expected()
         self.traffic: TrafficThread | None = None
         self.t0 = T0
+        self._lag: int | None = None
 
     def say(self, text: str) -> None:
         self.lab.console.log(f"[bold]{self.name}[/bold] {time.monotonic() - self.began:6.1f}s "
@@ -692,6 +703,21 @@ class Run:
     def start_worker(self, slot: int = 0) -> None:
         settings = self.settings.replace(state_dir=str(self.dir / f"state-{slot}"))
         self.workers[slot] = WorkerProcess(settings, self.dir / f"worker-{slot}.log").start()
+
+    def wait_ready(self, slot: int = 0, timeout: float = 60.0) -> float:
+        """Seconds until the worker in ``slot`` logs that it is ready (Faust's "Ready")."""
+        began = time.monotonic()
+        log = self.dir / f"worker-{slot}.log"
+        before = self._readies(log)
+        while time.monotonic() - began < timeout and self.workers[slot].is_running():
+            if self._readies(log) > before:
+                break
+            time.sleep(0.2)
+        return time.monotonic() - began
+
+    @staticmethod
+    def _readies(log: Path) -> int:
+        return log.read_text(errors="replace").count("Worker]: Ready") if log.exists() else 0
 
     def kill_worker(self, slot: int = 0) -> None:
         self.workers[slot].kill()
@@ -771,21 +797,31 @@ class Run:
             return False
 
     def _settle(self) -> bool:
-        """Wait until the group has caught up and the tables stopped changing: 3 s when
-        every expected row is there, else long enough for idle windows to close."""
+        """Wait until the group has caught up and the tables stopped changing since the
+        chaos ended: 3 s when every expected row is there, else long enough for idle
+        windows to close; give up after ``timeout_s``, or ``stall_s`` of no progress."""
         deadline = time.monotonic() + self.scale.timeout_s
         last: tuple[Any, ...] | None = None
-        since = time.monotonic()
+        since = moved = time.monotonic()
         while time.monotonic() < deadline:
             if self.workers and not any(w.is_running() for w in self.workers.values()):
                 self.say("every worker has exited")
                 return True
             snapshot = self._snapshot()
+            lag = consumer_lag(self.settings)
             if snapshot != last:
-                last, since = snapshot, time.monotonic()
-            settle = 3.0 if self._complete(snapshot) else self.scale.idle_close_s + 8.0
-            if time.monotonic() - since >= settle and consumer_lag(self.settings) == 0:
+                since = time.monotonic()
+            if (snapshot, lag) != (last, self._lag):
+                moved = time.monotonic()
+            last, self._lag = snapshot, lag
+            # Incomplete: wait out a worker's idle close (checked every idle / 4 s), which
+            # may only start once the chaos is over.
+            settle = 3.0 if self._complete(snapshot) else 2 * self.scale.idle_close_s + 10.0
+            if time.monotonic() - since >= settle and lag == 0:
                 return True
+            if time.monotonic() - moved >= self.scale.stall_s:
+                self.say(f"stalled: nothing moved for {self.scale.stall_s:g} s (lag {lag})")
+                return False
             time.sleep(1.0)
         self.say(f"not settled within {self.scale.timeout_s:g} s")
         return False
@@ -944,8 +980,11 @@ class Lab:
 
 
 def storm_seconds(lab: Lab) -> float:
+    """How long the storm's traffic is produced: a third of the storm's expected length,
+    so the worker mostly works through a backlog, with full batches, when it is killed."""
     s = lab.scale
-    return 0.8 * lab.kills * (sum(s.kill_run_s) / 2 + sum(s.kill_down_s) / 2)
+    startup = 5.0
+    return lab.kills * (sum(s.kill_run_s) / 2 + sum(s.kill_down_s) / 2 + startup) / 3
 
 
 def kill_storm(lab: Lab, run: int, wire: str) -> Row:
@@ -955,11 +994,14 @@ def kill_storm(lab: Lab, run: int, wire: str) -> Row:
     r.start_worker()
     r.start_traffic()
     for k in range(lab.kills):
-        time.sleep(float(r.rng.uniform(*lab.scale.kill_run_s)))
+        # The worker's start-up (~5 s) is not counted: it runs this long once it is ready.
+        run_s = float(r.rng.uniform(*lab.scale.kill_run_s))
+        ready_s = r.wait_ready()
+        time.sleep(run_s)
         r.kill_worker()
         down = float(r.rng.uniform(*lab.scale.kill_down_s))
-        r.say(f"SIGKILL {k + 1}/{lab.kills} at traffic {r.traffic_elapsed():.1f} s, "
-              f"down {down:.1f} s")
+        r.say(f"SIGKILL {k + 1}/{lab.kills} at traffic {r.traffic_elapsed():.1f} s "
+              f"(ready after {ready_s:.1f} s, then ran {run_s:.1f} s), down {down:.1f} s")
         time.sleep(down)
         r.start_worker()
     return r.finish()
@@ -1063,7 +1105,10 @@ def sink_stall_live(lab: Lab, run: int) -> Row:
 
 
 def oversize_and_poison(lab: Lab, run: int) -> Row:
-    r = Run(lab, "oversize_and_poison", run, lab.plan(run, poison="all"))
+    s = lab.scale
+    r = Run(lab, "oversize_and_poison", run, lab.plan(
+        run, poison="all", max_message_bytes=s.poison_max_message_bytes,
+        oversize_bytes=s.poison_oversize_bytes))
     r.prepare()
     r.start_worker()
     r.start_traffic()
@@ -1127,6 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, help="SIGKILLs per kill storm")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--home", type=Path,
+                        help="keep worker logs and server data here (default: a temp dir)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(EXPERIMENTS)
     unknown = set(names) - set(EXPERIMENTS)
@@ -1138,8 +1185,10 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(width=200)  # CI logs: one line per row
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="driftline-chaos-") as tmp, \
-            Lab(Path(tmp), scale, console, args.seed, args.events, args.kills) as lab:
+    with contextlib.ExitStack() as stack:
+        home = args.home or Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="driftline-chaos-")))
+        lab = stack.enter_context(Lab(home, scale, console, args.seed, args.events, args.kills))
         for name in names:
             for run in range(args.runs):
                 rows.append(run_experiment(lab, name, run))
