@@ -405,10 +405,12 @@ def _late(plan: TrafficPlan, model: str, rel: np.ndarray, dues: np.ndarray, t0: 
 
 def _telemetry(plan: TrafficPlan, t0: int, duration: int, pace: float,
                expected: Expected) -> list[Message]:
-    """One sample every 5 s per host, two GPUs each; h0's gpu0 runs hot in windows 2-3."""
+    """One sample every 5 s per host (live: every second, well inside the worker's idle
+    close), two GPUs each; h0's gpu0 runs hot in windows 2-3."""
     out = []
+    interval = 1000 if plan.live else 5000
     for h, host in enumerate(HOSTS):
-        for k, rel in enumerate(range(0, duration, 5000)):
+        for k, rel in enumerate(range(0, duration, interval)):
             t = t0 + rel
             hot = host == "h0" and 2 <= rel // W <= 3
             gpus = [_gpu(g, 92 if hot and g == 0 else 50 + (k + g) % 15) for g in (0, 1)]
@@ -418,7 +420,7 @@ def _telemetry(plan: TrafficPlan, t0: int, duration: int, pace: float,
                 memory_used_bytes=200 * GiB, memory_available_bytes=312 * GiB,
                 memory_percent=39.0, swap_total_bytes=0, swap_used_bytes=0, swap_percent=0.0)
             sample = TelemetrySample(
-                host=host, event_time=t, interval_seconds=5.0, models=[MODELS[h]],
+                host=host, event_time=t, interval_seconds=interval / 1000, models=[MODELS[h]],
                 gpu_source="nvml", gpu_error=None, gpus=gpus, host_metrics=metrics,
                 processes=[], dropped=0)
             start = t - t % W
