@@ -348,6 +348,7 @@ def _labels(rng: np.random.Generator, plan: TrafficPlan, model: str, ids: list[s
             due, group, t = float(dues[i]) - 0.01, "early", int(times[i]) + 1000
         else:
             d = int(later[i]) if kind[i] < 0.3 and not plan.live else int(delay[i])
+            d = d // 4 if plan.live else d  # live: within seconds, the run stays short
             due, group, t = (rel[i] + d) / 1000 * pace + (0.05 if plan.live else 0.0), "", \
                 int(times[i]) + d
         labels.append((due, group, ids[i], t, label))
