@@ -4,12 +4,14 @@ the offsets Faust acks afterwards always lie inside a durable checkpoint."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import TableT
 
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
@@ -18,35 +20,69 @@ log = logging.getLogger(__name__)
 
 WriteRows = Callable[[SinkBatch], Awaitable[None]]
 
+#: What is kept of a dead letter too large to forward whole: enough to see what it was.
+TRUNCATED_BYTES = 64 * 1024
+
 
 class Checkpointer:
     """Writes what a batch produced, then the partition's checkpoint."""
 
     def __init__(self, table: TableT[bytes, bytes], dead_letter_topic: faust.TopicT,
-                 alerts_topic: faust.TopicT, write_rows: WriteRows) -> None:
+                 alerts_topic: faust.TopicT, write_rows: WriteRows,
+                 max_message_bytes: int) -> None:
         self.table = table
         self.dead_letter_topic = dead_letter_topic
         self.alerts_topic = alerts_topic
         self.write_rows = write_rows
+        self.max_message_bytes = max_message_bytes
+
+    async def publish(self, batch: SinkBatch) -> None:
+        """Write the batch's rows, send its dead letters and alerts, and wait for them."""
+        for future in await self._send(batch):
+            await future
 
     async def commit(self, partition: int, key: bytes, state: bytes, batch: SinkBatch) -> None:
-        if batch:
-            await self.write_rows(batch)
-        sent = [await self._send_dead_letter(d) for d in batch.dead_letters]
-        sent += [await self.alerts_topic.send(key=a.key, value=a.to_json())
-                 for a in batch.alerts]
-        for alert in batch.alerts:
-            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
+        """:meth:`publish`, and checkpoint ``state`` under ``key``; wait for all of it."""
+        sent = await self._send(batch)
         # Write the changelog for this partition explicitly: inside take_events Faust's
         # "current event" may belong to another partition, and table[key] = ... would use it.
         sent.append(self.table.send_changelog(partition, key, state))
-        self.table.data[key] = state
         for future in sent:
             await future
+        # Only once the changelog holds it: after a failed send the last checkpoint stays
+        # in place, and the retried batch starts again from there.
+        self.table.data[key] = state
 
-    async def _send_dead_letter(self, letter: DeadLetter) -> Any:
+    async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
+        if batch:
+            await self.write_rows(batch)
+        for letter in batch.dead_letters:
+            await self._send_dead_letter(letter)
+        sent = [await self.alerts_topic.send(key=a.key, value=a.to_json())
+                for a in batch.alerts]
+        for alert in batch.alerts:
+            log.warning("alert %s %s: %s", alert.state, alert.severity, alert.summary)
+        return sent
+
+    async def _send_dead_letter(self, letter: DeadLetter) -> None:
         headers = {"driftline.reason": letter.reason.encode(),
                    "driftline.source": orjson.dumps([letter.topic, letter.partition,
                                                      letter.offset])}
-        return await self.dead_letter_topic.send(key=letter.key, value=letter.value,
-                                                 headers=headers)
+        value = letter.value or b""
+        if len(value) + len(letter.key or b"") <= self.max_message_bytes:
+            try:
+                await (await self.dead_letter_topic.send(key=letter.key, value=letter.value,
+                                                         headers=headers))
+                return
+            except MessageSizeTooLargeError:
+                pass  # the broker's limit is below ours: forward it truncated like a larger one
+        await (await self.dead_letter_topic.send(
+            key=(letter.key or b"")[:TRUNCATED_BYTES], value=value[:TRUNCATED_BYTES],
+            headers={**headers, **truncation_headers(value)}))
+
+
+def truncation_headers(value: bytes) -> dict[str, Any]:
+    """Headers of a dead letter forwarded cut short: its whole size and SHA-256."""
+    return {"driftline.truncated": b"true",
+            "driftline.original_bytes": str(len(value)).encode(),
+            "driftline.sha256": hashlib.sha256(value).hexdigest().encode()}

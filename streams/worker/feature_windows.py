@@ -4,7 +4,8 @@ checkpointed per partition.
 One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust buffered
 (``stream.take_events``), partition by partition, in this order:
 
-1. skip messages at or below the checkpoint's applied offset (a replay after a crash);
+1. keep each offset once (:mod:`~driftline.streams.worker.batches`), and skip those at or
+   below the checkpoint's applied offset (a replay after a crash);
 2. decode each message; bad ones become dead letters;
 3. apply the rest to the partition's
    :class:`~driftline.models.windows.feature_windows.PartitionWindows`;
@@ -18,14 +19,17 @@ One call of :meth:`FeatureWindowProcessor.process` handles the messages Faust bu
 
 Faust acks the messages only after this returns, so a committed offset always lies inside
 a durable checkpoint, and a replay of anything after it is skipped or re-applied exactly.
+Steps 1–7 of a partition are one step for :class:`~driftline.streams.worker.retry.Patience`:
+when ClickHouse or Kafka fails, the cached state is dropped and the step runs again from
+the last checkpoint until it goes through.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import faust
 from faust.types import EventT, TableT
@@ -40,10 +44,12 @@ from driftline.models.windows.feature_windows import PartitionWindows, WindowCon
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.sinks.performance_store import WindowKey
 from driftline.streams.settings import Settings
+from driftline.streams.worker import batches
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
-from driftline.streams.worker.idle import IdleWatch
+from driftline.streams.worker.idle import Backlog, IdleWatch
 from driftline.streams.worker.label_join import LabelJoiner
 from driftline.streams.worker.performance import PerformanceTracker
+from driftline.streams.worker.retry import PartitionSteps, Patience
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ class ProcessorStats:
         self.scores_written = 0
         self.alerts = 0
         self.replayed_messages = 0
+        self.repeated_offsets = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -113,7 +120,8 @@ class FeatureWindowProcessor:
         self.rules = rules
         self.references = references
         self.table = table
-        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows)
+        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows,
+                                         settings.max_message_bytes)
         self.stats = ProcessorStats()
         #: Stores predictions for the label join; set once the worker's services start.
         self.joiner: LabelJoiner | None = None
@@ -122,25 +130,46 @@ class FeatureWindowProcessor:
         self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionState] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
+        #: Knows the consumer's high watermarks once the agent sets ``backlog.highwater``.
+        self.backlog = Backlog()
+        waiting = patience(settings)
+        self.steps = PartitionSteps(waiting, self._states, "predictions")
+        self.label_steps = PartitionSteps(waiting, self._states, "labels")
         self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
         self._started = time.monotonic()
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
-        by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
-        for partition, part in by_partition.items():
-            ordered = sorted(part, key=lambda e: e.message.offset)
+        runs, repeats = batches.by_partition(events)
+        self.stats.repeated_offsets += repeats
+        for partition, run in runs.items():
+            step = functools.partial(self._process_partition, partition, run)
             if self.joiner is None:
-                await self._process_partition(partition, ordered)
+                await self.steps.run(partition, step)
                 continue
             async with self.joiner.locks[partition]:  # labels of this partition wait
-                await self._process_partition(partition, ordered)
+                await self.steps.run(partition, step)
+
+    async def process_labels(self, partition: int, events: list[EventT[bytes]]) -> None:
+        """Join a partition's label messages (one offset each, offset order), rewrite the
+        performance rows they change, judge what that makes due. Call under its lock."""
+        joiner, performance = self.joiner, self.performance
+        if joiner is None or performance is None:
+            raise RuntimeError("FeatureWindowProcessor.joiner is not set: start the worker "
+                               "services before processing labels")
+
+        async def step() -> None:
+            touched, clock, dead_letters = await joiner.on_labels(events)
+            # Before the offsets are acked: a crash replays the labels, which touch the
+            # same windows again.
+            await performance.refresh(touched)
+            await self.labels_read(partition, clock, dead_letters)
+
+        await self.label_steps.run(partition, step)
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
         windows = state.windows
-        fresh = [e for e in events if e.message.offset > windows.applied_offset]
+        fresh = batches.after(events, windows.applied_offset)
         self.stats.replayed_messages += len(events) - len(fresh)
         if not fresh:
             return
@@ -170,24 +199,28 @@ class FeatureWindowProcessor:
                 if now - self._labels_moved.get(model, self._started)
                 > self.settings.for_model(model, "judge_after_seconds")}
 
-    async def labels_read(self, partition: int, clock: Mapping[str, int]) -> None:
+    async def labels_read(self, partition: int, clock: Mapping[str, int],
+                          dead_letters: Sequence[DeadLetter] = ()) -> None:
         """The labels agent read labels up to ``clock`` (event time per model): judge the
-        windows that makes due. Call under the partition's lock."""
-        if not clock or not self.settings.label_join:
-            return
+        windows that makes due, and write the label messages it could not read. Call under
+        the partition's lock."""
         state = self._state(partition)
         now = time.monotonic()
         moved = {model for model, t in clock.items()
-                 if t > state.performance.label_clock.get(model, t - 1)}
-        if not moved:
+                 if t > state.performance.label_clock.get(model, t - 1)
+                 } if self.settings.label_join else set()
+        if not moved and not dead_letters:
             return  # nothing can have become due
-        self._labels_moved.update(dict.fromkeys(moved, now))
-        state.performance.advance_label_clock(clock)
-        batch = SinkBatch(revision=state.windows.applied_offset, partition=partition)
-        await self._judge(state, set(), batch)
+        batch = SinkBatch(revision=state.windows.applied_offset, partition=partition,
+                          dead_letters=list(dead_letters))
+        if moved:
+            self._labels_moved.update(dict.fromkeys(moved, now))
+            state.performance.advance_label_clock(clock)
+            await self._judge(state, set(), batch)
         # Checkpointed even without alerts: the label clock must survive a restart.
         await self._make_durable(partition, state, batch)
         self.stats.alerts += len(batch.alerts)
+        self.stats.dead_letters += len(batch.dead_letters)
 
     async def _judge(self, state: PartitionState, touched: set[WindowKey],
                      batch: SinkBatch) -> None:
@@ -258,7 +291,10 @@ class FeatureWindowProcessor:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
             self._states.pop(partition, None)
+        self.steps.revoked(partitions)
+        self.label_steps.revoked(partitions)
         self.idle.forget(partitions)
+        self.backlog.forget(partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, model, event time) to send for quiet models that have open windows."""
@@ -270,4 +306,13 @@ class FeatureWindowProcessor:
             state = self._states.get(partition)
             return None if state is None else state.windows.idle_watermark(source)
 
-        return self.idle.due(now, closing_time)
+        def caught_up(partitions: Set[int]) -> Set[int]:
+            return self.backlog.caught_up(
+                partitions, lambda p: self._state(p).windows.applied_offset)
+
+        return self.idle.due(now, closing_time, caught_up)
+
+
+def patience(settings: Settings) -> Patience:
+    """How a processor waits out its sink: the secrets it must never log are redacted."""
+    return Patience(secrets=(settings.clickhouse_password, settings.kafka_sasl_password or ""))

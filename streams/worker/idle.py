@@ -4,12 +4,20 @@ send them an in-log watermark that closes their open windows.
 Shared by the prediction and telemetry processors. Wall-clock silence decides when to
 send; the watermark itself goes through the topic, so what it closes is decided in the log
 and a replay decides the same.
+
+Silence counts only while the processor keeps up with its partition (:class:`Backlog`): a
+worker whose sink is down stops reading, and the messages of a busy model wait behind
+the stall. Judged quiet then, the model would get a watermark in the log ahead of its own
+next events, and on-time events would count as late.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any
+
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 
 #: (partition, source, event time that closes its open windows)
 Watermark = tuple[int, str, int]
@@ -45,11 +53,21 @@ class IdleWatch:
             for source in sources(partition):
                 self._last_seen.setdefault((partition, source), now)
 
-    def due(self, now: float, closing_time: Callable[[int, str], int | None]) -> list[Watermark]:
+    def due(self, now: float, closing_time: Callable[[int, str], int | None],
+            caught_up: Callable[[Set[int]], Set[int]] = lambda partitions: partitions,
+            ) -> list[Watermark]:
         """Watermarks for sources quiet for ``idle_seconds``; ``closing_time`` gives the
-        event time that closes a source's open windows, None when none is open."""
+        event time that closes a source's open windows, None when none is open;
+        ``caught_up`` the partitions with nothing waiting unprocessed (asked on every call,
+        see :class:`Backlog`)."""
+        ready = caught_up({partition for partition, _ in self._last_seen})
         due = []
         for (partition, source), seen in list(self._last_seen.items()):
+            if partition not in ready:
+                # Behind: its silence is the worker's, not the source's. Counted afresh
+                # from when it has caught up.
+                self._last_seen[(partition, source)] = now
+                continue
             if now - seen < self.idle_seconds:
                 continue
             event_time = closing_time(partition, source)
@@ -60,3 +78,49 @@ class IdleWatch:
             # Not again until this one (or new data) has been processed.
             self._last_seen[(partition, source)] = now
         return due
+
+
+class Backlog:
+    """Which partitions a processor has caught up with: everything that was in the log at
+    the previous check has been applied.
+
+    ``highwater(partition)`` is the consumer's next offset of the partition (None while
+    unknown). Checked every timer tick (a quarter of the idle time), so under steady
+    traffic a worker that keeps up is caught up at every check, and one stalled behind its
+    sink is not until it has worked through what piled up.
+    """
+
+    def __init__(self, highwater: Callable[[int], int | None] | None = None) -> None:
+        self.highwater = highwater
+        self._marks: dict[int, int] = {}
+
+    def caught_up(self, partitions: Set[int], applied: Callable[[int], int]) -> set[int]:
+        """Of ``partitions``, those whose ``applied(partition)`` offset reaches the
+        previous check's high watermark."""
+        if self.highwater is None:
+            return set(partitions)
+        ready = set()
+        for partition in partitions:
+            mark = self._marks.get(partition)
+            if mark is not None and applied(partition) >= mark - 1:
+                ready.add(partition)
+            highwater = self.highwater(partition)
+            if highwater is not None:
+                self._marks[partition] = highwater
+        return ready
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self._marks.pop(partition, None)
+
+
+def consumer_highwater(app: Any, topic: str) -> Callable[[int], int | None]:
+    """``highwater(partition)`` of ``topic`` as ``app``'s consumer last fetched it."""
+    def highwater(partition: int) -> int | None:
+        try:
+            value = app.consumer.highwater(TP(topic, partition))
+        except (ConsumerNotStarted, AssertionError, AttributeError):
+            return None  # not started, or the partition is not (or no longer) ours
+        return None if value is None else int(value)
+
+    return highwater

@@ -24,6 +24,7 @@ from faust.types import EventT
 
 from driftline.models.events.wire import BadMessage, EventBlock, decode
 from driftline.models.quality.label_join import JoinResult, Key, Label, Prediction, join
+from driftline.sinks.clickhouse import DeadLetter
 from driftline.sinks.label_store import LabelStore
 from driftline.sinks.performance_store import WindowKey
 from driftline.streams.settings import Settings
@@ -101,12 +102,14 @@ class LabelJoiner:
                            block.event_time[i], predictions[i], scores[i]) for i in hits]
 
     async def on_labels(self, events: Sequence[EventT[bytes]]
-                        ) -> tuple[set[WindowKey], dict[str, int]]:
+                        ) -> tuple[set[WindowKey], dict[str, int], list[DeadLetter]]:
         """Join a partition's label messages (offset order); call under its lock.
 
-        Returns the windows whose labels changed, and each model's latest label event time.
+        Returns the windows whose labels changed, each model's latest label event time, and
+        the messages that are not labels (for the dead-letter topic and table).
         """
         labels: list[Label] = []
+        dead_letters: list[DeadLetter] = []
         for event in events:
             message = event.message
             try:
@@ -114,13 +117,14 @@ class LabelJoiner:
                 if block.kind != "label":
                     raise BadMessage(f"a {block.kind} message on the labels topic")
             except BadMessage as exc:
-                self.stats.bad_messages += 1
-                log.warning("label message %s/%s skipped: %s", message.partition,
-                            message.offset, exc)
+                dead_letters.append(DeadLetter(message.topic, message.partition,
+                                               message.offset, str(exc), message.key,
+                                               message.value))
                 continue
             labels += _labels(block, message.offset)
         if not labels:
-            return set(), {}
+            self.stats.bad_messages += len(dead_letters)
+            return set(), {}, dead_letters
         clock: dict[str, int] = {}
         for label in labels:
             clock[label.model] = max(clock.get(label.model, label.event_time), label.event_time)
@@ -130,9 +134,10 @@ class LabelJoiner:
                       stored_predictions=await self.store.predictions(keys),
                       stored_labels=await self.store.waiting(keys),
                       stored_pairs=await self.store.pairs(keys, window_ms))
-        self.stats.labels += len(labels)
         await self._write(result, [])
-        return result.touched, clock
+        self.stats.labels += len(labels)
+        self.stats.bad_messages += len(dead_letters)
+        return result.touched, clock, dead_letters
 
     async def _write(self, result: JoinResult, settled: list[Label]) -> None:
         await self.store.put_pairs(result.labeled)

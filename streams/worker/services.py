@@ -1,5 +1,9 @@
 """What the worker's agents share: the ClickHouse sink, the reference reader and the label
-joiner, started once by whichever agent starts first and stopped by the last to stop."""
+joiner, started once by whichever agent starts first and stopped by the last to stop.
+
+A worker may start before its sink (ClickHouse still starting, or down, or the password
+wrong): :meth:`WorkerServices.start` then waits, says so in the log with what to check, and
+tries again with backoff until the sink answers; the agents start reading after that."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from driftline.streams.reference.profiles import ReferenceStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker.label_join import LabelJoiner
 from driftline.streams.worker.performance import PerformanceTracker
+from driftline.streams.worker.retry import Patience
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,7 @@ class WorkerServices:
         self._performance: PerformanceTracker | None = None
         self._lock = asyncio.Lock()
         self._users = 0
+        self._references_started = False
 
     @property
     def started(self) -> bool:
@@ -45,16 +51,18 @@ class WorkerServices:
 
     async def start(self) -> None:
         async with self._lock:
+            if self._users == 0 and self._joiner is None:
+                settings = self.settings
+                patience = Patience(secrets=(settings.clickhouse_password,
+                                             settings.kafka_sasl_password or ""))
+                await patience.run(f"connecting to ClickHouse at {_where(settings)} as user "
+                                   f"{settings.clickhouse_user!r}", self._start_sink,
+                                   rollback=self._forget_sink)
             self._users += 1
             if self._users > 1:
                 return
-            await self.sink.start()
-            self._joiner = LabelJoiner(self.settings, LabelStore(
-                self.sink.client, self.settings.clickhouse_database))
-            await self._joiner.start()
-            self._performance = PerformanceTracker(self.settings, PerformanceStore(
-                self.sink.client, self.settings.clickhouse_database))
             await self.references.start()
+            self._references_started = True
             try:
                 # Existing references first, so the first windows are binned on their edges.
                 async with asyncio.timeout(self.settings.reference_wait_seconds):
@@ -63,9 +71,32 @@ class WorkerServices:
                 log.warning("references not all read after %ss; going on without waiting",
                             self.settings.reference_wait_seconds)
 
+    async def _start_sink(self) -> None:
+        await self.sink.close()  # a client left by a failed try
+        await self.sink.start()
+        joiner = LabelJoiner(self.settings, LabelStore(self.sink.client,
+                                                      self.settings.clickhouse_database))
+        await joiner.start()
+        self._performance = PerformanceTracker(self.settings, PerformanceStore(
+            self.sink.client, self.settings.clickhouse_database))
+        self._joiner = joiner
+
+    def _forget_sink(self) -> None:
+        self._joiner = None
+
     async def stop(self) -> None:
         async with self._lock:
-            self._users -= 1
+            self._users = max(0, self._users - 1)
             if self._users == 0:
-                await self.references.stop()
+                if self._references_started:
+                    await self.references.stop()
+                    self._references_started = False
                 await self.sink.close()
+                self._joiner = None
+
+
+def _where(settings: Settings) -> str:
+    """The ClickHouse URL without credentials a user may have put in it."""
+    url = settings.clickhouse_url
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]

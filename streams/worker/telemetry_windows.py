@@ -3,8 +3,9 @@ checkpointed per partition.
 
 Like :class:`~driftline.streams.worker.feature_windows.FeatureWindowProcessor`, one call of
 :meth:`TelemetryWindowProcessor.process` handles what Faust buffered, partition by
-partition: skip messages at or below the checkpoint's applied offset (a replay after a
-crash); decode (bad messages become dead letters); apply to the partition's
+partition, as one step that is retried from the last checkpoint until ClickHouse and Kafka
+take it: keep each offset once and skip those at or below the checkpoint's applied offset
+(a replay after a crash); decode (bad messages become dead letters); apply to the partition's
 :class:`~driftline.models.telemetry.partition.TelemetryPartition`, which closes and judges windows;
 write rows (``gpu_windows``, ``host_windows``, late samples, alerts, dead letters), send
 alerts and dead letters to their topics; checkpoint into the ``window_states`` table under
@@ -17,10 +18,10 @@ both, and of the ``window_states`` changelog, go to the same worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import faust
 from faust.types import EventT, TableT
@@ -37,8 +38,11 @@ from driftline.models.telemetry.windows import (
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.sinks.telemetry_store import TelemetryStore
 from driftline.streams.settings import Settings
+from driftline.streams.worker import batches
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
-from driftline.streams.worker.idle import IdleWatch
+from driftline.streams.worker.feature_windows import patience
+from driftline.streams.worker.idle import Backlog, IdleWatch
+from driftline.streams.worker.retry import PartitionSteps
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ class TelemetryStats:
         self.host_windows = 0
         self.alerts = 0
         self.replayed_messages = 0
+        self.repeated_offsets = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -75,24 +80,26 @@ class TelemetryWindowProcessor:
         self.config = telemetry_config(settings)
         self.rules = rules
         self.table = table
-        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows)
+        self.checkpointer = Checkpointer(table, dead_letter_topic, alerts_topic, write_rows,
+                                         settings.max_message_bytes)
         #: Writes gpu_windows and host_windows; set once the worker's services start.
         self.store: TelemetryStore | None = None
         self.stats = TelemetryStats()
         self._states: dict[int, TelemetryPartition] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, _PREFIX)
+        self.backlog = Backlog()
+        self.steps = PartitionSteps(patience(settings), self._states, "telemetry")
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
-        by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
-        for partition, part in by_partition.items():
-            await self._process_partition(partition,
-                                          sorted(part, key=lambda e: e.message.offset))
+        runs, repeats = batches.by_partition(events)
+        self.stats.repeated_offsets += repeats
+        for partition, run in runs.items():
+            await self.steps.run(partition,
+                                 functools.partial(self._process_partition, partition, run))
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
-        fresh = [e for e in events if e.message.offset > state.windows.applied_offset]
+        fresh = batches.after(events, state.windows.applied_offset)
         self.stats.replayed_messages += len(events) - len(fresh)
         if not fresh:
             return
@@ -157,7 +164,9 @@ class TelemetryWindowProcessor:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
         for partition in partitions:
             self._states.pop(partition, None)
+        self.steps.revoked(partitions)
         self.idle.forget(partitions)
+        self.backlog.forget(partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, host, event time) to send for quiet hosts that have open windows."""
@@ -169,4 +178,8 @@ class TelemetryWindowProcessor:
             state = self._states.get(partition)
             return None if state is None else state.windows.idle_watermark(source)
 
-        return self.idle.due(now, closing_time)
+        def caught_up(partitions: Set[int]) -> Set[int]:
+            return self.backlog.caught_up(
+                partitions, lambda p: self._state(p).windows.applied_offset)
+
+        return self.idle.due(now, closing_time, caught_up)

@@ -3,7 +3,6 @@ infrastructure rules and incidents, the ClickHouse columns, and the processor.""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import re
@@ -15,6 +14,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from worker_fakes import FakeEvent, FakeMessage, FakeTable, FakeTopic
 
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.events.wire import BadMessage
@@ -449,41 +449,6 @@ def test_columns_match_the_tables_and_rows() -> None:
 
 
 # --- the processor, with fakes for Faust's table and topics -------------------------------
-
-class FakeMessage:
-    def __init__(self, partition: int, offset: int, key: bytes, value: bytes) -> None:
-        self.topic, self.partition, self.offset = "telemetry", partition, offset
-        self.key, self.value = key, value
-
-
-class FakeEvent:
-    def __init__(self, message: FakeMessage) -> None:
-        self.message = message
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes | None]] = []
-
-    async def send(self, key: bytes | None = None, value: bytes | None = None,
-                   **_: Any) -> asyncio.Future[None]:
-        self.sent.append((key, value))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
-
-
-class FakeTable:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.changelog: list[tuple[int, bytes]] = []
-
-    def send_changelog(self, partition: int, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.changelog.append((partition, key))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
-
 
 class FakeStore:
     def __init__(self) -> None:

@@ -1,17 +1,18 @@
 """Agent: labels topic -> labelled predictions in ClickHouse (the work is in
-:mod:`driftline.streams.worker.label_join`)."""
+:mod:`driftline.streams.worker.label_join` and
+:meth:`~driftline.streams.worker.feature_windows.FeatureWindowProcessor.process_labels`)."""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import cast
 
 import faust
 from faust import Stream
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from driftline.streams.settings import Settings
+from driftline.streams.worker import batches
 from driftline.streams.worker.feature_windows import FeatureWindowProcessor
 from driftline.streams.worker.services import WorkerServices
 from driftline.streams.worker.topics import Topics
@@ -26,22 +27,16 @@ def attach(app: faust.App, settings: Settings, topics: Topics, services: WorkerS
     @app.agent(topics.labels, name="join_labels")
     async def join_labels(stream: StreamT[bytes]) -> None:
         await services.start()
+        processor.joiner = services.joiner
+        processor.performance = services.performance
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                     settings.batch_max_messages, within=settings.checkpoint_seconds):
-                by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
-                for event in events:
-                    by_partition[event.message.partition].append(event)
-                joiner = services.joiner
-                for partition, part in by_partition.items():
+                runs, _ = batches.by_partition(events)
+                for partition, run in runs.items():
                     # The predictions of this partition take turns with its labels.
-                    async with joiner.locks[partition]:
-                        touched, clock = await joiner.on_labels(
-                            sorted(part, key=lambda e: e.message.offset))
-                        # Before the offsets are acked: a crash replays the labels, which
-                        # touch the same windows again.
-                        await services.performance.refresh(touched)
-                        await processor.labels_read(partition, clock)
+                    async with services.joiner.locks[partition]:
+                        await processor.process_labels(partition, run)
         finally:
             await services.stop()
 

@@ -14,6 +14,7 @@ from mode.types.signals import BaseSignalT
 
 from driftline.streams.settings import Settings
 from driftline.streams.worker.feature_windows import FeatureWindowProcessor, load_rules
+from driftline.streams.worker.idle import consumer_highwater
 from driftline.streams.worker.services import WorkerServices
 from driftline.streams.worker.topics import Topics
 
@@ -27,6 +28,9 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     processor = FeatureWindowProcessor(settings, window_states, topics.dead_letters,
                                        topics.alerts, services.sink.write,
                                        services.references.get, load_rules(settings))
+
+    # Idle sources are judged only where the worker has caught up with the log.
+    processor.backlog.highwater = consumer_highwater(app, topics.predictions.get_topic_name())
 
     @app.agent(topics.predictions, name="track_feature_windows")
     async def track_feature_windows(stream: StreamT[bytes]) -> None:

@@ -15,6 +15,7 @@ from driftline.models.telemetry.windows import HostWatermark
 from driftline.sinks.telemetry_store import TelemetryStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker.feature_windows import load_rules
+from driftline.streams.worker.idle import consumer_highwater
 from driftline.streams.worker.services import WorkerServices
 from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
 from driftline.streams.worker.topics import Topics
@@ -29,6 +30,9 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     processor = TelemetryWindowProcessor(settings, window_states, topics.dead_letters,
                                          topics.alerts, services.sink.write,
                                          load_rules(settings))
+
+    # Idle sources are judged only where the worker has caught up with the log.
+    processor.backlog.highwater = consumer_highwater(app, topics.telemetry.get_topic_name())
 
     @app.agent(topics.telemetry, name="track_telemetry")
     async def track_telemetry(stream: StreamT[bytes]) -> None:
