@@ -88,7 +88,9 @@ _MAX_XID = 2**32
 def decode_telemetry_message(key: bytes | None, value: bytes | None,
                              max_bytes: int = 8 * 1024 * 1024) -> TelemetryMessage:
     """A telemetry sample, or a watermark; :class:`BadMessage` with the reason otherwise."""
-    if value is not None and len(value) < 1024 and b'"watermark"' in value:
+    # Only a message that mentions a watermark is parsed here first; the sample decoder
+    # checks the size limit of everything else before parsing.
+    if value is not None and len(value) <= max_bytes and b'"watermark"' in value:
         try:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:

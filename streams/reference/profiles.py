@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Self
 
 import clickhouse_connect
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -365,8 +364,8 @@ def _describe(feature: FeatureReference, shown: int = 5) -> str:
 def _read_profile(path: Path) -> ReferenceProfile:
     try:
         return ReferenceProfile.from_json(path.read_bytes())
-    except (TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a reference profile: {exc!r}") from None
+    except ValueError as exc:  # orjson's decode error is one too
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _file_name(text: str) -> str:

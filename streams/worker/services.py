@@ -55,8 +55,8 @@ class WorkerServices:
                 settings = self.settings
                 patience = Patience(secrets=(settings.clickhouse_password,
                                              settings.kafka_sasl_password or ""))
-                await patience.run(f"connecting to ClickHouse at {_where(settings)} as user "
-                                   f"{settings.clickhouse_user!r}", self._start_sink,
+                # The sink's error names the URL, the user and what to check.
+                await patience.run("starting the worker's ClickHouse sink", self._start_sink,
                                    rollback=self._forget_sink)
             self._users += 1
             if self._users > 1:
@@ -94,9 +94,3 @@ class WorkerServices:
                 await self.sink.close()
                 self._joiner = None
 
-
-def _where(settings: Settings) -> str:
-    """The ClickHouse URL without credentials a user may have put in it."""
-    url = settings.clickhouse_url
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]

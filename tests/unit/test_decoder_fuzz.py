@@ -488,21 +488,11 @@ def test_host_watermarks_decode_to_exactly_what_the_worker_sent(watermark: HostW
     assert decode_telemetry_message(watermark.host.encode(), value) == watermark
 
 
-# decode_telemetry_message reads a message under 1,024 bytes that mentions "watermark"
-# before, and without, checking the size limit; a longer one goes to the sample decoder,
-# which refuses it. Left to the owner of models/telemetry/windows.py: check the limit
-# first, and dispatch on the parsed document's type instead of on the length.
-WATERMARK_SHORTCUT = pytest.mark.xfail(strict=True, raises=(BadMessage, pytest.fail.Exception),
-                                       reason="windows.py's watermark shortcut")
-
-
-@WATERMARK_SHORTCUT
 def test_a_watermark_of_a_long_host_name_decodes() -> None:
     watermark = HostWatermark("🦜" * MAX_NAME_LENGTH, T0)
     assert decode_telemetry_message(watermark.host.encode(), watermark.to_json()) == watermark
 
 
-@WATERMARK_SHORTCUT
 def test_a_short_watermark_over_the_limit_is_rejected() -> None:
     with pytest.raises(BadMessage, match="over the 10-byte limit"):
         decode_telemetry_message(b"h", HostWatermark("h", T0).to_json(), 10)
@@ -530,8 +520,7 @@ def test_arbitrary_and_truncated_telemetry_is_rejected_with_a_reason(
 def test_telemetry_over_the_limit_is_rejected_naming_size_and_limit(
         value: bytes, data: st.DataObject) -> None:
     limit = data.draw(st.integers(0, len(value) - 1))
-    watermark = b'"watermark"' in value  # see WATERMARK_SHORTCUT
-    for decoder in (decode_telemetry, decode_telemetry_message)[:1 if watermark else 2]:
+    for decoder in (decode_telemetry, decode_telemetry_message):
         for message in (value, b"[" * len(value)):  # the size is checked before parsing
             with pytest.raises(BadMessage) as info:
                 decoder(host_key(value), message, limit)
