@@ -39,7 +39,7 @@ alive at the end; no timeout.
 
 Workers run with the default settings except: 4 partitions, ``DRIFTLINE_MAX_MESSAGE_BYTES``
 256 KiB (so an oversize message is cheap), and ``DRIFTLINE_IDLE_CLOSE_SECONDS`` shorter than
-every outage (5 s short, 20 s full): an outage must not pass for quiet models, whose
+every outage (5 s short, 15 s full): an outage must not pass for quiet models, whose
 windows the worker would close early and whose next events it would then count as late.
 
     python benchmarks/chaos.py [--short] [--runs N] [--only NAME,...] [--events N]
@@ -149,12 +149,12 @@ class Scale:
 FULL = Scale("full", events=500_000, single_events=100_000, windows=20, kills=20,
              kill_run_s=(3.0, 15.0), kill_down_s=(1.0, 5.0), clickhouse_outage_s=60.0,
              broker_pause_s=30.0, down_at_start_s=20.0, traffic_s=150.0, live_rate=1000,
-             live_s=180.0, idle_close_s=20.0, max_message_bytes=256 * 1024,
+             live_s=180.0, idle_close_s=15.0, max_message_bytes=256 * 1024,
              oversize_bytes=300_000, poison_max_message_bytes=8 * 1024 * 1024,
              poison_oversize_bytes=9_000_000, timeout_s=600.0, stall_s=180.0)
 SHORT = Scale("short", events=20_000, single_events=20_000, windows=8, kills=5,
               kill_run_s=(1.0, 3.0), kill_down_s=(0.5, 1.5), clickhouse_outage_s=10.0,
-              broker_pause_s=10.0, down_at_start_s=10.0, traffic_s=12.0, live_rate=500,
+              broker_pause_s=10.0, down_at_start_s=10.0, traffic_s=20.0, live_rate=500,
               live_s=20.0, idle_close_s=5.0, max_message_bytes=256 * 1024,
               oversize_bytes=300_000, poison_max_message_bytes=256 * 1024,
               poison_oversize_bytes=400_000, timeout_s=150.0, stall_s=45.0)
@@ -707,8 +707,6 @@ class Run:
 
     def prepare(self) -> None:
         asyncio.run(ensure_topics(self.settings))
-        self.t0 = (int(time.time() * 1000) + 2000) if self.plan.live else T0
-        self.messages, self.expected = make_traffic(self.plan, self.t0)
 
     def start_worker(self, slot: int = 0) -> None:
         settings = self.settings.replace(state_dir=str(self.dir / f"state-{slot}"))
@@ -733,6 +731,9 @@ class Run:
         self.workers[slot].kill()
 
     def start_traffic(self) -> None:
+        """Build the traffic (live: stamped from now on) and start sending it."""
+        self.t0 = (int(time.time() * 1000) + 1000) if self.plan.live else T0
+        self.messages, self.expected = make_traffic(self.plan, self.t0)
         self.traffic = TrafficThread(self.settings, self.messages,
                                      self.t0 / 1000 if self.plan.live else None)
         self.traffic.start()
@@ -741,6 +742,20 @@ class Run:
 
     def traffic_elapsed(self) -> float:
         return 0.0 if self.traffic is None else time.monotonic() - self.traffic.started_at
+
+    def begin(self, workers: int = 1) -> None:
+        """Start the workers, and the traffic once they are ready: an outage then meets a
+        worker at work, with traffic before and after it."""
+        for slot in range(workers):
+            self.start_worker(slot)
+        for slot in range(workers):
+            self.wait_ready(slot)
+        self.start_traffic()
+        self.wait_processing()
+
+    def at(self, share: float) -> None:
+        """Sleep until this share of the traffic's production time has passed."""
+        time.sleep(max(0.0, share * self.plan.seconds - self.traffic_elapsed()))
 
     def wait_processing(self, timeout: float = 90.0) -> None:
         """Until the group has committed something: the worker is at work."""
@@ -1034,11 +1049,8 @@ def kill_storm_single(lab: Lab, run: int) -> Row:
 def rebalance_two_workers(lab: Lab, run: int) -> Row:
     r = Run(lab, "rebalance_two_workers", run, lab.plan(run))
     r.prepare()
-    r.start_worker(0)
-    r.start_worker(1)
-    r.start_traffic()
-    r.wait_processing()
-    time.sleep(max(0.0, 0.4 * r.plan.seconds - r.traffic_elapsed()))
+    r.begin(workers=2)
+    r.at(0.4)
     r.say("SIGKILL worker 1")
     r.kill_worker(1)
     time.sleep(float(r.rng.uniform(*lab.scale.kill_down_s)) + 2.0)
@@ -1050,9 +1062,8 @@ def rebalance_two_workers(lab: Lab, run: int) -> Row:
 def clickhouse_pause(lab: Lab, run: int) -> Row:
     r = Run(lab, "clickhouse_pause", run, lab.plan(run))
     r.prepare()
-    r.start_worker()
-    r.start_traffic()
-    r.wait_processing()
+    r.begin()
+    r.at(0.25)
     with lab.clickhouse_restored():
         r.pause("ClickHouse", lab.stack.clickhouse.pid, lab.scale.clickhouse_outage_s)
     return r.finish()
@@ -1061,9 +1072,8 @@ def clickhouse_pause(lab: Lab, run: int) -> Row:
 def clickhouse_restart(lab: Lab, run: int) -> Row:
     r = Run(lab, "clickhouse_restart", run, lab.plan(run))
     r.prepare()
-    r.start_worker()
-    r.start_traffic()
-    r.wait_processing()
+    r.begin()
+    r.at(0.25)
     clickhouse = lab.stack.clickhouse
     with lab.clickhouse_restored():
         if clickhouse.pid is None:
@@ -1092,9 +1102,8 @@ def clickhouse_down_at_start(lab: Lab, run: int) -> Row:
 def broker_pause(lab: Lab, run: int) -> Row:
     r = Run(lab, "broker_pause", run, lab.plan(run))
     r.prepare()
-    r.start_worker()
-    r.start_traffic()
-    r.wait_processing()
+    r.begin()
+    r.at(0.25)
     broker = lab.stack.broker
     try:
         r.pause("the broker", broker.pid, lab.scale.broker_pause_s)
@@ -1111,10 +1120,8 @@ def sink_stall_live(lab: Lab, run: int) -> Row:
                     events=lab.events or int(s.live_rate * s.live_s))
     r = Run(lab, "sink_stall_live", run, plan)
     r.prepare()
-    r.start_worker()
-    r.start_traffic()
-    r.wait_processing()
-    time.sleep(max(0.0, 0.25 * plan.seconds - r.traffic_elapsed()))
+    r.begin()
+    r.at(0.25)
     with lab.clickhouse_restored():
         r.pause("ClickHouse", lab.stack.clickhouse.pid, s.clickhouse_outage_s)
     return r.finish()
