@@ -28,10 +28,41 @@ def kafka_client_options(settings: Settings) -> dict[str, object]:
             cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile,
             keyfile=settings.kafka_ssl_keyfile)
     if settings.kafka_security_protocol.upper().startswith("SASL"):
+        keep_out_of_logs(settings.kafka_sasl_password)
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism or "PLAIN",
                        sasl_plain_username=settings.kafka_sasl_username,
                        sasl_plain_password=settings.kafka_sasl_password)
     return options
+
+
+class _Redacting(logging.Filter):
+    """Replaces secrets in records of one logger by ``***``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+_REDACTING = _Redacting()
+
+
+def keep_out_of_logs(secret: str | None) -> None:
+    """Redact ``secret`` from aiokafka's connection log: at DEBUG it prints the SASL/PLAIN
+    handshake, password included."""
+    if not secret:
+        return
+    _REDACTING.secrets.add(secret)
+    conn = logging.getLogger("aiokafka.conn")
+    if _REDACTING not in conn.filters:
+        conn.addFilter(_REDACTING)
 
 
 async def stop_producer(producer: Any, grace: float, who: str) -> None:

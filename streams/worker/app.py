@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 from aiokafka.helpers import create_ssl_context
 
+from driftline.streams.kafka_options import keep_out_of_logs
 from driftline.streams.settings import Settings
 
 
@@ -51,6 +52,7 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
                                      certfile=settings.kafka_ssl_certfile,
                                      keyfile=settings.kafka_ssl_keyfile)
     if protocol.startswith("SASL"):
+        keep_out_of_logs(settings.kafka_sasl_password)
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
             mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=context)

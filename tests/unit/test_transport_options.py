@@ -8,6 +8,7 @@ are aiokafka's own options.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -222,3 +223,14 @@ def test_the_worker_child_gets_no_secret_on_its_command_line(
     process.WorkerProcess(secured(), tmp_path / "worker.log").start()
     assert not any(KAFKA_SECRET in a or CLICKHOUSE_SECRET in a for a in launched["argv"])
     assert launched["env"]["DRIFTLINE_CLICKHOUSE_PASSWORD"] == CLICKHOUSE_SECRET
+
+
+def test_a_sasl_password_is_redacted_from_aiokafkas_connection_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    kafka_client_options(Settings(kafka_security_protocol="SASL_PLAINTEXT",
+                                  kafka_sasl_username="svc", kafka_sasl_password="hunter2-xyz"))
+    with caplog.at_level(logging.DEBUG, logger="aiokafka.conn"):
+        # What aiokafka 0.14 logs of a SASL/PLAIN handshake at DEBUG.
+        logging.getLogger("aiokafka.conn").debug(
+            "Sending %r to %s", b"\x00svc\x00hunter2-xyz", "127.0.0.1:9092")
+    assert caplog.records and "hunter2-xyz" not in caplog.text and "***" in caplog.text
