@@ -693,6 +693,7 @@ class Run:
         self.reader = ClickHouseReader(self.settings.clickhouse_url,
                                        self.settings.clickhouse_database)
         self.workers: dict[int, WorkerProcess] = {}
+        self._ready_before: dict[int, int] = {}  # "Ready" lines in a slot's log at its start
         self.rng = np.random.default_rng(plan.seed + 1)
         self.began = time.monotonic()
         self.messages: list[Message] = []
@@ -710,15 +711,16 @@ class Run:
 
     def start_worker(self, slot: int = 0) -> None:
         settings = self.settings.replace(state_dir=str(self.dir / f"state-{slot}"))
+        self._ready_before[slot] = self._readies(self.dir / f"worker-{slot}.log")
         self.workers[slot] = WorkerProcess(settings, self.dir / f"worker-{slot}.log").start()
 
     def wait_ready(self, slot: int = 0, timeout: float = 60.0) -> float:
-        """Seconds until the worker in ``slot`` logs that it is ready (Faust's "Ready")."""
+        """Seconds until the worker in ``slot`` logs that it is ready (Faust's "Ready")
+        since it was last started."""
         began = time.monotonic()
         log = self.dir / f"worker-{slot}.log"
-        before = self._readies(log)
         while time.monotonic() - began < timeout and self.workers[slot].is_running():
-            if self._readies(log) > before:
+            if self._readies(log) > self._ready_before[slot]:
                 break
             time.sleep(0.2)
         return time.monotonic() - began
