@@ -46,7 +46,7 @@ windows the worker would close early and whose next events it would then count a
                                [--kills N] [--seed N] [--json PATH] [--home DIR]
 
 Prints a table, one row per experiment and run; exits 1 if any row fails. ``--short``
-(minutes on two cores) is what CI runs; the full form (500,000 events, 20 kills, 60 s
+(about seven minutes on two cores) is what CI runs; the full form (500,000 events, 20 kills, 60 s
 ClickHouse outages) takes far longer: its envelope kill storm alone about six minutes.
 ``--home`` keeps the worker logs (``<experiment>-<run>-<tag>/worker-<n>.log``).
 """
