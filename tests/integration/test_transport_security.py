@@ -2,12 +2,12 @@
 and password, a broker that demands SASL, and the log of a real worker kept free of secrets.
 
 chdb's server listens on HTTP and TCP only (``SYSTEM START LISTEN HTTPS`` is refused), so
-TLS is terminated by a small proxy started here, with a self-signed certificate made by
-the ``openssl`` command; the server behind it checks the password. The embedded broker
-(tansu 0.6.0) has no TLS listener, offers SCRAM but not PLAIN, and cannot be given a user
-while it demands authentication (README, "What you can rely on"): the Kafka tests here
-show that driftline's clients do speak SASL to such a broker and that a refused login
-leaks no password.
+TLS is terminated by a small proxy started here, with a certificate from a test CA
+(trustme, ``tls_files`` in tests/conftest.py); the server behind it checks the password.
+The embedded broker (tansu 0.6.0) has no TLS listener, offers SCRAM but not PLAIN, and
+cannot be given a user while it demands authentication (README, "What you can rely on"):
+the Kafka tests here show that driftline's clients do speak SASL to such a broker and
+that a refused login leaks no password.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import http.client
 import logging
-import shutil
 import signal
 import ssl
 import subprocess
@@ -67,16 +66,9 @@ sys.exit(server.main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (the certificate is its own CA)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is missing: apt-get install openssl")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
+def certificate(tls_files: tuple[Path, Path, Path]) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, signed by the test CA (``tls_files[0]``)."""
+    return tls_files[1], tls_files[2]
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +101,10 @@ def https_url(password_clickhouse: int, certificate: tuple[Path, Path]) -> Itera
 
 
 @pytest.fixture
-def https_settings(https_url: str, certificate: tuple[Path, Path],
+def https_settings(https_url: str, tls_files: tuple[Path, Path, Path],
                    unique_name: str) -> Settings:
     return Settings().replace(clickhouse_url=https_url, clickhouse_user=USER,
-                              clickhouse_password=PASSWORD, clickhouse_ca_file=str(certificate[0]),
+                              clickhouse_password=PASSWORD, clickhouse_ca_file=str(tls_files[0]),
                               clickhouse_database=f"tls_{unique_name}")
 
 
@@ -238,7 +230,7 @@ async def test_an_untrusted_certificate_is_refused_with_what_to_set(
         await sink.start()
     message = str(failed.value)
     assert "\n" not in message
-    assert "not trusted (self-signed certificate)" in message
+    assert "not trusted (unable to get local issuer certificate)" in message
     assert "DRIFTLINE_CLICKHOUSE_CA_FILE" in message
     assert PASSWORD not in message
 

@@ -9,9 +9,7 @@ are aiokafka's own options.
 from __future__ import annotations
 
 import logging
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +34,11 @@ KAFKA_SECRET = "kafka-pw-5e8b1c"
 CLICKHOUSE_SECRET = "ch-pw-77d0a2"
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A self-signed certificate (its own CA) and its key, as PEM files."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is missing: apt-get install openssl")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=driftline-test", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return {"kafka_ssl_cafile": str(cert), "kafka_ssl_certfile": str(cert),
-            "kafka_ssl_keyfile": str(key)}
+@pytest.fixture
+def ssl_files(tls_files: tuple[Path, Path, Path]) -> dict[str, str]:
+    """Kafka's TLS settings with the test CA and a certificate it signed."""
+    ca, cert, key = (str(path) for path in tls_files)
+    return {"kafka_ssl_cafile": ca, "kafka_ssl_certfile": cert, "kafka_ssl_keyfile": key}
 
 
 def secured(**changes: Any) -> Settings:
@@ -85,9 +76,9 @@ def test_sasl_plaintext_defaults_to_plain() -> None:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_sasl_ssl_verifies_the_broker_and_logs_in(mechanism: str,
-                                                 tls_files: dict[str, str]) -> None:
+                                                 ssl_files: dict[str, str]) -> None:
     settings = secured(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism=mechanism,
-                       kafka_ssl_cafile=tls_files["kafka_ssl_cafile"])
+                       kafka_ssl_cafile=ssl_files["kafka_ssl_cafile"])
     expected = {"security_protocol": "SASL_SSL", "sasl_mechanism": mechanism,
                 "sasl_plain_username": "driftline", "sasl_plain_password": KAFKA_SECRET}
     for options in (kafka_client_options(settings), faust_options(settings)):
@@ -96,8 +87,8 @@ def test_sasl_ssl_verifies_the_broker_and_logs_in(mechanism: str,
         assert_verifies_with_ca(context)
 
 
-def test_ssl_with_a_client_certificate(tls_files: dict[str, str]) -> None:
-    settings = secured(kafka_security_protocol="SSL", **tls_files)
+def test_ssl_with_a_client_certificate(ssl_files: dict[str, str]) -> None:
+    settings = secured(kafka_security_protocol="SSL", **ssl_files)
     for options in (kafka_client_options(settings), faust_options(settings)):
         assert options.keys() == {"security_protocol", "ssl_context"}
         assert options["security_protocol"] == "SSL"
