@@ -8,11 +8,14 @@ and a replay decides the same.
 Silence counts only while the processor keeps up with its partition (:class:`Backlog`): a
 worker whose sink is down stops reading, and the messages of a busy model wait behind
 the stall. Judged quiet then, the model would get a watermark in the log ahead of its own
-next events, and on-time events would count as late.
+next events, and on-time events would count as late. The same holds while the broker does
+not answer: the consumer's last high watermark then looks caught up, but it is stale, and
+producers' messages wait in their buffers.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any
 
@@ -96,17 +99,19 @@ class Backlog:
 
     def caught_up(self, partitions: Set[int], applied: Callable[[int], int]) -> set[int]:
         """Of ``partitions``, those whose ``applied(partition)`` offset reaches the
-        previous check's high watermark."""
+        previous check's high watermark, and whose high watermark is known now (a
+        partition the consumer cannot fetch may hold anything)."""
         if self.highwater is None:
             return set(partitions)
         ready = set()
         for partition in partitions:
-            mark = self._marks.get(partition)
+            mark = self._marks.pop(partition, None)
+            highwater = self.highwater(partition)
+            if highwater is None:
+                continue  # and the next check has no mark: caught up two checks later
             if mark is not None and applied(partition) >= mark - 1:
                 ready.add(partition)
-            highwater = self.highwater(partition)
-            if highwater is not None:
-                self._marks[partition] = highwater
+            self._marks[partition] = highwater
         return ready
 
     def forget(self, partitions: set[int]) -> None:
@@ -114,13 +119,29 @@ class Backlog:
             self._marks.pop(partition, None)
 
 
-def consumer_highwater(app: Any, topic: str) -> Callable[[int], int | None]:
-    """``highwater(partition)`` of ``topic`` as ``app``'s consumer last fetched it."""
+#: The consumer long-polls the broker for up to 1.5 s (Faust's fetch_max_wait_ms), so a high
+#: watermark polled longer ago than this means its fetches have stopped: the broker does
+#: not answer, or the partition is paused behind a full buffer.
+FRESH_POLL_SECONDS = 4.0
+
+
+def consumer_highwater(app: Any, topic: str, fresh_within: float = FRESH_POLL_SECONDS,
+                       clock: Callable[[], float] = time.time
+                       ) -> Callable[[int], int | None]:
+    """``highwater(partition)`` of ``topic`` as ``app``'s consumer last fetched it, or None
+    when unknown or polled more than ``fresh_within`` seconds ago."""
     def highwater(partition: int) -> int | None:
+        tp = TP(topic, partition)
         try:
-            value = app.consumer.highwater(TP(topic, partition))
-        except (ConsumerNotStarted, AssertionError, AttributeError):
+            # Faust's consumer thread holds the aiokafka consumer (faust-streaming pinned).
+            consumer = app.consumer._thread._ensure_consumer()
+            value, polled_ms = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+        except (ConsumerNotStarted, AssertionError, AttributeError, KeyError):
             return None  # not started, or the partition is not (or no longer) ours
-        return None if value is None else int(value)
+        if value is None or polled_ms is None:
+            return None
+        if clock() * 1000.0 - polled_ms > fresh_within * 1000.0:
+            return None
+        return int(value)
 
     return highwater

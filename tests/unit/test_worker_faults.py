@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.streams.settings import Settings
 from driftline.streams.worker import batches
 from driftline.streams.worker.checkpoint import TRUNCATED_BYTES, Checkpointer
-from driftline.streams.worker.idle import Backlog, IdleWatch
+from driftline.streams.worker.idle import Backlog, IdleWatch, consumer_highwater
 from driftline.streams.worker.retry import Patience, Revoked
 from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
 
@@ -169,6 +170,56 @@ def test_no_source_is_idle_while_its_partition_is_behind() -> None:
     applied[0] = 99  # the stall is over and the backlog applied
     assert due(50.0) == []  # silence counts again from the last check that was behind
     assert due(71.0) == [(0, "fraud", T0 + W)]
+
+
+def test_no_source_is_idle_while_the_broker_does_not_answer() -> None:
+    # A paused broker: the last high watermark was reached, but it is stale, and the
+    # producers' messages wait in their buffers.
+    highwater: dict[int, int | None] = {0: 100}
+    backlog = Backlog(lambda p: highwater[p])
+    watch = IdleWatch(30.0, "partition-")
+    watch.seen(0, "fraud", 0.0)
+
+    def due(now: float) -> list[Any]:
+        return watch.due(now, lambda p, s: T0 + W,
+                         lambda ps: backlog.caught_up(ps, lambda p: 99))
+
+    assert due(10.0) == []
+    highwater[0] = None  # polled too long ago
+    assert due(31.0) == []
+    highwater[0] = 100  # answering again: one check to mark, one to see it reached
+    assert due(40.0) == []
+    assert due(50.0) == []  # caught up, but quiet only since 40
+    assert due(71.0) == [(0, "fraud", T0 + W)]
+
+
+class _PolledConsumer:
+    def __init__(self, highwater: int | None, polled_ms: int | None) -> None:
+        self._highwater, self._polled_ms = highwater, polled_ms
+
+    def highwater(self, tp: Any) -> int | None:
+        return self._highwater
+
+    def last_poll_timestamp(self, tp: Any) -> int | None:
+        if tp.partition != 0:
+            raise AssertionError("Partition is not assigned")
+        return self._polled_ms
+
+
+def _app_with(consumer: _PolledConsumer) -> Any:
+    thread = SimpleNamespace(_ensure_consumer=lambda: consumer)
+    return SimpleNamespace(consumer=SimpleNamespace(_thread=thread))
+
+
+def test_a_high_watermark_counts_only_while_the_consumer_polls() -> None:
+    now = 1_000.0
+    fresh = consumer_highwater(_app_with(_PolledConsumer(7, 999_000)), "p", 4.0, lambda: now)
+    stale = consumer_highwater(_app_with(_PolledConsumer(7, 995_000)), "p", 4.0, lambda: now)
+    never = consumer_highwater(_app_with(_PolledConsumer(None, None)), "p", 4.0, lambda: now)
+    assert fresh(0) == 7
+    assert fresh(1) is None  # not ours
+    assert stale(0) is None and never(0) is None
+    assert consumer_highwater(SimpleNamespace(), "p")(0) is None  # no consumer yet
 
 
 def test_without_a_consumer_every_partition_counts_as_caught_up() -> None:
