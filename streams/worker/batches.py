@@ -38,3 +38,10 @@ def by_partition(events: Sequence[EventT[bytes]]) -> tuple[dict[int, list[EventT
 def after(events: list[EventT[bytes]], applied_offset: int) -> list[EventT[bytes]]:
     """The events of one partition's run (offset order) above the checkpoint's offset."""
     return [e for e in events if e.message.offset > applied_offset]
+
+
+def applied_through(applied_offset: int) -> str:
+    """A checkpoint's applied offset, for a log line."""
+    if applied_offset < 0:
+        return "no offset applied yet"
+    return f"offsets up to {applied_offset} applied"

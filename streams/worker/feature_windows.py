@@ -45,6 +45,7 @@ from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.sinks.performance_store import WindowKey
 from driftline.streams.settings import Settings
 from driftline.streams.worker import batches
+from driftline.streams.worker.batches import applied_through
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
 from driftline.streams.worker.idle import Backlog, IdleWatch
 from driftline.streams.worker.label_join import LabelJoiner
@@ -284,6 +285,8 @@ class FeatureWindowProcessor:
                 state = PartitionState.from_bytes(stored, self.config, self.monitor_config,
                                                   self.rules, self.references,
                                                   self.performance_config)
+            log.info("predictions partition %d: state loaded from its checkpoint (%s)",
+                     partition, applied_through(state.windows.applied_offset))
             self._states[partition] = state
         return state
 

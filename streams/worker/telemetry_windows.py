@@ -39,6 +39,7 @@ from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.sinks.telemetry_store import TelemetryStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker import batches
+from driftline.streams.worker.batches import applied_through
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
 from driftline.streams.worker.feature_windows import patience
 from driftline.streams.worker.idle import Backlog, IdleWatch
@@ -157,6 +158,8 @@ class TelemetryWindowProcessor:
             stored = self.table.data.get(f"{_PREFIX}{partition}".encode())
             state = (TelemetryPartition.new(self.config, self.rules) if stored is None else
                      TelemetryPartition.from_bytes(stored, self.config, self.rules))
+            log.info("telemetry partition %d: state loaded from its checkpoint (%s)",
+                     partition, applied_through(state.windows.applied_offset))
             self._states[partition] = state
         return state
 
