@@ -1,5 +1,6 @@
 """Test-wide settings: hypothesis without per-example deadlines (CI machines are shared
-and slow), and with a fixed seed on CI so a run there is reproducible."""
+and slow), and with a fixed seed on CI so a run there is reproducible; tests marked
+``chaos`` run only when asked for (``pytest -m chaos``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ settings.register_profile("driftline", deadline=None, print_blob=True)
 settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "driftline")
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out ``chaos`` tests unless the ``-m`` expression names them."""
+    if "chaos" in (config.getoption("markexpr", "") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("chaos") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

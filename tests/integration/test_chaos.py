@@ -3,8 +3,8 @@ processes: after each disruption every cell ClickHouse holds equals what was sen
 message is one dead letter, no alert state is written twice, and the worker is alive.
 
 Three experiments run with the rest of the integration tests (about two minutes
-together); the other six of the short form (another four minutes or so) run when
-``DRIFTLINE_CHAOS=all`` is set, or all at once with ``python benchmarks/chaos.py --short``.
+together); the other six of the short form (another four minutes or so) run with
+``pytest -m chaos``, or all nine at once with ``python benchmarks/chaos.py --short``.
 The suite starts its own broker and ClickHouse: it pauses and kills them.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,6 @@ _SPEC.loader.exec_module(chaos)
 #: One crash storm, one sink outage, bad input: each run on every CI pass.
 EVERY_RUN = ("kill_storm_envelopes", "clickhouse_restart", "oversize_and_poison")
 ON_REQUEST = tuple(name for name in chaos.EXPERIMENTS if name not in EVERY_RUN)
-_ALL = os.environ.get("DRIFTLINE_CHAOS") == "all"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def test_short_chaos(lab: Any, name: str) -> None:
     check(lab, name)
 
 
-@pytest.mark.skipif(not _ALL, reason="set DRIFTLINE_CHAOS=all for the whole short form")
+@pytest.mark.chaos
 @pytest.mark.parametrize("name", ON_REQUEST)
 def test_short_chaos_on_request(lab: Any, name: str) -> None:
     check(lab, name)
