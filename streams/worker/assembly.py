@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from typing import Any
 
 import faust
+from mode.types.signals import BaseSignalT
 
 from driftline.streams.settings import Settings
 from driftline.streams.worker.agents import AGENT_MODULES
@@ -38,4 +40,14 @@ def create_worker(settings: Settings) -> Worker:
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
     join_labels.attach(app, settings, topics, services, processor)
     telemetry = track_telemetry.attach(app, settings, topics, window_states, services)
+    # One record of what is durable, and the consumer commits from it (not from acks).
+    telemetry.offsets = processor.offsets
+    sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic)
+
+    @app.on_partitions_assigned.connect
+    async def commit_from_checkpoints(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                                      **kwargs: Any) -> None:
+        # Before any message of the new assignment is acked, so before any commit.
+        processor.offsets.install(app.consumer, sources)
+
     return Worker(app=app, feature_windows=processor, telemetry=telemetry)

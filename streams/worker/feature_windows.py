@@ -47,6 +47,7 @@ from driftline.streams.settings import Settings
 from driftline.streams.worker import batches
 from driftline.streams.worker.batches import applied_through
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
+from driftline.streams.worker.commits import DurableOffsets
 from driftline.streams.worker.idle import Backlog, IdleWatch
 from driftline.streams.worker.label_join import LabelJoiner
 from driftline.streams.worker.performance import PerformanceTracker
@@ -133,6 +134,8 @@ class FeatureWindowProcessor:
         self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
         #: Knows the consumer's high watermarks once the agent sets ``backlog.highwater``.
         self.backlog = Backlog()
+        #: What the consumer commits (one per worker, shared with the telemetry processor).
+        self.offsets = DurableOffsets()
         waiting = patience(settings)
         self.steps = PartitionSteps(waiting, self._states, "predictions")
         self.label_steps = PartitionSteps(waiting, self._states, "labels")
@@ -164,6 +167,7 @@ class FeatureWindowProcessor:
             # same windows again.
             await performance.refresh(touched)
             await self.labels_read(partition, clock, dead_letters)
+            self.offsets.applied(self.settings.labels_topic, partition, events[-1].message.offset)
 
         await self.label_steps.run(partition, step)
 
@@ -261,6 +265,8 @@ class FeatureWindowProcessor:
                             batch: SinkBatch) -> None:
         await self.checkpointer.commit(partition, f"partition-{partition}".encode(),
                                        state.to_bytes(), batch)
+        self.offsets.applied(self.settings.predictions_topic, partition,
+                             state.windows.applied_offset)
 
     def _count(self, blocks: list[tuple[int, EventBlock]], batch: SinkBatch, messages: int) -> None:
         self.stats.messages += messages
@@ -287,6 +293,8 @@ class FeatureWindowProcessor:
                                                   self.performance_config)
             log.info("predictions partition %d: state loaded from its checkpoint (%s)",
                      partition, applied_through(state.windows.applied_offset))
+            self.offsets.applied(self.settings.predictions_topic, partition,
+                                 state.windows.applied_offset)
             self._states[partition] = state
         return state
 
@@ -298,6 +306,8 @@ class FeatureWindowProcessor:
         self.label_steps.revoked(partitions)
         self.idle.forget(partitions)
         self.backlog.forget(partitions)
+        self.offsets.forget(self.settings.predictions_topic, partitions)
+        self.offsets.forget(self.settings.labels_topic, partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, model, event time) to send for quiet models that have open windows."""

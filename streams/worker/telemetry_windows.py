@@ -41,6 +41,7 @@ from driftline.streams.settings import Settings
 from driftline.streams.worker import batches
 from driftline.streams.worker.batches import applied_through
 from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
+from driftline.streams.worker.commits import DurableOffsets
 from driftline.streams.worker.feature_windows import patience
 from driftline.streams.worker.idle import Backlog, IdleWatch
 from driftline.streams.worker.retry import PartitionSteps
@@ -89,6 +90,8 @@ class TelemetryWindowProcessor:
         self._states: dict[int, TelemetryPartition] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, _PREFIX)
         self.backlog = Backlog()
+        #: What the consumer commits (one per worker, shared with the feature processor).
+        self.offsets = DurableOffsets()
         self.steps = PartitionSteps(patience(settings), self._states, "telemetry")
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
@@ -137,6 +140,8 @@ class TelemetryWindowProcessor:
             await self.store.write(result.gpu_rows, result.host_rows, batch.revision)
         await self.checkpointer.commit(partition, f"{_PREFIX}{partition}".encode(),
                                        state.to_bytes(), batch)
+        self.offsets.applied(self.settings.telemetry_topic, partition,
+                             state.windows.applied_offset)
 
     def _count(self, messages: list[tuple[int, TelemetryMessage]], batch: SinkBatch,
                result: TelemetryResult, fresh: int) -> None:
@@ -160,6 +165,8 @@ class TelemetryWindowProcessor:
                      TelemetryPartition.from_bytes(stored, self.config, self.rules))
             log.info("telemetry partition %d: state loaded from its checkpoint (%s)",
                      partition, applied_through(state.windows.applied_offset))
+            self.offsets.applied(self.settings.telemetry_topic, partition,
+                                 state.windows.applied_offset)
             self._states[partition] = state
         return state
 
@@ -170,6 +177,7 @@ class TelemetryWindowProcessor:
         self.steps.revoked(partitions)
         self.idle.forget(partitions)
         self.backlog.forget(partitions)
+        self.offsets.forget(self.settings.telemetry_topic, partitions)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, host, event time) to send for quiet hosts that have open windows."""

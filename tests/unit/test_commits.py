@@ -1,0 +1,79 @@
+"""The offsets a worker commits come from its durable checkpoints, whatever Faust's acks
+and gap bookkeeping say (a real Faust consumer, not connected to any broker)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.streams.worker.commits import DurableOffsets
+
+SOURCE = TP("predictions", 0)
+OTHER = TP("something-else", 0)
+
+
+@pytest.fixture
+async def consumer() -> AsyncIterator[Any]:
+    app = faust.App("commits-test", broker="kafka://127.0.0.1:1", store="memory://",
+                    autodiscover=False, web_enabled=False)
+    consumer = app.consumer
+    consumer._committed_offset[SOURCE] = 10
+    consumer._committed_offset[OTHER] = 10
+    yield consumer
+    consumer._thread.thread_loop.close()  # made by the consumer thread, never started
+
+
+async def test_faust_alone_commits_past_a_message_it_has_not_processed(consumer: Any) -> None:
+    # The flaw the worker works around: 20 was handed to a stream right after 10, so
+    # 11..20 became a "gap"; once 20 and 21 are acked, 11..19 count as acked too.
+    await consumer._add_gap(OTHER, 11, 20)
+    consumer._acked[OTHER] = [10, 20, 21]
+    consumer._acked_index[OTHER] = {10, 20, 21}
+    assert consumer._filter_committable_offsets([OTHER]) == {OTHER: 21}  # past 11..19
+
+
+async def test_the_worker_commits_what_its_checkpoints_hold(consumer: Any) -> None:
+    offsets = DurableOffsets()
+    offsets.install(consumer, ["predictions"])
+    consumer._acked[SOURCE] = [10, 11, 11, 12]  # duplicates: Faust would creep one by one
+    consumer._acked_index[SOURCE] = {10, 11, 12}
+    await consumer._add_gap(SOURCE, 13, 20)
+    assert consumer._filter_committable_offsets([SOURCE]) == {}  # nothing durable yet
+    offsets.applied("predictions", 0, 14)
+    assert consumer._filter_committable_offsets([SOURCE]) == {SOURCE: 15}
+    # Faust's bookkeeping of the partition is emptied on every commit, not grown.
+    assert consumer._acked[SOURCE] == [] and not consumer._acked_index[SOURCE]
+    assert not consumer._gap[SOURCE]
+    # Other topics keep Faust's own rule.
+    consumer._acked[OTHER] = [10, 11]
+    consumer._acked_index[OTHER] = {10, 11}
+    assert consumer._filter_committable_offsets([OTHER]) == {OTHER: 12}
+
+
+async def test_a_partition_given_away_is_not_committed(consumer: Any) -> None:
+    offsets = DurableOffsets()
+    offsets.install(consumer, ["predictions"])
+    offsets.applied("predictions", 0, 30)
+    offsets.forget("predictions", [0])
+    consumer._acked[SOURCE] = [10]
+    assert consumer._filter_committable_offsets([SOURCE]) == {}
+
+
+@given(st.lists(st.integers(-1, 1_000), max_size=30))
+def test_the_offset_to_commit_never_goes_back(applied: list[int]) -> None:
+    offsets = DurableOffsets()
+    seen: list[int] = []
+    for offset in applied:
+        offsets.applied("t", 3, offset)
+        now = offsets.next_offset("t", 3)
+        if now is not None:
+            seen.append(now)
+    assert seen == sorted(seen)
+    durable = [a for a in applied if a >= 0]
+    assert offsets.next_offset("t", 3) == (max(durable) + 1 if durable else None)
