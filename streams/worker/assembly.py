@@ -44,10 +44,13 @@ def create_worker(settings: Settings) -> Worker:
     telemetry.offsets = processor.offsets
     sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic)
 
-    @app.on_partitions_assigned.connect
     async def commit_from_checkpoints(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                                       **kwargs: Any) -> None:
-        # Before any message of the new assignment is acked, so before any commit.
+        # At the start of the first rebalance: before any message is acked (so before any
+        # commit) and before recovery ends with its seek to the committed offsets.
         processor.offsets.install(app.consumer, sources)
+
+    app.on_partitions_revoked.connect(commit_from_checkpoints)
+    app.on_partitions_assigned.connect(commit_from_checkpoints)
 
     return Worker(app=app, feature_windows=processor, telemetry=telemetry)

@@ -40,6 +40,16 @@ def after(events: list[EventT[bytes]], applied_offset: int) -> list[EventT[bytes
     return [e for e in events if e.message.offset > applied_offset]
 
 
+def skipped(fresh: list[EventT[bytes]], applied_offset: int) -> int:
+    """How many offsets between the checkpoint's and the last of ``fresh`` (a run above it,
+    offset order) were not delivered: transaction markers and compaction leave such gaps,
+    anything else is a consumer fault worth a look."""
+    if not fresh:
+        return 0
+    first = max(applied_offset + 1, 0)
+    return fresh[-1].message.offset - first + 1 - len(fresh)
+
+
 def applied_through(applied_offset: int) -> str:
     """A checkpoint's applied offset, for a log line."""
     if applied_offset < 0:

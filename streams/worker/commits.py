@@ -17,6 +17,15 @@ So for the source topics, the worker commits what its processors made durable in
 per partition, the offset after the last one a durable checkpoint (or, for labels, a
 completed write) applied. Faust's acks still drive its flow control and the wait for
 in-flight messages during a rebalance; only the choice of the offset to commit changes.
+
+A second flaw opens holes where nothing was committed yet. While a new assignment's
+tables recover, Faust fetches the source partitions too and throws away what it fetched
+for partitions that are paused meanwhile, so the consumer's position moves past records
+no stream saw. Recovery ends with a seek to the committed offsets that repairs this, but
+aiokafka seeks only partitions whose committed offset is above 0. A worker killed before
+its first commit therefore restarted past records it never applied (seen here: offsets
+9..11 of a partition skipped, 54 cells short). Partitions without a committed offset are
+sought to their beginning (the consumer's ``earliest`` reset) at that point too.
 """
 
 from __future__ import annotations
@@ -51,8 +60,10 @@ class DurableOffsets:
             self._next.pop((topic, partition), None)
 
     def install(self, consumer: Any, topics: Collection[str]) -> None:
-        """Make Faust's ``consumer`` commit these offsets for ``topics`` (faust-streaming
-        is pinned: this replaces its private ``Consumer._new_offset``); once per consumer."""
+        """Make Faust's ``consumer`` commit these offsets for ``topics``, and seek those of
+        its partitions that have no committed offset to their beginning after a rebalance
+        (faust-streaming is pinned: this replaces its ``Consumer._new_offset`` and wraps
+        ``seek_to_committed``); once per consumer."""
         if getattr(consumer, _INSTALLED, None) is self:
             return
         faust_new_offset = consumer._new_offset
@@ -71,4 +82,15 @@ class DurableOffsets:
             return self.next_offset(tp.topic, tp.partition)
 
         consumer._new_offset = new_offset
+
+        faust_seek_to_committed = consumer.seek_to_committed
+
+        async def seek_to_committed() -> Any:
+            committed = await faust_seek_to_committed()
+            never = [tp for tp, offset in committed.items() if tp.topic in topics and not offset]
+            if never:
+                await consumer._thread.seek_to_beginning(*never)
+            return committed
+
+        consumer.seek_to_committed = seek_to_committed
         setattr(consumer, _INSTALLED, self)

@@ -106,6 +106,7 @@ class ProcessorStats:
         self.alerts = 0
         self.replayed_messages = 0
         self.repeated_offsets = 0
+        self.skipped_offsets = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -178,6 +179,7 @@ class FeatureWindowProcessor:
         self.stats.replayed_messages += len(events) - len(fresh)
         if not fresh:
             return
+        self.stats.skipped_offsets += batches.skipped(fresh, windows.applied_offset)
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
         blocks = self._decode(windows, fresh, batch)
         batch.late, batch.windows, health = state.apply(blocks)

@@ -69,6 +69,7 @@ class TelemetryStats:
         self.alerts = 0
         self.replayed_messages = 0
         self.repeated_offsets = 0
+        self.skipped_offsets = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -107,6 +108,7 @@ class TelemetryWindowProcessor:
         self.stats.replayed_messages += len(events) - len(fresh)
         if not fresh:
             return
+        self.stats.skipped_offsets += batches.skipped(fresh, state.windows.applied_offset)
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
         messages = self._decode(fresh, batch)
         result = state.apply(messages)

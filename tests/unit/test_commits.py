@@ -4,6 +4,7 @@ and gap bookkeeping say (a real Faust consumer, not connected to any broker)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -11,7 +12,9 @@ import pytest
 from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
+from worker_fakes import FakeEvent, FakeMessage
 
+from driftline.streams.worker import batches
 from driftline.streams.worker.commits import DurableOffsets
 
 SOURCE = TP("predictions", 0)
@@ -77,3 +80,32 @@ def test_the_offset_to_commit_never_goes_back(applied: list[int]) -> None:
     assert seen == sorted(seen)
     durable = [a for a in applied if a >= 0]
     assert offsets.next_offset("t", 3) == (max(durable) + 1 if durable else None)
+
+
+async def test_partitions_never_committed_are_read_from_their_beginning() -> None:
+    # aiokafka seeks only partitions with a committed offset above 0; the rest would keep
+    # a position Faust moved past records no stream saw.
+    sought: list[Any] = []
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        return {TP("predictions", 0): None, TP("predictions", 1): 0,
+                TP("predictions", 2): 41, TP("something-else", 0): None}
+
+    async def seek_to_beginning(*partitions: Any) -> None:
+        sought.extend(partitions)
+
+    consumer = SimpleNamespace(_new_offset=lambda tp: None, seek_to_committed=seek_to_committed,
+                               _thread=SimpleNamespace(seek_to_beginning=seek_to_beginning))
+    DurableOffsets().install(consumer, ["predictions"])
+    committed = await consumer.seek_to_committed()
+    assert committed[TP("predictions", 2)] == 41
+    assert sought == [TP("predictions", 0), TP("predictions", 1)]
+
+
+@given(st.integers(-1, 50), st.sets(st.integers(0, 120), min_size=1))
+def test_skipped_offsets_are_the_ones_missing_after_the_checkpoint(applied: int,
+                                                                   offsets: set[int]) -> None:
+    fresh: list[Any] = [FakeEvent(FakeMessage(0, o, b"m", b"{}"))
+                        for o in sorted(o for o in offsets if o > applied)]
+    expected = len(set(range(applied + 1, fresh[-1].message.offset + 1)) - offsets) if fresh else 0
+    assert batches.skipped(fresh, applied) == expected
