@@ -297,6 +297,7 @@ class FeatureWindowProcessor:
                      partition, applied_through(state.windows.applied_offset))
             self.offsets.applied(self.settings.predictions_topic, partition,
                                  state.windows.applied_offset)
+            self.idle.loaded(partition, list(state.windows.event_time))
             self._states[partition] = state
         return state
 

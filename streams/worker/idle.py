@@ -31,12 +31,20 @@ class IdleWatch:
         self.idle_seconds = idle_seconds
         self.checkpoint_prefix = checkpoint_prefix
         self._last_seen: dict[tuple[int, str], float] = {}  # (partition, source) -> monotonic
+        self._loaded: list[tuple[int, str]] = []
 
     def seen(self, partition: int, source: str, now: float) -> None:
         self._last_seen[(partition, source)] = now
 
+    def loaded(self, partition: int, sources: Iterable[str]) -> None:
+        """Watch the sources of a state just loaded from its checkpoint, quiet from the
+        next check on unless seen before it. Whatever loads it (a batch of replays only,
+        say), a source that went quiet before a restart still gets its windows closed."""
+        self._loaded += [(partition, source) for source in sources]
+
     def forget(self, partitions: set[int]) -> None:
         self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
+        self._loaded = [k for k in self._loaded if k[0] not in partitions]
 
     def adopt_restored(self, checkpoints: Mapping[Any, Any], loaded: Iterable[int],
                        sources: Callable[[int], Iterable[str]], now: float) -> None:
@@ -63,6 +71,9 @@ class IdleWatch:
         event time that closes a source's open windows, None when none is open;
         ``caught_up`` the partitions with nothing waiting unprocessed (asked on every call,
         see :class:`Backlog`)."""
+        for key in self._loaded:
+            self._last_seen.setdefault(key, now)
+        self._loaded = []
         ready = caught_up({partition for partition, _ in self._last_seen})
         due = []
         for (partition, source), seen in list(self._last_seen.items()):

@@ -169,6 +169,7 @@ class TelemetryWindowProcessor:
                      partition, applied_through(state.windows.applied_offset))
             self.offsets.applied(self.settings.telemetry_topic, partition,
                                  state.windows.applied_offset)
+            self.idle.loaded(partition, list(state.windows.event_time))
             self._states[partition] = state
         return state
 

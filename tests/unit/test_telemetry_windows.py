@@ -487,6 +487,27 @@ async def test_processor_dead_letters_replays_and_checkpoints() -> None:
     assert restored.idle_watermarks(now=2e12) == [(1, HOST, T0 + 4 * W + 10_000)]
 
 
+async def test_a_source_restored_by_a_batch_of_replays_still_goes_idle() -> None:
+    # After a restart the first batch may hold only replays: the state is loaded then,
+    # and the hosts it holds must still get their windows closed when they stay quiet.
+    table, dead, alerts = FakeTable(), FakeTopic(), FakeTopic()
+
+    async def write_rows(batch: Any) -> None:
+        pass
+
+    first = TelemetryWindowProcessor(Settings(), table, dead, alerts, write_rows, RULES)
+    first.store = FakeStore()
+    events = [FakeEvent(FakeMessage(1, i, HOST.encode(), sample(T0 + i * 5000, [gpu(0)]).to_json()))
+              for i in range(10)]
+    await first.process(events)
+    restored = TelemetryWindowProcessor(Settings(), table, dead, alerts, write_rows, RULES)
+    restored.store = FakeStore()
+    await restored.process(events[5:])  # replays only
+    assert restored.stats.replayed_messages == 5
+    assert restored.idle_watermarks(now=1e12) == []  # quiet from this check on
+    assert restored.idle_watermarks(now=2e12) == [(1, HOST, T0 + W + 10_000)]
+
+
 def test_worker_attaches_the_telemetry_agent(tmp_path: object) -> None:
     settings = Settings(app_id="telemetry-assembly", telemetry_topic="t", partitions=3,
                         state_dir=str(tmp_path))
