@@ -30,9 +30,11 @@ sought to their beginning (the consumer's ``earliest`` reset) at that point too.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 _INSTALLED = "_driftline_durable_offsets"
@@ -89,7 +91,9 @@ class DurableOffsets:
             committed = await faust_seek_to_committed()
             never = [tp for tp, offset in committed.items() if tp.topic in topics and not offset]
             if never:
-                await consumer._thread.seek_to_beginning(*never)
+                # Revoked meanwhile: the new owner starts from the committed offset.
+                with contextlib.suppress(IllegalStateError):
+                    await consumer._thread.seek_to_beginning(*never)
             return committed
 
         consumer.seek_to_committed = seek_to_committed
