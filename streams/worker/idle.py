@@ -46,23 +46,20 @@ class IdleWatch:
         self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] not in partitions}
         self._loaded = [k for k in self._loaded if k[0] not in partitions]
 
-    def adopt_restored(self, checkpoints: Mapping[Any, Any], loaded: Iterable[int],
-                       sources: Callable[[int], Iterable[str]], now: float) -> None:
-        """Watch the sources of checkpoints restored at start-up that no message has touched
-        yet: one that went quiet before a restart still gets its windows closed.
-
-        ``sources(partition)`` loads the partition's state and names its sources.
-        """
-        loaded = set(loaded)
+    def adopt_restored(self, checkpoints: Mapping[Any, Any], in_memory: Iterable[int],
+                       load: Callable[[int], object]) -> None:
+        """Load the checkpoints restored at start-up that no message has touched yet, so
+        that their sources are watched (``load(partition)`` loads a partition's state,
+        which reports its sources through :meth:`loaded`): one that went quiet before a
+        restart still gets its windows closed."""
+        in_memory = set(in_memory)
         for key in list(checkpoints):
             name = key.decode() if isinstance(key, bytes) else str(key)
             if not name.startswith(self.checkpoint_prefix):
                 continue
             partition = int(name.removeprefix(self.checkpoint_prefix))
-            if partition in loaded:
-                continue
-            for source in sources(partition):
-                self._last_seen.setdefault((partition, source), now)
+            if partition not in in_memory:
+                load(partition)
 
     def due(self, now: float, closing_time: Callable[[int, str], int | None],
             caught_up: Callable[[Set[int]], Set[int]] = lambda partitions: partitions,

@@ -185,8 +185,7 @@ class TelemetryWindowProcessor:
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, host, event time) to send for quiet hosts that have open windows."""
         now = time.monotonic() if now is None else now
-        self.idle.adopt_restored(self.table.data, self._states,
-                                 lambda p: self._state(p).windows.event_time, now)
+        self.idle.adopt_restored(self.table.data, self._states, self._state)
 
         def closing_time(partition: int, source: str) -> int | None:
             state = self._states.get(partition)
