@@ -241,6 +241,11 @@ class Run:
         assert self.traffic is not None
         self.traffic.join()
         row.producer_error = self.traffic.error
+        # A worker restarted by the chaos's last step is still starting (5-10 s on a slow
+        # machine): the wait for its idle windows to close counts from when it is ready.
+        for slot, worker in self.workers.items():
+            if worker.is_running():
+                self.wait_ready(slot)
         row.timed_out = not self._settle()
         try:
             self._judge_tables(row)
@@ -306,7 +311,7 @@ class Run:
                          f"unchanged {time.monotonic() - since:.0f} s")
             # Incomplete: wait out a worker's idle close (checked every idle / 4 s), which
             # may only start once the chaos is over.
-            settle = 3.0 if self._complete(snapshot) else 2 * self.scale.idle_close_s + 10.0
+            settle = 3.0 if self._complete(snapshot) else 3 * self.scale.idle_close_s + 10.0
             if time.monotonic() - since >= settle and lag == 0:
                 return True
             if time.monotonic() - moved >= self.scale.stall_s:

@@ -48,7 +48,7 @@ def create_worker(settings: Settings) -> Worker:
                                       **kwargs: Any) -> None:
         # At the start of the first rebalance: before any message is acked (so before any
         # commit) and before recovery ends with its seek to the committed offsets.
-        processor.offsets.install(app.consumer, sources)
+        processor.offsets.install(app.consumer, sources, known_from_commit=[settings.labels_topic])
 
     app.on_partitions_revoked.connect(commit_from_checkpoints)
     app.on_partitions_assigned.connect(commit_from_checkpoints)

@@ -31,11 +31,14 @@ sought to their beginning (the consumer's ``earliest`` reset) at that point too.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Collection, Iterable
 from typing import Any
 
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 _INSTALLED = "_driftline_durable_offsets"
 
@@ -45,6 +48,23 @@ class DurableOffsets:
 
     def __init__(self) -> None:
         self._next: dict[tuple[str, int], int] = {}
+        self._consumer: Any = None
+
+    @property
+    def can_reread(self) -> bool:
+        """Whether :meth:`reread` can seek: a consumer is installed."""
+        return self._consumer is not None
+
+    async def reread(self, topic: str, partition: int, offset: int) -> None:
+        """Seek the consumer back so ``offset`` of the partition is read again (see
+        :class:`~driftline.streams.worker.batches.Gaps`)."""
+        if self._consumer is None:
+            return
+        log.warning("%s partition %d: the consumer skipped offsets from %d; reading them "
+                    "again", topic, partition, offset)
+        # Revoked meanwhile: its new owner reads it.
+        with contextlib.suppress(IllegalStateError, KeyError, AssertionError):
+            await self._consumer.seek(TP(topic, partition), offset)
 
     def applied(self, topic: str, partition: int, offset: int) -> None:
         """Everything of ``topic`` partition ``partition`` up to ``offset`` is durable."""
@@ -61,15 +81,20 @@ class DurableOffsets:
         for partition in partitions:
             self._next.pop((topic, partition), None)
 
-    def install(self, consumer: Any, topics: Collection[str]) -> None:
+    def install(self, consumer: Any, topics: Collection[str],
+                known_from_commit: Collection[str] = ()) -> None:
         """Make Faust's ``consumer`` commit these offsets for ``topics``, and seek those of
         its partitions that have no committed offset to their beginning after a rebalance
         (faust-streaming is pinned: this replaces its ``Consumer._new_offset`` and wraps
-        ``seek_to_committed``); once per consumer."""
+        ``seek_to_committed``); once per consumer. The committed offsets of
+        ``known_from_commit`` (topics whose processors keep no offset of their own) count as
+        durable once sought to."""
         if getattr(consumer, _INSTALLED, None) is self:
             return
         faust_new_offset = consumer._new_offset
         topics = frozenset(topics)
+        known_from_commit = frozenset(known_from_commit)
+        self._consumer = consumer
 
         def new_offset(tp: TP) -> int | None:
             if tp.topic not in topics:
@@ -89,6 +114,9 @@ class DurableOffsets:
 
         async def seek_to_committed() -> Any:
             committed = await faust_seek_to_committed()
+            for tp, offset in committed.items():
+                if tp.topic in known_from_commit and offset:
+                    self.applied(tp.topic, tp.partition, offset - 1)
             never = [tp for tp, offset in committed.items() if tp.topic in topics and not offset]
             if never:
                 # Revoked meanwhile: the new owner starts from the committed offset.

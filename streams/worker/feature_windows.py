@@ -107,6 +107,7 @@ class ProcessorStats:
         self.replayed_messages = 0
         self.repeated_offsets = 0
         self.skipped_offsets = 0
+        self.rereads = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -140,6 +141,8 @@ class FeatureWindowProcessor:
         waiting = patience(settings)
         self.steps = PartitionSteps(waiting, self._states, "predictions")
         self.label_steps = PartitionSteps(waiting, self._states, "labels")
+        self.gaps = batches.Gaps()
+        self._rereads: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
         self._started = time.monotonic()
 
@@ -150,9 +153,19 @@ class FeatureWindowProcessor:
             step = functools.partial(self._process_partition, partition, run)
             if self.joiner is None:
                 await self.steps.run(partition, step)
-                continue
-            async with self.joiner.locks[partition]:  # labels of this partition wait
-                await self.steps.run(partition, step)
+            else:
+                async with self.joiner.locks[partition]:  # labels of this partition wait
+                    await self.steps.run(partition, step)
+            await self._reread(self.settings.predictions_topic, partition)
+
+    async def _reread(self, topic: str, partition: int) -> None:
+        """Seek back to a hole found in the partition's last run
+        (:class:`~driftline.streams.worker.batches.Gaps`)."""
+        offset = self._rereads.pop((topic, partition), None)
+        if offset is None:
+            return
+        self.stats.rereads += 1
+        await self.offsets.reread(topic, partition, offset)
 
     async def process_labels(self, partition: int, events: list[EventT[bytes]]) -> None:
         """Join a partition's label messages (one offset each, offset order), rewrite the
@@ -161,6 +174,18 @@ class FeatureWindowProcessor:
         if joiner is None or performance is None:
             raise RuntimeError("FeatureWindowProcessor.joiner is not set: start the worker "
                                "services before processing labels")
+        topic = self.settings.labels_topic
+        durable = self.offsets.next_offset(topic, partition)
+        if durable is not None:  # known once sought to the committed offset
+            events, reread_from = self.gaps.split(topic, partition,
+                                                  batches.after(events, durable - 1),
+                                                  durable - 1, self.offsets.can_reread)
+            if reread_from is not None:
+                self._rereads[(topic, partition)] = reread_from
+        if not events:
+            await self._reread(topic, partition)
+            return
+        last = events[-1].message.offset
 
         async def step() -> None:
             touched, clock, dead_letters = await joiner.on_labels(events)
@@ -168,15 +193,21 @@ class FeatureWindowProcessor:
             # same windows again.
             await performance.refresh(touched)
             await self.labels_read(partition, clock, dead_letters)
-            self.offsets.applied(self.settings.labels_topic, partition, events[-1].message.offset)
+            self.offsets.applied(topic, partition, last)
 
         await self.label_steps.run(partition, step)
+        await self._reread(topic, partition)
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
         windows = state.windows
         fresh = batches.after(events, windows.applied_offset)
         self.stats.replayed_messages += len(events) - len(fresh)
+        fresh, reread_from = self.gaps.split(self.settings.predictions_topic, partition, fresh,
+                                             windows.applied_offset, self.offsets.can_reread)
+        if reread_from is not None:
+            # After this step (what precedes the hole is made durable first).
+            self._rereads[(self.settings.predictions_topic, partition)] = reread_from
         if not fresh:
             return
         self.stats.skipped_offsets += batches.skipped(fresh, windows.applied_offset)
@@ -309,8 +340,11 @@ class FeatureWindowProcessor:
         self.label_steps.revoked(partitions)
         self.idle.forget(partitions)
         self.backlog.forget(partitions)
-        self.offsets.forget(self.settings.predictions_topic, partitions)
-        self.offsets.forget(self.settings.labels_topic, partitions)
+        for topic in (self.settings.predictions_topic, self.settings.labels_topic):
+            self.offsets.forget(topic, partitions)
+            self.gaps.forget(topic, partitions)
+            for partition in partitions:
+                self._rereads.pop((topic, partition), None)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, model, event time) to send for quiet models that have open windows."""

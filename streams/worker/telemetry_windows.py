@@ -70,6 +70,7 @@ class TelemetryStats:
         self.replayed_messages = 0
         self.repeated_offsets = 0
         self.skipped_offsets = 0
+        self.rereads = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -94,6 +95,8 @@ class TelemetryWindowProcessor:
         #: What the consumer commits (one per worker, shared with the feature processor).
         self.offsets = DurableOffsets()
         self.steps = PartitionSteps(patience(settings), self._states, "telemetry")
+        self.gaps = batches.Gaps()
+        self._reread_from: dict[int, int | None] = {}
 
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
         runs, repeats = batches.by_partition(events)
@@ -101,11 +104,19 @@ class TelemetryWindowProcessor:
         for partition, run in runs.items():
             await self.steps.run(partition,
                                  functools.partial(self._process_partition, partition, run))
+            # A hole in the run: what precedes it is durable now, read the rest again.
+            reread_from = self._reread_from.pop(partition, None)
+            if reread_from is not None:
+                self.stats.rereads += 1
+                await self.offsets.reread(self.settings.telemetry_topic, partition, reread_from)
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
         state = self._state(partition)
         fresh = batches.after(events, state.windows.applied_offset)
         self.stats.replayed_messages += len(events) - len(fresh)
+        fresh, self._reread_from[partition] = self.gaps.split(
+            self.settings.telemetry_topic, partition, fresh, state.windows.applied_offset,
+            self.offsets.can_reread)
         if not fresh:
             return
         self.stats.skipped_offsets += batches.skipped(fresh, state.windows.applied_offset)
@@ -181,6 +192,9 @@ class TelemetryWindowProcessor:
         self.idle.forget(partitions)
         self.backlog.forget(partitions)
         self.offsets.forget(self.settings.telemetry_topic, partitions)
+        self.gaps.forget(self.settings.telemetry_topic, partitions)
+        for partition in partitions:
+            self._reread_from.pop(partition, None)
 
     def idle_watermarks(self, now: float | None = None) -> list[tuple[int, str, int]]:
         """(partition, host, event time) to send for quiet hosts that have open windows."""

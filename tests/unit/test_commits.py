@@ -109,3 +109,81 @@ def test_skipped_offsets_are_the_ones_missing_after_the_checkpoint(applied: int,
                         for o in sorted(o for o in offsets if o > applied)]
     expected = len(set(range(applied + 1, fresh[-1].message.offset + 1)) - offsets) if fresh else 0
     assert batches.skipped(fresh, applied) == expected
+
+
+# --- holes in a run: read again, not passed over -------------------------------------------
+
+def _run(offsets: list[int]) -> list[Any]:
+    return [FakeEvent(FakeMessage(0, o, b"m", b"{}")) for o in offsets]
+
+
+def _offsets(events: list[Any]) -> list[int]:
+    return [e.message.offset for e in events]
+
+
+def test_a_run_that_continues_the_checkpoint_is_applied_whole() -> None:
+    gaps = batches.Gaps()
+    run = _run([9, 10, 11])
+    assert gaps.split("t", 0, run, 8) == (run, None)
+
+
+def test_a_hole_stops_the_run_and_is_read_again_until_it_fills() -> None:
+    now = [0.0]
+    gaps = batches.Gaps(patience_s=10.0, reread_every_s=1.0, clock=lambda: now[0])
+    # The field's trace: checkpoint at 8, the consumer hands over 15.. (9..14 dropped).
+    applied, reread = gaps.split("t", 0, _run([15, 16]), 8)
+    assert (_offsets(applied), reread) == ([], 9)
+    now[0] = 0.5  # stale records still come: held back, not sought again yet
+    assert gaps.split("t", 0, _run([17]), 8) == ([], None)
+    now[0] = 1.6
+    assert gaps.split("t", 0, _run([18]), 8) == ([], 9)
+    # The part before a hole is applied; the re-read then fills it.
+    applied, reread = gaps.split("t", 0, _run([9, 10, 12]), 8)
+    assert (_offsets(applied), reread) == ([9, 10], 11)
+    assert _offsets(gaps.split("t", 0, _run([11, 12, 13]), 10)[0]) == [11, 12, 13]
+
+
+def test_a_hole_that_stays_is_passed_over_after_the_patience() -> None:
+    now = [0.0]
+    gaps = batches.Gaps(patience_s=10.0, clock=lambda: now[0])
+    assert gaps.split("t", 0, _run([20, 21]), 4) == ([], 5)  # transaction markers, say
+    now[0] = 9.9
+    assert gaps.split("t", 0, _run([20, 21]), 4)[0] == []
+    now[0] = 10.0
+    run = _run([20, 21])
+    assert gaps.split("t", 0, run, 4) == (run, None)
+    assert batches.skipped(run, 4) == 15
+
+
+def test_without_a_consumer_to_seek_a_run_is_applied_whole() -> None:
+    run = _run([15, 16])
+    assert batches.Gaps().split("t", 0, run, 8, can_reread=False) == (run, None)
+
+
+async def test_reread_seeks_the_consumer_back() -> None:
+    sought: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        sought.append((tp, offset))
+
+    async def seek_to_committed() -> dict[Any, int | None]:
+        return {TP("labels", 0): 86, TP("labels", 1): None, TP("predictions", 0): 40}
+
+    consumer = SimpleNamespace(_new_offset=lambda tp: None, seek=seek,
+                               seek_to_committed=seek_to_committed,
+                               _thread=SimpleNamespace(seek_to_beginning=_no_seek))
+    offsets = DurableOffsets()
+    assert not offsets.can_reread
+    offsets.install(consumer, ["predictions", "labels"], known_from_commit=["labels"])
+    assert offsets.can_reread
+    await offsets.reread("predictions", 3, 9)
+    assert sought == [(TP("predictions", 3), 9)]
+    # Labels keep no offset of their own: the committed one is where they continue.
+    await consumer.seek_to_committed()
+    assert offsets.next_offset("labels", 0) == 86
+    assert offsets.next_offset("labels", 1) is None
+    assert offsets.next_offset("predictions", 0) is None  # its checkpoint says
+
+
+async def _no_seek(*partitions: Any) -> None:
+    return None

@@ -245,3 +245,42 @@ async def test_a_dead_letter_too_large_to_forward_goes_truncated_with_its_size_a
     assert first["driftline.sha256"] == hashlib.sha256(huge).hexdigest().encode()
     assert orjson.loads(first["driftline.source"]) == ["predictions", 0, 0]
     assert "driftline.truncated" not in topic.headers[2]
+
+
+# --- records the consumer skipped are read again ---------------------------------------------
+
+class _SeekingConsumer:
+    """Hands the processor what it is given; records where it is sought back to."""
+
+    def __init__(self) -> None:
+        self.sought: list[int] = []
+
+    def _new_offset(self, tp: Any) -> None:
+        return None
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append(offset)
+
+    async def seek_to_committed(self) -> dict[Any, int]:
+        return {}
+
+
+async def test_records_the_consumer_skipped_are_read_again_not_lost() -> None:
+    events = telemetry_events(60)
+    clean = FlakyStore(set())
+    await run_telemetry(clean, [events[:25], events[25:]])
+
+    store, table = FlakyStore(set()), FakeTable()
+    processor = TelemetryWindowProcessor(Settings(), table, FakeTopic(), FakeTopic(),
+                                         _no_rows, RulesConfig.default())
+    processor.store = store  # type: ignore[assignment]
+    consumer = _SeekingConsumer()
+    processor.offsets.install(consumer, [Settings().telemetry_topic])
+    await processor.process(events[:9])
+    # Offsets 9..14 dropped by the consumer: the run from 15 waits, the consumer goes back.
+    await processor.process(events[15:30])
+    assert consumer.sought == [9] and processor.stats.rereads == 1
+    assert processor._state(0).windows.applied_offset == 8
+    await processor.process(events[9:])  # what the seek brings
+    assert store.rows == clean.rows
+    assert processor.stats.skipped_offsets == 0
