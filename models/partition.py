@@ -1,11 +1,11 @@
-"""Everything one worker keeps for one source partition, checkpointed as one value."""
+"""Everything one worker keeps for one source partition: one :class:`PartitionState` per
+model (:class:`PartitionModels`), each checkpointed as one record."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import orjson
-
+from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
 from driftline.models.events.wire import EventBlock
@@ -22,7 +22,8 @@ from driftline.models.windows.feature_windows import (
 
 class PartitionState:
     """Open windows (with the offset of the last message applied) and model health:
-    drift from the windows, quality from the labels of windows that are due."""
+    drift from the windows, quality from the labels of windows that are due. Holds any
+    number of models; the worker gives each model its own."""
 
     def __init__(self, windows: PartitionWindows, monitor: Monitor,
                  performance: PerformanceMonitor, service: ServiceMonitor) -> None:
@@ -45,7 +46,7 @@ class PartitionState:
                    monitor_config: MonitorConfig, rules: RulesConfig,
                    references: ReferenceLookup | None = None,
                    performance_config: PerformanceConfig | None = None) -> PartitionState:
-        state = orjson.loads(data)
+        state = state_codec.decode(data)
         monitor = Monitor(monitor_config, rules, references)
         monitor.load_state(state["monitor"])
         performance = PerformanceMonitor(performance_config or PerformanceConfig(), rules)
@@ -84,11 +85,74 @@ class PartitionState:
         return late, rows, health
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"windows": self.windows.to_state(),
-                             "monitor": self.monitor.to_state(),
-                             "performance": self.performance.to_state(),
-                             "service": self.service.to_state()},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
+        return state_codec.encode({"windows": self.windows.to_state(),
+                                   "monitor": self.monitor.to_state(),
+                                   "performance": self.performance.to_state(),
+                                   "service": self.service.to_state()})
+
+
+class PartitionModels:
+    """One source partition as one :class:`PartitionState` per model, each checkpointed
+    on its own: a batch rewrites the records of the models it touched, not the partition.
+
+    Every part of a model's state depends on that model's messages alone (they are keyed
+    by model, so in offset order on one partition), except watermarks that name no model:
+    those move every model the partition holds at that offset. Each model's state keeps
+    the offset of the last message applied to it, and :attr:`applied_offset` is the
+    partition's (every model holds everything up to it), so after a crash between two
+    models' records each skips exactly what it already holds.
+    """
+
+    def __init__(self, new_state: Callable[[], PartitionState]) -> None:
+        self.applied_offset = -1
+        self.states: dict[str, PartitionState] = {}
+        self._new_state = new_state
+
+    def state(self, model: str) -> PartitionState:
+        state = self.states.get(model)
+        if state is None:
+            state = self.states[model] = self._new_state()
+        return state
+
+    def check_kinds(self, block: EventBlock) -> None:
+        """Raise :class:`~driftline.models.events.wire.BadMessage` if a feature changes kind."""
+        if block.kind == "prediction":
+            self.state(block.model).windows.check_kinds(block)
+
+    @property
+    def event_time(self) -> dict[str, int]:
+        """Each model's event time."""
+        return {model: t for state in self.states.values()
+                for model, t in state.windows.event_time.items()}
+
+    def apply(self, blocks: Sequence[tuple[int, EventBlock]]
+              ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult, set[str]]:
+        """:meth:`PartitionState.apply` per model; also the models whose state changed."""
+        per_model: dict[str, list[tuple[int, EventBlock]]] = {}
+        for offset, block in blocks:
+            if block.kind == "watermark" and not block.model:
+                models = list(self.states)  # those seen before it
+            elif block.kind in ("prediction", "watermark"):
+                models = [block.model]
+            else:
+                continue
+            for model in models:
+                state = self.state(model)
+                if offset > max(self.applied_offset, state.windows.applied_offset):
+                    per_model.setdefault(model, []).append((offset, block))
+        late: list[LateEvents] = []
+        rows: list[FeatureWindowRow] = []
+        health = MonitorResult()
+        for model, part in per_model.items():
+            model_late, model_rows, model_health = self.states[model].apply(part)
+            late += model_late
+            rows += model_rows
+            health.extend(model_health)
+        return late, rows, health, set(per_model)
+
+    def idle_watermark(self, model: str) -> int | None:
+        state = self.states.get(model)
+        return None if state is None else state.windows.idle_watermark(model)
 
 
 def _service_config(windows: WindowConfig, monitor: MonitorConfig) -> ServiceConfig:

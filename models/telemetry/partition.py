@@ -1,13 +1,12 @@
 """Everything one worker keeps for one partition of the telemetry topic, checkpointed as
-one value: the open windows and the infrastructure incidents of its hosts."""
+one record: the open windows and the infrastructure incidents of its hosts."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
 
-import orjson
-
+from driftline.models import state_codec
 from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.telemetry.aggregates import GpuWindowRow, HostWindowRow
@@ -40,7 +39,7 @@ class TelemetryPartition:
     @classmethod
     def from_bytes(cls, data: bytes, config: TelemetryConfig,
                    rules: RulesConfig) -> TelemetryPartition:
-        state = orjson.loads(data)
+        state = state_codec.decode(data)
         monitor = InfrastructureMonitor(rules)
         monitor.load_state(state["monitor"])
         return cls(TelemetryWindows.from_state(config, state["windows"]), monitor)
@@ -53,5 +52,5 @@ class TelemetryPartition:
                                [alert for window in closed for alert in self.monitor.judge(window)])
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"windows": self.windows.to_state(),
-                             "monitor": self.monitor.to_state()})
+        return state_codec.encode({"windows": self.windows.to_state(),
+                                   "monitor": self.monitor.to_state()})

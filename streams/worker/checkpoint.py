@@ -1,12 +1,12 @@
 """The last step of every processor's batch: write its rows, send its dead letters and
-alerts, checkpoint its partition state to the changelog, and wait for all of it, so that
-the offsets Faust acks afterwards always lie inside a durable checkpoint."""
+alerts, checkpoint the state it changed to the changelog, and wait for all of it, so that
+the offsets committed afterwards always lie inside a durable checkpoint."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -22,6 +22,23 @@ WriteRows = Callable[[SinkBatch], Awaitable[None]]
 
 #: What is kept of a dead letter too large to forward whole: enough to see what it was.
 TRUNCATED_BYTES = 64 * 1024
+
+#: The largest checkpoint record written (a Kafka broker's default message limit is 1 MiB;
+#: the changelog topics are created to take this plus headroom). One model's record is
+#: tens of kB for 25 features.
+RECORD_LIMIT = 1_000_000
+
+
+class CheckpointTooLarge(RuntimeError):
+    """One state record is over :data:`RECORD_LIMIT`."""
+
+
+def check_size(key: bytes, value: bytes) -> None:
+    if len(value) > RECORD_LIMIT:
+        raise CheckpointTooLarge(
+            f"the checkpoint of {key.decode(errors='replace')} is {len(value):,} bytes, over "
+            f"the {RECORD_LIMIT:,}-byte record limit: give this model fewer features (or "
+            "fewer categories, DRIFTLINE_MAX_TRACKED_CATEGORIES), or split it into models")
 
 
 class Checkpointer:
@@ -41,17 +58,27 @@ class Checkpointer:
         for future in await self._send(batch):
             await future
 
-    async def commit(self, partition: int, key: bytes, state: bytes, batch: SinkBatch) -> None:
-        """:meth:`publish`, and checkpoint ``state`` under ``key``; wait for all of it."""
+    async def commit(self, partition: int, records: Sequence[tuple[bytes, bytes]],
+                     batch: SinkBatch) -> None:
+        """:meth:`publish`, and checkpoint ``records`` (key, value); wait for all of it.
+
+        The last record goes out once the others are in the changelog: it is the one
+        that says how far the partition got (a crash before it replays what the others
+        hold, and each of them skips what it already has)."""
+        for key, value in records:
+            check_size(key, value)
         sent = await self._send(batch)
         # Write the changelog for this partition explicitly: inside take_events Faust's
         # "current event" may belong to another partition, and table[key] = ... would use it.
-        sent.append(self.table.send_changelog(partition, key, state))
+        sent += [self.table.send_changelog(partition, key, value) for key, value in records[:-1]]
         for future in sent:
             await future
-        # Only once the changelog holds it: after a failed send the last checkpoint stays
+        if records:
+            await self.table.send_changelog(partition, *records[-1])
+        # Only once the changelog holds them: after a failed send the last checkpoint stays
         # in place, and the retried batch starts again from there.
-        self.table.data[key] = state
+        for key, value in records:
+            self.table.data[key] = value
 
     async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
         if batch:

@@ -34,13 +34,14 @@ from collections.abc import Mapping, Sequence, Set
 import faust
 from faust.types import EventT, TableT
 
+from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.monitor import MonitorConfig
 from driftline.models.events.wire import BadMessage, EventBlock, decode
-from driftline.models.partition import PartitionState
+from driftline.models.partition import PartitionModels, PartitionState
 from driftline.models.quality.monitor import PerformanceConfig
 from driftline.models.windows.feature_profiles import ReferenceLookup
-from driftline.models.windows.feature_windows import PartitionWindows, WindowConfig
+from driftline.models.windows.feature_windows import WindowConfig
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 from driftline.sinks.performance_store import WindowKey
 from driftline.streams.settings import Settings
@@ -132,7 +133,7 @@ class FeatureWindowProcessor:
         #: Computes performance rows of windows labels changed or that are due to be judged.
         self.performance: PerformanceTracker | None = None
         self.performance_config = performance_config(settings)
-        self._states: dict[int, PartitionState] = {}
+        self._states: dict[int, PartitionModels] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
         #: Knows the consumer's high watermarks once the agent sets ``backlog.highwater``.
         self.backlog = Backlog()
@@ -142,6 +143,8 @@ class FeatureWindowProcessor:
         self.steps = PartitionSteps(waiting, self._states, "predictions")
         self.label_steps = PartitionSteps(waiting, self._states, "labels")
         self.gaps = batches.Gaps()
+        #: Bytes of checkpoint records written since the worker started.
+        self.checkpoint_bytes = 0
         self._rereads: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
         self._started = time.monotonic()
@@ -199,41 +202,40 @@ class FeatureWindowProcessor:
         await self._reread(topic, partition)
 
     async def _process_partition(self, partition: int, events: list[EventT[bytes]]) -> None:
-        state = self._state(partition)
-        windows = state.windows
-        fresh = batches.after(events, windows.applied_offset)
+        models = self._state(partition)
+        fresh = batches.after(events, models.applied_offset)
         self.stats.replayed_messages += len(events) - len(fresh)
         fresh, reread_from = self.gaps.split(self.settings.predictions_topic, partition, fresh,
-                                             windows.applied_offset, self.offsets.can_reread)
+                                             models.applied_offset, self.offsets.can_reread)
         if reread_from is not None:
             # After this step (what precedes the hole is made durable first).
             self._rereads[(self.settings.predictions_topic, partition)] = reread_from
         if not fresh:
             return
-        self.stats.skipped_offsets += batches.skipped(fresh, windows.applied_offset)
+        self.stats.skipped_offsets += batches.skipped(fresh, models.applied_offset)
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
-        blocks = self._decode(windows, fresh, batch)
-        batch.late, batch.windows, health = state.apply(blocks)
-        windows.applied_offset = max(windows.applied_offset, fresh[-1].message.offset)
+        blocks = self._decode(models, fresh, batch)
+        batch.late, batch.windows, health, touched = models.apply(blocks)
+        models.applied_offset = max(models.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
         batch.service = health.service
         if self.joiner is not None and self.settings.label_join:
-            touched = await self.joiner.on_predictions([block for _, block in blocks],
-                                                       clock=windows.event_time)
-            await self._judge(state, touched, batch)
-        await self._make_durable(partition, state, batch)
+            labelled = await self.joiner.on_predictions([block for _, block in blocks],
+                                                        clock=models.event_time)
+            touched |= await self._judge(models, labelled, batch)
+        await self._make_durable(partition, models, touched, batch)
         self._count(blocks, batch, len(fresh))
         now = time.monotonic()
         for _, block in blocks:
             if block.kind == "prediction":
                 self.idle.seen(partition, block.model, now)
 
-    def _stalled_labels(self, state: PartitionState) -> set[str]:
+    def _stalled_labels(self, models: PartitionModels) -> set[str]:
         """Models whose labels have not moved on for ``judge_after_seconds`` of wall time
         (or none came since this worker started): judged without waiting for them."""
         now = time.monotonic()
-        return {model for model in state.windows.event_time
+        return {model for model in models.event_time
                 if now - self._labels_moved.get(model, self._started)
                 > self.settings.for_model(model, "judge_after_seconds")}
 
@@ -242,28 +244,33 @@ class FeatureWindowProcessor:
         """The labels agent read labels up to ``clock`` (event time per model): judge the
         windows that makes due, and write the label messages it could not read. Call under
         the partition's lock."""
-        state = self._state(partition)
+        models = self._state(partition)
         now = time.monotonic()
+        # A model may be labelled before its first prediction reaches this partition.
         moved = {model for model, t in clock.items()
-                 if t > state.performance.label_clock.get(model, t - 1)
+                 if t > models.state(model).performance.label_clock.get(model, t - 1)
                  } if self.settings.label_join else set()
         if not moved and not dead_letters:
             return  # nothing can have become due
-        batch = SinkBatch(revision=state.windows.applied_offset, partition=partition,
+        batch = SinkBatch(revision=models.applied_offset, partition=partition,
                           dead_letters=list(dead_letters))
         if moved:
             self._labels_moved.update(dict.fromkeys(moved, now))
-            state.performance.advance_label_clock(clock)
-            await self._judge(state, set(), batch)
+            for model in moved:
+                models.states[model].performance.advance_label_clock({model: clock[model]})
+            moved |= await self._judge(models, set(), batch)
         # Checkpointed even without alerts: the label clock must survive a restart.
-        await self._make_durable(partition, state, batch)
+        await self._make_durable(partition, models, moved, batch)
         self.stats.alerts += len(batch.alerts)
         self.stats.dead_letters += len(batch.dead_letters)
 
-    async def _judge(self, state: PartitionState, touched: set[WindowKey],
-                     batch: SinkBatch) -> None:
-        """Rows of windows whose labels changed; quality verdicts of windows now due."""
-        due = state.performance.due(state.windows.event_time, self._stalled_labels(state))
+    async def _judge(self, models: PartitionModels, touched: set[WindowKey],
+                     batch: SinkBatch) -> set[str]:
+        """Rows of windows whose labels changed; quality verdicts of windows now due.
+        Returns the models whose state this changed."""
+        stalled = self._stalled_labels(models)
+        due = [window for state in models.states.values()
+               for window in state.performance.due(state.windows.event_time, stalled)]
         # Windows closing now get a row with their prediction count (coverage) at once.
         predicted: dict[WindowKey, int] = {}
         for row in batch.windows:
@@ -271,21 +278,22 @@ class FeatureWindowProcessor:
             predicted[key] = max(predicted.get(key, 0), row.count)
         predicted.update({(d.model, d.version, d.window_start): d.n_predicted for d in due})
         if self.performance is None or not (predicted or touched):
-            return
+            return set()
         batch.performance, summaries = await self.performance.compute(
             touched | predicted.keys(), predicted)
         for window in due:
-            batch.alerts += state.performance.judge(
+            batch.alerts += models.states[window.model].performance.judge(
                 window, summaries[(window.model, window.version, window.window_start)])
+        return {window.model for window in due}
 
-    def _decode(self, state: PartitionWindows, events: list[EventT[bytes]],
+    def _decode(self, models: PartitionModels, events: list[EventT[bytes]],
                 batch: SinkBatch) -> list[tuple[int, EventBlock]]:
         blocks: list[tuple[int, EventBlock]] = []
         for event in events:
             message = event.message
             try:
                 block = decode(message.key, message.value, self.settings.max_message_bytes)
-                state.check_kinds(block)
+                models.check_kinds(block)
             except BadMessage as exc:
                 batch.dead_letters.append(DeadLetter(message.topic, message.partition,
                                                      message.offset, str(exc), message.key,
@@ -294,12 +302,17 @@ class FeatureWindowProcessor:
             blocks.append((message.offset, block))
         return blocks
 
-    async def _make_durable(self, partition: int, state: PartitionState,
+    async def _make_durable(self, partition: int, models: PartitionModels, changed: set[str],
                             batch: SinkBatch) -> None:
-        await self.checkpointer.commit(partition, f"partition-{partition}".encode(),
-                                       state.to_bytes(), batch)
-        self.offsets.applied(self.settings.predictions_topic, partition,
-                             state.windows.applied_offset)
+        """Write the batch, the records of the models it changed, and last the partition's
+        own record (how far it got)."""
+        records = [(model_key(partition, model), models.states[model].to_bytes())
+                   for model in sorted(changed)]
+        records.append((partition_key(partition),
+                        state_codec.encode({"applied_offset": models.applied_offset})))
+        await self.checkpointer.commit(partition, records, batch)
+        self.checkpoint_bytes += sum(len(value) for _, value in records)
+        self.offsets.applied(self.settings.predictions_topic, partition, models.applied_offset)
 
     def _count(self, blocks: list[tuple[int, EventBlock]], batch: SinkBatch, messages: int) -> None:
         self.stats.messages += messages
@@ -313,24 +326,41 @@ class FeatureWindowProcessor:
             log.warning("%d message(s) sent to %s, first: %s", len(batch.dead_letters),
                         self.settings.dead_letter_topic, batch.dead_letters[0].reason)
 
-    def _state(self, partition: int) -> PartitionState:
-        state = self._states.get(partition)
-        if state is None:
-            stored = self.table.data.get(f"partition-{partition}".encode())
-            if stored is None:
-                state = PartitionState.new(self.config, self.monitor_config, self.rules,
-                                           self.references, self.performance_config)
-            else:
-                state = PartitionState.from_bytes(stored, self.config, self.monitor_config,
-                                                  self.rules, self.references,
-                                                  self.performance_config)
-            log.info("predictions partition %d: state loaded from its checkpoint (%s)",
-                     partition, applied_through(state.windows.applied_offset))
+    def _state(self, partition: int) -> PartitionModels:
+        models = self._states.get(partition)
+        if models is None:
+            models = self._load(partition)
+            log.info("predictions partition %d: state of %d model(s) loaded from its "
+                     "checkpoint (%s)", partition, len(models.states),
+                     applied_through(models.applied_offset))
             self.offsets.applied(self.settings.predictions_topic, partition,
-                                 state.windows.applied_offset)
-            self.idle.loaded(partition, list(state.windows.event_time))
-            self._states[partition] = state
-        return state
+                                 models.applied_offset)
+            self.idle.loaded(partition, list(models.event_time))
+            self._states[partition] = models
+        return models
+
+    def _new_state(self) -> PartitionState:
+        return PartitionState.new(self.config, self.monitor_config, self.rules,
+                                  self.references, self.performance_config)
+
+    def _load(self, partition: int) -> PartitionModels:
+        models = PartitionModels(self._new_state)
+        data = self.table.data
+        stored = data.get(partition_key(partition))
+        prefix = model_key(partition, "")
+        try:
+            if stored is not None:
+                models.applied_offset = int(state_codec.decode(stored)["applied_offset"])
+            for key in [k for k in data if k.startswith(prefix)]:
+                models.states[key[len(prefix):].decode()] = PartitionState.from_bytes(
+                    data[key], self.config, self.monitor_config, self.rules, self.references,
+                    self.performance_config)
+        except state_codec.StateFormatError as exc:
+            raise state_codec.StateFormatError(
+                f"predictions partition {partition}: its checkpoint cannot be read ({exc}); "
+                "a checkpoint of an earlier driftline is not carried over: reset the "
+                "worker's consumer group and state to start this partition afresh") from exc
+        return models
 
     def forget(self, partitions: set[int]) -> None:
         """Drop cached state of revoked partitions; their next owner reads the checkpoint."""
@@ -352,12 +382,11 @@ class FeatureWindowProcessor:
         self.idle.adopt_restored(self.table.data, self._states, self._state)
 
         def closing_time(partition: int, source: str) -> int | None:
-            state = self._states.get(partition)
-            return None if state is None else state.windows.idle_watermark(source)
+            models = self._states.get(partition)
+            return None if models is None else models.idle_watermark(source)
 
         def caught_up(partitions: Set[int]) -> Set[int]:
-            return self.backlog.caught_up(
-                partitions, lambda p: self._state(p).windows.applied_offset)
+            return self.backlog.caught_up(partitions, lambda p: self._state(p).applied_offset)
 
         return self.idle.due(now, closing_time, caught_up)
 
@@ -365,3 +394,13 @@ class FeatureWindowProcessor:
 def patience(settings: Settings) -> Patience:
     """How a processor waits out its sink: the secrets it must never log are redacted."""
     return Patience(secrets=(settings.clickhouse_password, settings.kafka_sasl_password or ""))
+
+
+def partition_key(partition: int) -> bytes:
+    """The record that says how far a predictions partition got."""
+    return f"partition-{partition}".encode()
+
+
+def model_key(partition: int, model: str) -> bytes:
+    """The record of one model's state on a predictions partition."""
+    return f"partition-{partition}/{model}".encode()

@@ -57,9 +57,11 @@ class IdleWatch:
             name = key.decode() if isinstance(key, bytes) else str(key)
             if not name.startswith(self.checkpoint_prefix):
                 continue
-            partition = int(name.removeprefix(self.checkpoint_prefix))
+            # "partition-3", or a model's record "partition-3/fraud".
+            partition = int(name.removeprefix(self.checkpoint_prefix).split("/", 1)[0])
             if partition not in in_memory:
                 load(partition)
+                in_memory.add(partition)
 
     def due(self, now: float, closing_time: Callable[[int, str], int | None],
             caught_up: Callable[[Set[int]], Set[int]] = lambda partitions: partitions,

@@ -151,8 +151,8 @@ class TelemetryWindowProcessor:
                 raise RuntimeError("TelemetryWindowProcessor.store is not set: start the "
                                    "worker services before processing")
             await self.store.write(result.gpu_rows, result.host_rows, batch.revision)
-        await self.checkpointer.commit(partition, f"{_PREFIX}{partition}".encode(),
-                                       state.to_bytes(), batch)
+        await self.checkpointer.commit(partition, [(f"{_PREFIX}{partition}".encode(),
+                                                    state.to_bytes())], batch)
         self.offsets.applied(self.settings.telemetry_topic, partition,
                              state.windows.applied_offset)
 
