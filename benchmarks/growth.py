@@ -4,9 +4,9 @@ consume-and-decode ceiling of the same messages measured in the same run.
 
 One worker process on the embedded stack, 4 partitions, 60 s windows, batch envelopes,
 drift against baselines (no references published), detectors and the label join on.
-Each model gets the same number of envelopes (``--envelopes-per-model``), 10 s of event
-time apart, so every case opens and closes windows for every model; the envelope size
-follows from the events per case.
+Each model gets the same number of envelopes (at least ``--envelopes-per-model``, and at
+most 1,000 events each), 10 s of event time apart, so every case opens and closes windows
+for every model.
 
     python benchmarks/growth.py [--events 400000] [--cases 4x25,100x25,1000x25,4x100,4x400]
 
@@ -29,11 +29,12 @@ import numpy as np
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import T0, committed, produce, raw_ceiling
+from throughput import ENVELOPE_EVENTS, T0, committed, produce, raw_ceiling
 
 from driftline.streams.embedded.stack import EmbeddedStack
 from driftline.streams.settings import Settings
@@ -43,8 +44,11 @@ from driftline.streams.worker.topics import ensure_topics
 
 def envelopes(models: int, features: int, events: int, per_model: int,
               seed: int) -> list[tuple[bytes, bytes, int]]:
-    """(key, value, events): ``per_model`` envelopes for each model, models in turn."""
+    """(key, value, events): ``per_model`` envelopes (or more) for each model, in turn."""
     rng = np.random.default_rng(seed)
+    # At most ENVELOPE_EVENTS per envelope, as a publisher sends them: more envelopes
+    # (and windows) per model when there are few models.
+    per_model = max(per_model, -(-events // (models * ENVELOPE_EVENTS)))
     size = max(1, events // (models * per_model))
     categorical = features // 5
     names = [f"num_{i:03d}" for i in range(features - categorical)]
@@ -97,7 +101,7 @@ def run_worker(settings: Settings, n_messages: int, log: Path) -> tuple[float, i
     process = psutil.Process(worker.pid)
     peak = 0
     try:
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + 900
         ready: float | None = None
         last_check = 0.0
         while time.monotonic() < deadline:
@@ -161,13 +165,20 @@ def main() -> None:
             base = Settings().replace(**stack.settings_overrides())
             for models, features in cases:
                 console.log(f"{models} models x {features} features ...")
-                results.append(run_case(base, models, features, args.events,
-                                        args.envelopes_per_model, home, args.seed))
+                try:
+                    results.append(run_case(base, models, features, args.events,
+                                            args.envelopes_per_model, home, args.seed))
+                except (RuntimeError, KafkaError) as exc:  # a crash is a result too
+                    last = str(exc).strip().splitlines()[-1][:200]
+                    results.append({"models": models, "features": features, "error": last})
                 console.log(results[-1])
     table = Table("models", "features", "events", "per envelope", "raw ev/s", "worker ev/s",
                   "worker / raw", "checkpoint kB/s", "largest record kB", "peak RSS MB",
                   title="driftline cost growth, one worker process")
     for r in results:
+        if "error" in r:
+            table.add_row(f"{r['models']:,}", str(r["features"]), "failed: " + r["error"])
+            continue
         table.add_row(f"{r['models']:,}", str(r["features"]), f"{r['events']:,}",
                       str(r["events_per_envelope"]), f"{r['raw_events_per_s']:,.0f}",
                       f"{r['worker_events_per_s']:,.0f}", f"{r['worker_vs_raw']:.2f}",

@@ -26,6 +26,7 @@ import numpy.typing as npt
 #: First bytes of every record, so a record of another format is refused, not misread.
 MAGIC = b"DLS1"
 _ARRAY = 1
+_SAME = 2  # an array equal to an earlier one of the record: its index
 _NARROW: tuple[type[np.integer[Any]], ...] = (np.uint8, np.int8, np.uint16, np.int16,
                                                np.uint32, np.int32)
 _RANGES = [(int(np.iinfo(t).min), int(np.iinfo(t).max), np.dtype(t)) for t in _NARROW]
@@ -37,25 +38,48 @@ class StateFormatError(ValueError):
 
 def encode(tree: Any, level: int = 1) -> bytes:
     """``tree`` as a record; ``level`` is zlib's (1: fast, and most of the gain)."""
-    return MAGIC + zlib.compress(msgpack.packb(tree, default=_default, use_bin_type=True),
+    seen: dict[tuple[str, tuple[int, ...], bytes], int] = {}
+
+    def default(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            # Bin edges recur in every window of a feature: stored once per record.
+            key = (value.dtype.str, value.shape, value.tobytes())
+            index = seen.get(key)
+            if index is not None:
+                return msgpack.ExtType(_SAME, msgpack.packb(index))
+            seen[key] = len(seen)
+            return _pack_array(value)
+        return _default(value)
+
+    return MAGIC + zlib.compress(msgpack.packb(tree, default=default, use_bin_type=True),
                                  level)
 
 
 def decode(data: bytes) -> Any:
     """The tree :func:`encode` was given (tuples come back as lists, arrays as arrays of
-    their original dtype)."""
+    their original dtype, each its own copy)."""
     if not data.startswith(MAGIC):
         raise StateFormatError("not a driftline state record (unknown format)")
+    arrays: list[npt.NDArray[Any]] = []
+
+    def ext(code: int, body: bytes) -> Any:
+        if code == _SAME:
+            return arrays[msgpack.unpackb(body)].copy()
+        if code != _ARRAY:
+            raise ValueError(f"unknown extension type {code}")
+        arrays.append(_unpack_array(body))
+        return arrays[-1]
+
     try:
         raw = zlib.decompress(memoryview(data)[len(MAGIC):])
-        return msgpack.unpackb(raw, ext_hook=_ext, strict_map_key=False, raw=False)
-    except (zlib.error, ValueError, msgpack.UnpackException) as exc:
+        return msgpack.unpackb(raw, ext_hook=ext, strict_map_key=False, raw=False)
+    except (zlib.error, ValueError, IndexError, msgpack.UnpackException) as exc:
         raise StateFormatError(f"damaged state record: {exc}") from exc
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return _pack_array(value)
+        return value.tolist()  # objects (categories): as a list
     if isinstance(value, np.generic):
         return value.item()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -66,8 +90,6 @@ def _default(value: Any) -> Any:
 
 
 def _pack_array(array: npt.NDArray[Any]) -> Any:
-    if array.dtype == object:
-        return array.tolist()
     stored = np.ascontiguousarray(array)
     if stored.dtype.kind in "iu" and stored.size:
         low, high = int(stored.min()), int(stored.max())
@@ -79,9 +101,7 @@ def _pack_array(array: npt.NDArray[Any]) -> Any:
     return msgpack.ExtType(_ARRAY, header + stored.tobytes())
 
 
-def _ext(code: int, data: bytes) -> Any:
-    if code != _ARRAY:
-        return msgpack.ExtType(code, data)
+def _unpack_array(data: bytes) -> npt.NDArray[Any]:
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(data)
     original, stored, shape = unpacker.unpack()

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 
 from driftline.models.alerting.alerts import Alert
@@ -229,8 +230,8 @@ class Monitor:
             "detectors": self.detectors.to_state(),
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_json().decode(),
-                          None if state.current is None else state.current.to_json().decode(),
-                          [list(w) for w in state.recent]]  # orjson writes dataclasses
+                          _current_state(state),
+                          [list(w) for w in state.recent]]  # dataclasses: as dicts
                          for (model, version), state in self._versions.items()],
         }
 
@@ -242,13 +243,28 @@ class Monitor:
             version_state.windows_seen = seen
             if baseline is not None:
                 version_state.baseline = ReferenceProfile.from_json(baseline)
-            if current is not None:
+            if current == _SAME_AS_BASELINE:
+                version_state.current = version_state.baseline
+            elif current is not None:
                 version_state.current = ReferenceProfile.from_json(current)
             version_state.recent.extend([_window_row(r) for r in w] for w in recent)
             self._versions[(model, version)] = version_state
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_state())
+
+
+#: In a checkpoint, for a version judged against its own baseline (half the record of a
+#: model with hundreds of features, written twice otherwise).
+_SAME_AS_BASELINE = "baseline"
+
+
+def _current_state(state: _Version) -> str | None:
+    if state.current is None:
+        return None
+    if state.current is state.baseline:
+        return _SAME_AS_BASELINE
+    return state.current.to_json().decode()
 
 
 def _row(score: Score, drift: DriftScore, evaluation: Evaluation, start: int, end: int,
@@ -279,6 +295,8 @@ def _finding(evaluation: Evaluation, feature: str, metric: str) -> Finding | Non
 def _window_row(doc: dict[str, Any]) -> FeatureWindowRow:
     # JSON has no NaN: orjson wrote "no value" as null; it comes back as NaN.
     def value(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
         if isinstance(v, list):
             return tuple(math.nan if x is None else x for x in v)
         return v

@@ -67,3 +67,13 @@ def test_a_histogram_record_is_far_smaller_than_its_json() -> None:
 def test_foreign_bytes_are_refused_with_a_reason(data: bytes) -> None:
     with pytest.raises(StateFormatError):
         decode(data)
+
+
+def test_an_array_that_recurs_is_stored_once_and_comes_back_as_copies() -> None:
+    edges = np.linspace(-3.0, 3.0, 101)
+    windows = [{"edges": edges.copy(), "counts": np.arange(i, i + 102)} for i in range(50)]
+    once = len(encode({"edges": edges}))
+    assert len(encode(windows)) < len(encode([w["counts"] for w in windows])) + 2 * once
+    back = decode(encode(windows))
+    back[0]["edges"][0] = 99.0
+    assert back[1]["edges"][0] == -3.0 and back[1]["edges"].flags.writeable
