@@ -91,20 +91,22 @@ def _default(value: Any) -> Any:
 
 def _pack_array(array: npt.NDArray[Any]) -> Any:
     stored = np.ascontiguousarray(array)
-    if stored.dtype.kind in "iu" and stored.size:
+    if stored.dtype.kind in "iu" and stored.size and stored.dtype.itemsize > 1:
         low, high = int(stored.min()), int(stored.max())
         for t_min, t_max, dtype in _RANGES:
             if t_min <= low and high <= t_max and dtype.itemsize < stored.dtype.itemsize:
                 stored = stored.astype(dtype)
                 break
-    header = msgpack.packb([array.dtype.str, stored.dtype.str, list(array.shape)])
+    # A short text header, "<original dtype> <stored dtype> <shape>\n": cheaper to write
+    # than a nested msgpack document for each of a record's hundreds of arrays.
+    shape = "x".join(map(str, array.shape))
+    header = f"{array.dtype.str} {stored.dtype.str} {shape}\n".encode()
     return msgpack.ExtType(_ARRAY, header + stored.tobytes())
 
 
 def _unpack_array(data: bytes) -> npt.NDArray[Any]:
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(data)
-    original, stored, shape = unpacker.unpack()
-    body = memoryview(data)[unpacker.tell():]
-    array = np.frombuffer(body, dtype=np.dtype(stored))
-    return array.astype(np.dtype(original)).reshape(shape)
+    end = data.index(b"\n")
+    original, stored, shape = data[:end].decode().split(" ")
+    dims = [int(n) for n in shape.split("x")] if shape else []
+    array = np.frombuffer(data, dtype=np.dtype(stored), offset=end + 1)
+    return array.astype(np.dtype(original)).reshape(dims)
