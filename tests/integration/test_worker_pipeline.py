@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,10 +14,13 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from clickhouse_connect.driver.client import Client
 
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
+from driftline.streams.worker.checkpoint import RECORD_LIMIT
 from driftline.streams.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -226,3 +230,37 @@ def test_worker_crash_mid_stream_loses_and_double_counts_nothing(
         assert rows.keys() == expected.keys()
     finally:
         second.stop()
+    # The checkpoints: one record per model and one per partition, in a changelog topic
+    # created compacted and sized for them whatever the broker's defaults.
+    topic = f"{settings.app_id}-window_states-changelog"
+    configs = asyncio.run(topic_configs(settings, topic))
+    assert configs["cleanup.policy"] == "compact"
+    assert int(configs["max.message.bytes"]) > RECORD_LIMIT
+    keys = {key for key, _ in asyncio.run(changelog(settings, topic))}
+    models = {e["model"] for e in events}
+    assert {k.split(b"/")[1].decode() for k in keys if b"/" in k} == models
+    assert any(re.fullmatch(rb"partition-\d+", k) for k in keys)
+
+
+async def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        response = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)])
+        return {name: value for name, value, *_ in response[0].resources[0][4]}
+    finally:
+        await admin.close()
+
+
+async def changelog(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        records: list[tuple[bytes, bytes]] = []
+        while batches := await consumer.getmany(timeout_ms=2000):
+            records += [(r.key, r.value) for part in batches.values() for r in part]
+        return records
+    finally:
+        await consumer.stop()
