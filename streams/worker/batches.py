@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from faust.types import EventT
 
@@ -34,6 +34,22 @@ def by_partition(events: Sequence[EventT[bytes]]) -> tuple[dict[int, list[EventT
                 run.append(event)
         runs[partition] = run
     return runs, repeats
+
+
+def chunks(events: list[EventT[bytes]], max_bytes: int) -> Iterator[list[EventT[bytes]]]:
+    """``events`` in order, in consecutive parts of at most ``max_bytes`` of message values
+    (a single larger message is a part of its own)."""
+    part: list[EventT[bytes]] = []
+    size = 0
+    for event in events:
+        n = len(event.message.value or b"")
+        if part and size + n > max_bytes:
+            yield part
+            part, size = [], 0
+        part.append(event)
+        size += n
+    if part:
+        yield part
 
 
 def after(events: list[EventT[bytes]], applied_offset: int) -> list[EventT[bytes]]:

@@ -36,7 +36,7 @@ from faust.types import EventT, TableT
 
 from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
-from driftline.models.drift.monitor import MonitorConfig
+from driftline.models.drift.monitor import MonitorConfig, MonitorResult
 from driftline.models.events.wire import BadMessage, EventBlock, decode
 from driftline.models.partition import PartitionModels, PartitionState
 from driftline.models.quality.monitor import PerformanceConfig
@@ -55,6 +55,9 @@ from driftline.streams.worker.performance import PerformanceTracker
 from driftline.streams.worker.retry import PartitionSteps, Patience
 
 log = logging.getLogger(__name__)
+
+#: Messages of a batch are decoded and applied in parts of at most this many bytes.
+DECODE_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def window_config(settings: Settings) -> WindowConfig:
@@ -214,22 +217,35 @@ class FeatureWindowProcessor:
             return
         self.stats.skipped_offsets += batches.skipped(fresh, models.applied_offset)
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
-        blocks = self._decode(models, fresh, batch)
-        batch.late, batch.windows, health, touched = models.apply(blocks)
+        health, touched, labelled = MonitorResult(), set[str](), set[WindowKey]()
+        events_applied, seen = 0, dict[str, None]()
+        # Decoded in parts of bounded size: a batch of large envelopes decoded at once held
+        # ~5x its bytes in Python lists (1.3 GB for 100 envelopes of 400 features).
+        for part in batches.chunks(fresh, DECODE_CHUNK_BYTES):
+            blocks = self._decode(models, part, batch)
+            late, rows, part_health, part_touched = models.apply(blocks)
+            batch.late += late
+            batch.windows += rows
+            health.extend(part_health)
+            touched |= part_touched
+            if self.joiner is not None and self.settings.label_join:
+                labelled |= await self.joiner.on_predictions([block for _, block in blocks],
+                                                             clock=models.event_time)
+            for _, block in blocks:
+                if block.kind == "prediction":
+                    events_applied += len(block)
+                    seen[block.model] = None
         models.applied_offset = max(models.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
         batch.service = health.service
         if self.joiner is not None and self.settings.label_join:
-            labelled = await self.joiner.on_predictions([block for _, block in blocks],
-                                                        clock=models.event_time)
             touched |= await self._judge(models, labelled, batch)
         await self._make_durable(partition, models, touched, batch)
-        self._count(blocks, batch, len(fresh))
+        self._count(events_applied, batch, len(fresh))
         now = time.monotonic()
-        for _, block in blocks:
-            if block.kind == "prediction":
-                self.idle.seen(partition, block.model, now)
+        for model in seen:
+            self.idle.seen(partition, model, now)
 
     def _stalled_labels(self, models: PartitionModels) -> set[str]:
         """Models whose labels have not moved on for ``judge_after_seconds`` of wall time
@@ -314,9 +330,9 @@ class FeatureWindowProcessor:
         self.checkpoint_bytes += sum(len(value) for _, value in records)
         self.offsets.applied(self.settings.predictions_topic, partition, models.applied_offset)
 
-    def _count(self, blocks: list[tuple[int, EventBlock]], batch: SinkBatch, messages: int) -> None:
+    def _count(self, events: int, batch: SinkBatch, messages: int) -> None:
         self.stats.messages += messages
-        self.stats.events += sum(len(b) for _, b in blocks if b.kind == "prediction")
+        self.stats.events += events
         self.stats.dead_letters += len(batch.dead_letters)
         self.stats.late_events += sum(r.count for r in batch.late)
         self.stats.windows_written += len(batch.windows)

@@ -187,3 +187,13 @@ async def test_reread_seeks_the_consumer_back() -> None:
 
 async def _no_seek(*partitions: Any) -> None:
     return None
+
+
+@given(st.lists(st.integers(0, 50), max_size=40), st.integers(1, 120))
+def test_a_run_is_decoded_in_parts_of_bounded_size_in_order(sizes: list[int],
+                                                            limit: int) -> None:
+    run = [FakeEvent(FakeMessage(0, i, b"m", b"x" * n)) for i, n in enumerate(sizes)]
+    parts = list(batches.chunks(run, limit))
+    assert [e for part in parts for e in part] == run
+    for part in parts:
+        assert part and (len(part) == 1 or sum(len(e.message.value) for e in part) <= limit)
