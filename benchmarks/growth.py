@@ -8,7 +8,10 @@ Each model gets the same number of envelopes (at least ``--envelopes-per-model``
 most 1,000 events each), 10 s of event time apart, so every case opens and closes windows
 for every model.
 
-    python benchmarks/growth.py [--events 400000] [--cases 4x25,100x25,1000x25,4x100,4x400]
+    python benchmarks/growth.py [--events 400000] [--cases 4x25,100x25,...,4x25x2]
+
+A third number in a case runs that many worker processes in one consumer group (they
+share the 4 partitions); "peak RSS" is then the largest of one worker.
 
 Prints a table and writes benchmarks/results/growth.json.
 """
@@ -94,23 +97,28 @@ async def changelog_sizes(settings: Settings) -> tuple[int, int, int]:
         await consumer.stop()
 
 
-def run_worker(settings: Settings, n_messages: int, log: Path) -> tuple[float, int]:
-    """Seconds from "ready" to the last commit, and the worker's peak RSS."""
-    worker = WorkerProcess(settings, log).start()
-    assert worker.pid is not None
-    process = psutil.Process(worker.pid)
+def run_workers(settings: Settings, n_messages: int, home: Path, name: str,
+                count: int = 1) -> tuple[float, int]:
+    """Seconds from the first worker saying it is ready to the group's last commit, and the
+    largest peak RSS of one worker. With several workers in the group the time includes
+    the rebalance when the others join, as it would in production."""
+    workers = [WorkerProcess(settings.replace(state_dir=f"{settings.state_dir}-{i}"),
+                             home / f"worker-{name}-{i}.log").start() for i in range(count)]
+    processes = [psutil.Process(w.pid) for w in workers if w.pid is not None]
     peak = 0
     try:
         deadline = time.monotonic() + 900
         ready: float | None = None
         last_check = 0.0
         while time.monotonic() < deadline:
-            if not worker.is_running():
-                raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
-            peak = max(peak, process.memory_info().rss)
+            for worker in workers:
+                if not worker.is_running():
+                    raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+            peak = max([peak] + [p.memory_info().rss for p in processes])
             now = time.perf_counter()
             if ready is None:
-                if log.exists() and "Worker]: Ready" in log.read_text(errors="replace"):
+                if any("Worker]: Ready" in w.log_path.read_text(errors="replace")
+                       for w in workers if w.log_path.exists()):
                     ready = now
             elif now - last_check > 0.5:
                 last_check = now
@@ -118,14 +126,15 @@ def run_worker(settings: Settings, n_messages: int, log: Path) -> tuple[float, i
                                          settings.predictions_topic)) >= n_messages:
                     return now - ready, peak
             time.sleep(0.1)
-        raise RuntimeError(f"worker did not finish in time:\n{worker.log_tail()}")
+        raise RuntimeError(f"workers did not finish in time:\n{workers[0].log_tail()}")
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 def run_case(base: Settings, models: int, features: int, events: int, per_model: int,
-             home: Path, seed: int) -> dict[str, Any]:
-    name = f"g{models}x{features}"
+             home: Path, seed: int, workers: int = 1) -> dict[str, Any]:
+    name = f"g{models}x{features}w{workers}"
     settings = base.replace(
         predictions_topic=f"{name}-predictions", dead_letter_topic=f"{name}-dlq",
         labels_topic=f"{name}-labels", app_id=name, references_topic=f"{name}-references",
@@ -137,9 +146,9 @@ def run_case(base: Settings, models: int, features: int, events: int, per_model:
     asyncio.run(produce(settings, settings.predictions_topic, messages))
     n_events = sum(n for _, _, n in messages)
     raw_s = asyncio.run(raw_ceiling(settings, settings.predictions_topic, len(messages)))
-    worker_s, rss = run_worker(settings, len(messages), home / f"worker-{name}.log")
+    worker_s, rss = run_workers(settings, len(messages), home, name, workers)
     records, total, largest = asyncio.run(changelog_sizes(settings))
-    return {"models": models, "features": features, "events": n_events,
+    return {"models": models, "features": features, "workers": workers, "events": n_events,
             "messages": len(messages), "events_per_envelope": messages[0][2],
             "raw_events_per_s": n_events / raw_s, "worker_events_per_s": n_events / worker_s,
             "worker_vs_raw": raw_s / worker_s, "checkpoint_records": records,
@@ -151,35 +160,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=400_000, help="events per case")
     parser.add_argument("--envelopes-per-model", type=int, default=12)
-    parser.add_argument("--cases", default="4x25,100x25,1000x25,4x100,4x400",
-                        help="models x features, comma-separated")
+    parser.add_argument("--cases", default="4x25,100x25,1000x25,4x100,4x400,4x25x2",
+                        help="models x features [x worker processes], comma-separated")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--buffer", type=int, default=Settings().stream_buffer_messages,
+                        help="DRIFTLINE_STREAM_BUFFER_MESSAGES of the worker")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/growth.json"))
     args = parser.parse_args()
-    cases = [tuple(int(n) for n in case.split("x")) for case in args.cases.split(",")]
+    cases = [[int(n) for n in case.split("x")] + [1] for case in args.cases.split(",")]
     console = Console()
     results = []
     with tempfile.TemporaryDirectory(prefix="driftline-growth-") as tmp:
         home = Path(tmp)
         with EmbeddedStack(home / "embedded") as stack:
-            base = Settings().replace(**stack.settings_overrides())
-            for models, features in cases:
-                console.log(f"{models} models x {features} features ...")
+            base = Settings().replace(**stack.settings_overrides(),
+                                      stream_buffer_messages=args.buffer)
+            for models, features, workers, *_ in cases:
+                console.log(f"{models} models x {features} features, {workers} worker(s) ...")
                 try:
                     results.append(run_case(base, models, features, args.events,
-                                            args.envelopes_per_model, home, args.seed))
+                                            args.envelopes_per_model, home, args.seed,
+                                            workers))
                 except (RuntimeError, KafkaError) as exc:  # a crash is a result too
                     last = str(exc).strip().splitlines()[-1][:200]
-                    results.append({"models": models, "features": features, "error": last})
+                    results.append({"models": models, "features": features,
+                                    "workers": workers, "error": last})
                 console.log(results[-1])
-    table = Table("models", "features", "events", "per envelope", "raw ev/s", "worker ev/s",
-                  "worker / raw", "checkpoint kB/s", "largest record kB", "peak RSS MB",
+    table = Table("models", "features", "workers", "events", "per envelope", "raw ev/s",
+                  "worker ev/s", "worker / raw", "checkpoint kB/s", "largest record kB", "peak RSS MB",
                   title="driftline cost growth, one worker process")
     for r in results:
         if "error" in r:
-            table.add_row(f"{r['models']:,}", str(r["features"]), "failed: " + r["error"])
+            table.add_row(f"{r['models']:,}", str(r["features"]), str(r["workers"]),
+                          "failed: " + r["error"])
             continue
-        table.add_row(f"{r['models']:,}", str(r["features"]), f"{r['events']:,}",
+        table.add_row(f"{r['models']:,}", str(r["features"]), str(r["workers"]),
+                      f"{r['events']:,}",
                       str(r["events_per_envelope"]), f"{r['raw_events_per_s']:,.0f}",
                       f"{r['worker_events_per_s']:,.0f}", f"{r['worker_vs_raw']:.2f}",
                       f"{r['checkpoint_bytes_per_s'] / 1e3:,.0f}",

@@ -83,6 +83,9 @@ class Settings:
     checkpoint_seconds: float = 1.0
     #: At most this many messages are processed together.
     batch_max_messages: int = 2000
+    #: Messages a worker reads ahead of its processing, per agent: with large envelopes
+    #: this, not the state, is most of its memory (about 3 MB each for 400 features).
+    stream_buffer_messages: int = 4096
     max_message_bytes: int = 8 * 1024 * 1024
 
     # Feature distributions
@@ -215,6 +218,7 @@ class Settings:
         positive = ("partitions", "window_seconds", "histogram_bins", "edge_sample_size",
                     "fine_histogram_bins", "baseline_windows",
                     "top_k_categories", "max_tracked_categories", "batch_max_messages",
+                    "stream_buffer_messages",
                     "label_ttl_seconds", "early_label_ttl_seconds", "judge_after_seconds")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -37,6 +37,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         producer_max_request_size=settings.max_message_bytes + 65_536,
         consumer_max_fetch_size=settings.max_message_bytes * 2,
+        stream_buffer_maxsize=settings.stream_buffer_messages,
         stream_wait_empty=False,
         web_enabled=False,
         autodiscover=False,
