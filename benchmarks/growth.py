@@ -187,8 +187,8 @@ def main() -> None:
                                     "workers": workers, "error": last})
                 console.log(results[-1])
     table = Table("models", "features", "workers", "events", "per envelope", "raw ev/s",
-                  "worker ev/s", "worker / raw", "checkpoint kB/s", "largest record kB", "peak RSS MB",
-                  title="driftline cost growth, one worker process")
+                  "worker ev/s", "worker / raw", "checkpoint kB/s", "largest record kB",
+                  "peak RSS MB", title="driftline cost growth")
     for r in results:
         if "error" in r:
             table.add_row(f"{r['models']:,}", str(r["features"]), str(r["workers"]),
