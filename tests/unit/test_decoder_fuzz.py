@@ -246,7 +246,8 @@ def check_block(block: EventBlock, key: bytes | None, value: bytes) -> None:
     assert block.kind == doc["type"].removesuffix("_batch")
     assert block.event_time == (doc["event_time"] if batch else [doc["event_time"]])
     assert all(type(t) is int for t in block.event_time)
-    assert block.model == doc.get("model", "")
+    # A watermark's model may be absent or null (the schema allows both): every model.
+    assert block.model == (doc.get("model") or "")
     assert not block.model or key == block.model.encode()
     if block.kind == "watermark":
         return
