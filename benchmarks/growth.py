@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ENVELOPE_EVENTS, T0, committed, produce, raw_ceiling
+from throughput import ENVELOPE_EVENTS, T0, committed, produce, raw_ceiling, write_results
 
 from driftline.streams.embedded.stack import EmbeddedStack
 from driftline.streams.settings import Settings
@@ -202,10 +200,7 @@ def main() -> None:
                       f"{r['largest_record_bytes'] / 1e3:,.1f}",
                       f"{r['peak_rss_bytes'] / 1e6:,.0f}")
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.platform(), "results": results},
-                                   indent=2))
-    console.print(f"wrote {args.out}")
+    write_results(console, args.out, results)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,13 @@ def run_case(stack_settings: Settings, name: str, messages: list[tuple[bytes, by
             "worker_vs_raw": raw_s / worker_s}
 
 
+def write_results(console: Console, out: Path, results: list[dict[str, Any]]) -> None:
+    """The rows as JSON, with the machine they were measured on."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "results": results}, indent=2))
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -208,10 +215,7 @@ def main() -> None:
                       f"{r['raw_events_per_s']:,.0f}", f"{r['worker_events_per_s']:,.0f}",
                       f"{r['worker_vs_raw']:.2f}")
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.platform(), "results": results},
-                                   indent=2))
-    console.print(f"wrote {args.out}")
+    write_results(console, args.out, results)
 
 
 if __name__ == "__main__":
