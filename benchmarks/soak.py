@@ -81,6 +81,9 @@ def produce_all(settings: Settings, n_envelopes: int, errors: list[Exception]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000_000)
+    parser.add_argument("--buffer", type=int, default=Settings().stream_buffer_messages,
+                        help="DRIFTLINE_STREAM_BUFFER_MESSAGES of the worker: while the "
+                             "producer is ahead, the read-ahead fills up to this")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak.json"))
     args = parser.parse_args()
     console = Console()
@@ -92,7 +95,8 @@ def main() -> None:
             settings = Settings().replace(**stack.settings_overrides(), app_id="soak",
                                           predictions_topic="soak-predictions",
                                           clickhouse_database="soak",
-                                          state_dir=str(home / "state"), partitions=4)
+                                          state_dir=str(home / "state"), partitions=4,
+                                          stream_buffer_messages=args.buffer)
             asyncio.run(ensure_topics(settings))
             errors: list[Exception] = []
             producer = threading.Thread(target=produce_all,
