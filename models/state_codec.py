@@ -46,7 +46,7 @@ def encode(tree: Any, level: int = 1) -> bytes:
             key = (value.dtype.str, value.shape, value.tobytes())
             index = seen.get(key)
             if index is not None:
-                return msgpack.ExtType(_SAME, msgpack.packb(index))
+                return msgpack.ExtType(_SAME, index.to_bytes(4, "little"))
             seen[key] = len(seen)
             return _pack_array(value)
         return _default(value)
@@ -64,7 +64,7 @@ def decode(data: bytes) -> Any:
 
     def ext(code: int, body: bytes) -> Any:
         if code == _SAME:
-            return arrays[msgpack.unpackb(body)].copy()
+            return arrays[int.from_bytes(body, "little")].copy()
         if code != _ARRAY:
             raise ValueError(f"unknown extension type {code}")
         arrays.append(_unpack_array(body))
@@ -83,6 +83,9 @@ def _default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = getattr(value, "__dict__", None)  # a dataclass without slots: its fields
+        if fields is not None:
+            return fields
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, (set, frozenset)):
         return sorted(value)
