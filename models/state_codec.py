@@ -87,8 +87,6 @@ def _default(value: Any) -> Any:
         if fields is not None:
             return fields
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
     raise TypeError(f"cannot store a {type(value).__name__} in a state record")
 
 

@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import orjson
 
 from driftline.models.alerting.alerts import Alert
@@ -295,8 +294,6 @@ def _finding(evaluation: Evaluation, feature: str, metric: str) -> Finding | Non
 def _window_row(doc: dict[str, Any]) -> FeatureWindowRow:
     # JSON has no NaN: orjson wrote "no value" as null; it comes back as NaN.
     def value(v: Any) -> Any:
-        if isinstance(v, np.ndarray):
-            v = v.tolist()
         if isinstance(v, list):
             return tuple(math.nan if x is None else x for x in v)
         return v

@@ -146,8 +146,6 @@ class FeatureWindowProcessor:
         self.steps = PartitionSteps(waiting, self._states, "predictions")
         self.label_steps = PartitionSteps(waiting, self._states, "labels")
         self.gaps = batches.Gaps()
-        #: Bytes of checkpoint records written since the worker started.
-        self.checkpoint_bytes = 0
         self._rereads: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._labels_moved: dict[str, float] = {}  # model -> monotonic time its labels advanced
         self._started = time.monotonic()
@@ -327,7 +325,6 @@ class FeatureWindowProcessor:
         records.append((partition_key(partition),
                         state_codec.encode({"applied_offset": models.applied_offset})))
         await self.checkpointer.commit(partition, records, batch)
-        self.checkpoint_bytes += sum(len(value) for _, value in records)
         self.offsets.applied(self.settings.predictions_topic, partition, models.applied_offset)
 
     def _count(self, events: int, batch: SinkBatch, messages: int) -> None:
