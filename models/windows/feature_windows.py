@@ -34,7 +34,11 @@ import numpy.typing as npt
 import orjson
 
 from driftline.models.events.wire import EventBlock
-from driftline.models.windows.accumulators import CategoricalAccumulator, NumericAccumulator
+from driftline.models.windows.accumulators import (
+    CategoricalAccumulator,
+    NumericAccumulator,
+    update_rows,
+)
 from driftline.models.windows.feature_profiles import (
     NO_EDGES,
     Accumulator,
@@ -249,7 +253,8 @@ class PartitionWindows:
     def _accumulate(self, model: str, version: str,
                     parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]]) -> None:
         keep = np.concatenate([mask for _, mask in parts])
-        if not keep.any():
+        all_kept = bool(keep.all())
+        if not all_kept and not keep.any():
             return
         times = np.asarray([t for b, _ in parts for t in b.event_time], dtype=np.int64)[keep]
         starts = times - times % self.config.window_ms
@@ -260,25 +265,40 @@ class PartitionWindows:
                 # A new window takes the version's reference as it is now.
                 self.profiles.refresh(model, version)
                 self._windows[(model, version, int(start))] = _Window()
-        for name in _feature_names(b for b, _ in parts):
+        # One window start (the usual case) needs no selection of events.
+        selections = ([(window_starts[0], slice(None))] if len(window_starts) == 1 else
+                      [(start, starts == start) for start in window_starts])
+        numeric: dict[int, tuple[list[NumericAccumulator], list[npt.NDArray[np.float64]]]] = {}
+        names = _feature_names(b for b, _ in parts)
+        for name in names:
             profile = self.profiles.get(model, version, name)
             column = _concat_column(parts, name, singles)
-            values = profile.as_array(column)[keep]
+            values = profile.as_array(column)
+            if not all_kept:
+                values = values[keep]
             if profile.learning:  # the sample that fixes the edges is taken in message order
                 profile.sample.append(values[~np.isnan(values)])
-            for start in window_starts:
+            for start, in_window in selections:
                 window = self._windows[(model, version, int(start))]
-                in_window = starts == start
                 acc = self._accumulator(window, name, profile)
                 if isinstance(acc, NumericAccumulator) and profile.kind == "categorical":
                     # Opened before a reference made these numbers categories: still numbers.
-                    acc.update(np.asarray(column, dtype=np.float64)[keep][in_window])
+                    numbers = np.asarray(column, dtype=np.float64)
+                    acc.update((numbers if all_kept else numbers[keep])[in_window])
                     continue
                 # Moments and counts need no edges; the histogram is filled when they freeze.
-                acc.update(values[in_window])
+                if isinstance(acc, NumericAccumulator):
+                    accs, rows = numeric.setdefault(int(start), ([], []))
+                    accs.append(acc)
+                    rows.append(values[in_window])
+                else:
+                    acc.update(values[in_window])
                 if profile.learning:
                     window.pending.setdefault(name, []).append(
                         values[in_window][~np.isnan(values[in_window])])
+        for accs, rows in numeric.values():
+            update_rows(accs, np.stack(rows))
+        for name in names:
             self._maybe_freeze(model, version, name)
 
     def _accumulator(self, window: _Window, name: str, profile: FeatureProfile) -> Accumulator:

@@ -15,20 +15,18 @@ __all__ = ["QuantileSketch"]
 _Counts = npt.NDArray[np.int64]
 
 
-def _rebase(counts: _Counts, offset: int, lo: int, span: int) -> _Counts:
-    """Place ``counts`` (keys from ``offset``) into ``span`` bins from key ``lo``.
+def _add_counts(into: _Counts, counts: _Counts, offset: int, lo: int) -> None:
+    """Add ``counts`` (keys from ``offset``) into ``into`` (keys from ``lo``), in place.
 
     Keys below ``lo`` are collapsed into bin 0; the caller guarantees no key is
-    above ``lo + span - 1``.
+    above ``lo + into.size - 1``.
     """
-    out = np.zeros(span, dtype=np.int64)
     start = offset - lo
     cut = min(max(0, -start), counts.size)
     if cut:
-        out[0] += counts[:cut].sum()
+        into[0] += counts[:cut].sum()
     if cut < counts.size:
-        out[start + cut : start + counts.size] += counts[cut:]
-    return out
+        into[start + cut : start + counts.size] += counts[cut:]
 
 
 class _DenseStore:
@@ -39,23 +37,32 @@ class _DenseStore:
         self.counts: _Counts = np.zeros(0, dtype=np.int64)
         self.offset = 0
 
-    def add(self, keys: npt.NDArray[np.int64], counts: _Counts | None = None) -> None:
+    def add(self, keys: npt.NDArray[np.int64], counts: _Counts | None = None,
+            lo: int | None = None, hi: int | None = None) -> None:
+        """Count ``keys`` (each ``counts`` times if given); ``lo`` and ``hi``, when the
+        caller knows them, are the smallest and largest key."""
         if keys.size == 0:
             return
-        lo, hi = int(keys.min()), int(keys.max())
+        if lo is None or hi is None:
+            lo, hi = int(keys.min()), int(keys.max())
+        smallest = lo
         if self.counts.size:
             lo, hi = min(lo, self.offset), max(hi, self.offset + self.counts.size - 1)
         # Collapsing at hi - max_bins + 1 depends only on the overall key range,
         # so the store is the same whatever the batching or merge order.
         lo = max(lo, hi - self.max_bins + 1)
         span = hi - lo + 1
-        idx = np.maximum(keys, lo) - lo
-        added = np.zeros(span, dtype=np.int64)
+        idx = keys - lo
+        if lo > smallest:  # the lowest keys collapse into bin 0
+            idx = np.maximum(idx, 0)
         if counts is None:
-            added += np.bincount(idx, minlength=span)
+            added = np.bincount(idx, minlength=span)
         else:
+            added = np.zeros(span, dtype=np.int64)
             np.add.at(added, idx, counts)
-        self.counts = _rebase(self.counts, self.offset, lo, span) + added
+        if self.counts.size:
+            _add_counts(added, self.counts, self.offset, lo)
+        self.counts = added
         self.offset = lo
 
     def merge(self, other: _DenseStore) -> None:
@@ -141,15 +148,8 @@ class QuantileSketch:
             return self
         if not np.isfinite(values).all():
             raise ValueError("QuantileSketch.update takes finite values only (no NaN or inf)")
-        magnitudes = np.abs(values)
-        indexable = magnitudes >= self._min_indexable
-        positive = indexable & (values > 0)
-        negative = indexable & (values < 0)
-        self._positive.add(self._keys(magnitudes[positive]))
-        self._negative.add(self._keys(magnitudes[negative]))
-        self._zero_count += int(values.size - positive.sum() - negative.sum())
-        self._min = float(np.fmin(self._min, values.min()))
-        self._max = float(np.fmax(self._max, values.max()))
+        update_sorted_rows([self], np.sort(values)[np.newaxis],
+                           np.array([values.size], dtype=np.int64))
         return self
 
     def merge(self, other: QuantileSketch) -> Self:
@@ -216,3 +216,47 @@ class QuantileSketch:
             store.offset = int(state[f"{prefix}_offset"])
             store.counts = np.array(state[f"{prefix}_counts"], dtype=np.int64)
         return sketch
+
+
+def update_sorted_rows(sketches: Sequence[QuantileSketch], rows: npt.NDArray[np.float64],
+                       present: npt.NDArray[np.int64]) -> None:
+    """Add the first ``present[i]`` values of ``rows[i]`` (ascending, finite) to
+    ``sketches[i]``: the bucket keys of every row in one pass, for sketches of one
+    relative accuracy (what follows them is ignored).
+
+    The same as ``sketches[i].update(rows[i, :present[i]])`` for each row.
+    """
+    if not sketches:
+        return
+    first = sketches[0]
+    if any(s.relative_accuracy != first.relative_accuracy for s in sketches):
+        raise ValueError("update_sorted_rows needs sketches of one relative accuracy")
+    n = rows.shape[1]
+    valid = np.arange(n) < present[:, np.newaxis]
+    magnitudes = np.abs(rows)
+    indexable = valid & (magnitudes >= first._min_indexable)
+    positive = indexable & (rows > 0)
+    negative = indexable & (rows < 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.ceil(np.log(np.where(indexable, magnitudes, 1.0)) / first._ln_gamma
+                       ).astype(np.int64)
+    n_positive, n_negative = positive.sum(axis=1), negative.sum(axis=1)
+    zeros = present - n_positive - n_negative
+    for i, sketch in enumerate(sketches):
+        p = int(present[i])
+        if not p:
+            continue
+        row_keys = keys[i]
+        # Rows are ascending: positive keys ascend, negative keys (magnitudes) descend.
+        if n_negative[i]:
+            negative_keys = row_keys[negative[i]]
+            sketch._negative.add(negative_keys, lo=int(negative_keys[-1]),
+                                 hi=int(negative_keys[0]))
+        if n_positive[i]:
+            positive_keys = row_keys[positive[i]]
+            sketch._positive.add(positive_keys, lo=int(positive_keys[0]),
+                                 hi=int(positive_keys[-1]))
+        sketch._zero_count += int(zeros[i])
+        low, high = float(rows[i, 0]), float(rows[i, p - 1])
+        sketch._min = low if not sketch._min <= low else sketch._min
+        sketch._max = high if not sketch._max >= high else sketch._max

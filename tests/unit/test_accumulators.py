@@ -24,6 +24,7 @@ from driftline.models.windows.accumulators import (
     NumericAccumulator,
     NumericSummary,
     edges_from_sample,
+    update_rows,
 )
 from driftline.models.windows.sketch import QuantileSketch
 
@@ -108,6 +109,32 @@ def test_numeric_agrees_with_numpy(values: np.ndarray, edges: np.ndarray) -> Non
     np.testing.assert_array_equal(
         summary.quantiles, QuantileSketch().update(present).quantiles(LEVELS)
     )
+
+
+@FAST
+@given(st.data(), st.integers(1, 6), st.integers(0, 60))
+def test_rows_update_is_each_row_on_its_own(data: st.DataObject, rows: int, n: int) -> None:
+    """A window's numeric features are updated as one matrix: each accumulator ends as
+    if it had been given its own row, whatever the other rows hold (missing or not)."""
+    matrix = data.draw(hnp.arrays(np.float64, (rows, n), elements=_NUMERIC))
+    edges = [data.draw(edge_arrays) for _ in range(rows)]
+    fine = [data.draw(st.one_of(st.just(None), edge_arrays)) for _ in range(rows)]
+    together = [NumericAccumulator(e, fine_edges=f) for e, f in zip(edges, fine, strict=True)]
+    alone = [NumericAccumulator(e, fine_edges=f) for e, f in zip(edges, fine, strict=True)]
+    for accs in (together, alone):  # earlier values too: the update adds to a state
+        update_rows(accs, matrix[:, : n // 2])
+    update_rows(together, matrix[:, n // 2 :])
+    for acc, row in zip(alone, matrix[:, n // 2 :], strict=True):
+        acc.update(row)
+    for a, b, row in zip(together, alone, matrix, strict=True):
+        assert_summaries_equal(a.summary(LEVELS), b.summary(LEVELS), **moment_tolerance(row))
+        np.testing.assert_array_equal(a.summary(LEVELS).fine_bin_counts,
+                                      b.summary(LEVELS).fine_bin_counts)
+        present = row[np.isfinite(row)]
+        expected_fine = (np.bincount(np.searchsorted(a.fine_edges, present, side="right"),
+                                     minlength=a.fine_edges.size + 1) if a.fine_edges.size
+                         else np.zeros(1, dtype=np.int64))
+        np.testing.assert_array_equal(a.summary(LEVELS).fine_bin_counts, expected_fine)
 
 
 def test_bin_layout_is_underflow_regular_overflow() -> None:
