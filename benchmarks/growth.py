@@ -4,11 +4,18 @@ consume-and-decode ceiling of the same messages measured in the same run.
 
 One worker process on the embedded stack, 4 partitions, 60 s windows, batch envelopes,
 drift against baselines (no references published), detectors and the label join on.
-Each model gets the same number of envelopes (at least ``--envelopes-per-model``, and at
-most 1,000 events each), 10 s of event time apart, so every case opens and closes windows
-for every model.
 
-    python benchmarks/growth.py [--events 400000] [--cases 4x25,100x25,...,4x25x2]
+Every model sends the same traffic in every case: envelopes of ``--envelope-events``
+events, 10 s of event time apart (six to a window), at least ``--envelopes-per-model``
+of them, so every case opens and closes windows for every model. Cases differ only in how
+many models and features the worker holds: with few models a case sends more envelopes
+per model (``--events`` in all), with many it sends more events. What a case costs more
+per event than ``4x25`` is then what holding more models or features costs. (A fleet's
+traffic split over more models in ever smaller envelopes costs more per event too, from
+the per-message and per-window work: ``--envelope-events`` shows that on its own.)
+
+    python benchmarks/growth.py [--events 400000] [--envelope-events 100]
+                                [--cases 4x25,100x25,...,4x25x2]
 
 A third number in a case runs that many worker processes in one consumer group (they
 share the 4 partitions); "peak RSS" is then the largest of one worker.
@@ -35,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ENVELOPE_EVENTS, T0, committed, produce, raw_ceiling, write_results
+from throughput import T0, committed, produce, raw_ceiling, write_results
 
 from driftline.streams.embedded.stack import EmbeddedStack
 from driftline.streams.settings import Settings
@@ -43,14 +50,12 @@ from driftline.streams.worker.process import WorkerProcess
 from driftline.streams.worker.topics import ensure_topics
 
 
-def envelopes(models: int, features: int, events: int, per_model: int,
+def envelopes(models: int, features: int, events: int, per_model: int, size: int,
               seed: int) -> list[tuple[bytes, bytes, int]]:
-    """(key, value, events): ``per_model`` envelopes (or more) for each model, in turn."""
+    """(key, value, events): envelopes of ``size`` events, at least ``per_model`` for each
+    model (more when that makes fewer than ``events``), the models in turn."""
     rng = np.random.default_rng(seed)
-    # At most ENVELOPE_EVENTS per envelope, as a publisher sends them: more envelopes
-    # (and windows) per model when there are few models.
-    per_model = max(per_model, -(-events // (models * ENVELOPE_EVENTS)))
-    size = max(1, events // (models * per_model))
+    per_model = max(per_model, -(-events // (models * size)))
     categorical = features // 5
     names = [f"num_{i:03d}" for i in range(features - categorical)]
     cats = [f"cat_{i:03d}" for i in range(categorical)]
@@ -131,7 +136,7 @@ def run_workers(settings: Settings, n_messages: int, home: Path, name: str,
 
 
 def run_case(base: Settings, models: int, features: int, events: int, per_model: int,
-             home: Path, seed: int, workers: int = 1) -> dict[str, Any]:
+             size: int, home: Path, seed: int, workers: int = 1) -> dict[str, Any]:
     name = f"g{models}x{features}w{workers}"
     settings = base.replace(
         predictions_topic=f"{name}-predictions", dead_letter_topic=f"{name}-dlq",
@@ -139,7 +144,7 @@ def run_case(base: Settings, models: int, features: int, events: int, per_model:
         alerts_topic=f"{name}-alerts", telemetry_topic=f"{name}-telemetry",
         clickhouse_database=name, state_dir=str(home / f"state-{name}"), partitions=4,
         window_seconds=60)
-    messages = envelopes(models, features, events, per_model, seed)
+    messages = envelopes(models, features, events, per_model, size, seed)
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, settings.predictions_topic, messages))
     n_events = sum(n for _, _, n in messages)
@@ -158,6 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=400_000, help="events per case")
     parser.add_argument("--envelopes-per-model", type=int, default=12)
+    parser.add_argument("--envelope-events", type=int, default=100,
+                        help="events per envelope, in every case")
     parser.add_argument("--cases", default="4x25,100x25,1000x25,4x100,4x400,4x25x2",
                         help="models x features [x worker processes], comma-separated")
     parser.add_argument("--seed", type=int, default=1)
@@ -177,16 +184,18 @@ def main() -> None:
                 console.log(f"{models} models x {features} features, {workers} worker(s) ...")
                 try:
                     results.append(run_case(base, models, features, args.events,
-                                            args.envelopes_per_model, home, args.seed,
-                                            workers))
+                                            args.envelopes_per_model, args.envelope_events,
+                                            home, args.seed, workers))
                 except (RuntimeError, KafkaError) as exc:  # a crash is a result too
                     last = str(exc).strip().splitlines()[-1][:200]
                     results.append({"models": models, "features": features,
                                     "workers": workers, "error": last})
                 console.log(results[-1])
     table = Table("models", "features", "workers", "events", "per envelope", "raw ev/s",
-                  "worker ev/s", "worker / raw", "checkpoint kB/s", "largest record kB",
+                  "worker ev/s", "worker / raw", f"vs {results[0]['models']}x"
+                  f"{results[0]['features']}", "checkpoint kB/s", "largest record kB",
                   "peak RSS MB", title="driftline cost growth")
+    first = results[0].get("worker_events_per_s")
     for r in results:
         if "error" in r:
             table.add_row(f"{r['models']:,}", str(r["features"]), str(r["workers"]),
@@ -196,6 +205,7 @@ def main() -> None:
                       f"{r['events']:,}",
                       str(r["events_per_envelope"]), f"{r['raw_events_per_s']:,.0f}",
                       f"{r['worker_events_per_s']:,.0f}", f"{r['worker_vs_raw']:.2f}",
+                      f"{r['worker_events_per_s'] / first:.2f}" if first else "-",
                       f"{r['checkpoint_bytes_per_s'] / 1e3:,.0f}",
                       f"{r['largest_record_bytes'] / 1e3:,.1f}",
                       f"{r['peak_rss_bytes'] / 1e6:,.0f}")

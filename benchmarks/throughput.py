@@ -9,6 +9,7 @@ published for every model first, so windows are scored for drift, judged by the 
 rules and the score stream runs through river's detectors, as in production.
 
     python benchmarks/throughput.py [--events 1000000] [--single-events 200000]
+                                    [--forms envelopes,envelopes-no-join,singles]
 
 Prints a table and writes benchmarks/results/throughput.json.
 """
@@ -195,6 +196,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--single-events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--forms", default="envelopes,envelopes-no-join,singles",
+                        help="which of the wire forms to run, comma-separated")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
     console = Console()
@@ -202,12 +205,16 @@ def main() -> None:
         home = Path(tmp)
         with EmbeddedStack(home / "embedded") as stack:
             base = Settings().replace(**stack.settings_overrides())
-            results = [
-                run_case(base, "envelopes", envelopes(args.events, args.seed), home),
-                run_case(base.replace(label_join=False), "envelopes-no-join",
-                         envelopes(args.events, args.seed), home),
-                run_case(base, "singles", singles(args.single_events, args.seed), home),
-            ]
+            cases = {
+                "envelopes": lambda: run_case(base, "envelopes",
+                                              envelopes(args.events, args.seed), home),
+                "envelopes-no-join": lambda: run_case(base.replace(label_join=False),
+                                                      "envelopes-no-join",
+                                                      envelopes(args.events, args.seed), home),
+                "singles": lambda: run_case(base, "singles",
+                                            singles(args.single_events, args.seed), home),
+            }
+            results = [cases[form]() for form in args.forms.split(",")]
     table = Table("wire form", "messages", "events", "raw ceiling ev/s", "worker ev/s",
                   "worker / raw", title="driftline throughput, one worker process")
     for r in results:

@@ -203,6 +203,10 @@ class _Layer:
         return _Layer({**base.settings, **self.settings}, metrics)
 
 
+#: Resolved rules kept at most (a few per feature of every model a worker holds).
+_RESOLVED_LIMIT = 200_000
+
+
 @dataclasses.dataclass(frozen=True)
 class RulesConfig:
     """All alert rules, parsed and checked once at start-up.
@@ -230,6 +234,9 @@ class RulesConfig:
     models: Mapping[str, _Layer]
     features: Mapping[tuple[str, str], _Layer]
     incidents: IncidentSettings
+    #: Rules already resolved: every closing window asks for each feature's metrics.
+    _resolved: dict[tuple[str, str | None, str], Threshold | None] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def default(cls) -> Self:
@@ -289,6 +296,15 @@ class RulesConfig:
 
     def rule(self, model: str, feature: str | None, metric: str) -> Threshold | None:
         """Like :meth:`thresholds`, but None for a metric without a rule."""
+        key = (model, feature, metric)
+        if key in self._resolved:
+            return self._resolved[key]
+        if len(self._resolved) >= _RESOLVED_LIMIT:
+            self._resolved.clear()
+        found = self._resolved[key] = self._resolve(model, feature, metric)
+        return found
+
+    def _resolve(self, model: str, feature: str | None, metric: str) -> Threshold | None:
         fields: dict[str, Any] = {}
         found = False
         for layer in self._chain(model, feature):

@@ -167,8 +167,9 @@ class Monitor:
         result.alerts += self.incidents.update(worst_per_feature(_detectors_open_at_once(
             evaluation)))
         if reference is not None:
-            result.scores += [_row(score, drift, evaluation, start, end, reference)
-                              for score, drift in scored]
+            findings = _findings(evaluation)
+            result.scores += [_row(score, drift, findings.get((score.feature, score.metric)),
+                                   start, end, reference) for score, drift in scored]
         self._remember(model, version, state, window, result)
 
     def _baseline(self, state: _Version) -> ReferenceProfile | None:
@@ -266,9 +267,8 @@ def _current_state(state: _Version) -> str | None:
     return state.current.to_json().decode()
 
 
-def _row(score: Score, drift: DriftScore, evaluation: Evaluation, start: int, end: int,
+def _row(score: Score, drift: DriftScore, finding: Finding | None, start: int, end: int,
          reference: ReferenceProfile) -> DriftScoreRow:
-    finding = _finding(evaluation, score.feature, score.metric)
     verdict: Verdict = "not_evaluated" if finding is None else (
         "ok" if finding.severity is None else finding.severity)
     return DriftScoreRow(
@@ -284,11 +284,12 @@ def _detectors_open_at_once(evaluation: Evaluation) -> Evaluation:
     return dataclasses.replace(evaluation, findings=findings)
 
 
-def _finding(evaluation: Evaluation, feature: str, metric: str) -> Finding | None:
+def _findings(evaluation: Evaluation) -> dict[tuple[str, str], Finding]:
+    """The first finding of each feature × metric (a window has one per score)."""
+    index: dict[tuple[str, str], Finding] = {}
     for finding in evaluation.findings:
-        if (finding.feature, finding.metric) == (feature, metric):
-            return finding
-    return None
+        index.setdefault((finding.feature, finding.metric), finding)
+    return index
 
 
 def _window_row(doc: dict[str, Any]) -> FeatureWindowRow:

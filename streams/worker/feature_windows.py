@@ -26,6 +26,7 @@ the last checkpoint until it goes through.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -153,14 +154,20 @@ class FeatureWindowProcessor:
     async def process(self, events: Sequence[EventT[bytes]]) -> None:
         runs, repeats = batches.by_partition(events)
         self.stats.repeated_offsets += repeats
-        for partition, run in runs.items():
-            step = functools.partial(self._process_partition, partition, run)
-            if self.joiner is None:
+        # Partitions share nothing but the event loop: while one waits for ClickHouse and
+        # the changelog, the next one computes.
+        async with asyncio.TaskGroup() as group:
+            for partition, run in runs.items():
+                group.create_task(self._process_run(partition, run))
+
+    async def _process_run(self, partition: int, run: list[EventT[bytes]]) -> None:
+        step = functools.partial(self._process_partition, partition, run)
+        if self.joiner is None:
+            await self.steps.run(partition, step)
+        else:
+            async with self.joiner.locks[partition]:  # labels of this partition wait
                 await self.steps.run(partition, step)
-            else:
-                async with self.joiner.locks[partition]:  # labels of this partition wait
-                    await self.steps.run(partition, step)
-            await self._reread(self.settings.predictions_topic, partition)
+        await self._reread(self.settings.predictions_topic, partition)
 
     async def _reread(self, topic: str, partition: int) -> None:
         """Seek back to a hole found in the partition's last run
