@@ -373,20 +373,20 @@ class PartitionWindows:
                 count=acc.count, missing_count=acc.missing_count,
                 mean=nan, variance=nan, min=nan, max=nan, quantiles=(), bin_edges=(),
                 bin_counts=(), categories=tuple(cats),
-                category_counts=tuple(int(c) for c in counts), other_count=int(other),
+                category_counts=tuple(counts.tolist()), other_count=int(other),
                 tracked_counts=acc.category_counts)
         s = acc.summary(QUANTILE_LEVELS)
+        # tolist() makes Python floats and ints in one call, not one per element.
         return FeatureWindowRow(
             model, version, name, "numeric", start, end,
             count=s.count, missing_count=s.missing_count,
             mean=s.mean, variance=s.variance, min=s.min, max=s.max,
-            quantiles=tuple(float(q) for q in s.quantiles),
-            bin_edges=tuple(float(e) for e in acc.edges),
-            bin_counts=tuple(int(c) for c in s.bin_counts) if len(acc.edges) else (),
+            quantiles=tuple(s.quantiles.tolist()),
+            bin_edges=tuple(acc.edges.tolist()),
+            bin_counts=tuple(s.bin_counts.tolist()) if len(acc.edges) else (),
             categories=(), category_counts=(), other_count=0,
-            fine_bin_edges=tuple(float(e) for e in acc.fine_edges),
-            fine_bin_counts=tuple(int(c) for c in s.fine_bin_counts) if len(acc.fine_edges)
-            else ())
+            fine_bin_edges=tuple(acc.fine_edges.tolist()),
+            fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else ())
 
     # -- checkpoint ---------------------------------------------------------------
     @property

@@ -178,14 +178,17 @@ class QuantileSketch:
         if n == 0:
             return np.full(q.shape, np.nan)
         neg, pos = self._negative, self._positive
-        neg_keys = np.arange(neg.offset, neg.offset + neg.counts.size, dtype=np.int64)
-        pos_keys = np.arange(pos.offset, pos.offset + pos.counts.size, dtype=np.int64)
-        # Sorted order: negatives by decreasing magnitude, zeros, positives.
-        values = np.concatenate([-self._values(neg_keys[::-1]), [0.0], self._values(pos_keys)])
+        # Sorted order: negatives by decreasing magnitude, zeros, positives. Only the
+        # buckets the ranks fall in are turned into values.
         counts = np.concatenate([neg.counts[::-1], [self._zero_count], pos.counts])
         ranks = np.floor((n - 1) * q)
         idx = np.searchsorted(np.cumsum(counts), ranks, side="right")
-        estimates: npt.NDArray[np.float64] = np.clip(values[idx], self._min, self._max)
+        zero_at = neg.counts.size
+        estimates = np.zeros(q.shape)
+        below, above = idx < zero_at, idx > zero_at
+        estimates[below] = -self._values(neg.offset + (zero_at - 1 - idx[below]))
+        estimates[above] = self._values(pos.offset + (idx[above] - zero_at - 1))
+        estimates = np.clip(estimates, self._min, self._max)
         estimates[ranks == 0] = self._min  # the extremes are known exactly
         estimates[ranks == n - 1] = self._max
         return estimates
