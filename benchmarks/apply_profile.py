@@ -24,7 +24,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from throughput import T0, references
+from throughput import T0
 
 from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
@@ -67,8 +67,6 @@ def make_messages(models: int, features: int, events: int, single: bool, per_env
 
 
 def make_references(models: int, features: int) -> dict[tuple[str, str], ReferenceProfile]:
-    if (models, features) == (4, 25):
-        return {(p.model, p.version): p for p in references(1)}
     rng = np.random.default_rng(2)
     numeric = [f"num_{i:03d}" for i in range(features * 4 // 5)]
     categorical = [f"cat_{i}" for i in range(features - len(numeric))]
