@@ -22,8 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import orjson
-
+from driftline.models import state_codec
 from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.evaluation import (
     Evaluation,
@@ -229,7 +228,7 @@ class Monitor:
             "incidents": self.incidents.to_dict(),
             "detectors": self.detectors.to_state(),
             "versions": [[model, version, state.windows_seen,
-                          None if state.baseline is None else state.baseline.to_json().decode(),
+                          None if state.baseline is None else state.baseline.to_state(),
                           _current_state(state),
                           [list(w) for w in state.recent]]  # dataclasses: as dicts
                          for (model, version), state in self._versions.items()],
@@ -242,16 +241,23 @@ class Monitor:
             version_state = _Version(self.config.baseline_windows)
             version_state.windows_seen = seen
             if baseline is not None:
-                version_state.baseline = ReferenceProfile.from_json(baseline)
+                version_state.baseline = _profile(baseline)
             if current == _SAME_AS_BASELINE:
                 version_state.current = version_state.baseline
             elif current is not None:
-                version_state.current = ReferenceProfile.from_json(current)
+                version_state.current = _profile(current)
             version_state.recent.extend([_window_row(r) for r in w] for w in recent)
             self._versions[(model, version)] = version_state
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.to_state())
+        return state_codec.encode(self.to_state())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: MonitorConfig, rules: RulesConfig,
+                   references: ReferenceLookup | None = None) -> Monitor:
+        monitor = cls(config, rules, references)
+        monitor.load_state(state_codec.decode(data))
+        return monitor
 
 
 #: In a checkpoint, for a version judged against its own baseline (half the record of a
@@ -259,12 +265,19 @@ class Monitor:
 _SAME_AS_BASELINE = "baseline"
 
 
-def _current_state(state: _Version) -> str | None:
+def _profile(state: str | dict[str, Any]) -> ReferenceProfile:
+    # Records written before profiles were stored as arrays hold their JSON.
+    if isinstance(state, str):
+        return ReferenceProfile.from_json(state)
+    return ReferenceProfile.from_state(state)
+
+
+def _current_state(state: _Version) -> str | dict[str, Any] | None:
     if state.current is None:
         return None
     if state.current is state.baseline:
         return _SAME_AS_BASELINE
-    return state.current.to_json().decode()
+    return state.current.to_state()
 
 
 def _row(score: Score, drift: DriftScore, finding: Finding | None, start: int, end: int,

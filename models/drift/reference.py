@@ -80,6 +80,24 @@ class CategoricalReference:
 FeatureReference = NumericReference | CategoricalReference
 
 
+def _feature_state(feature: FeatureReference) -> dict[str, Any]:
+    state = _fields_of(feature)
+    for name, value in state.items():
+        if isinstance(value, tuple) and name != "categories":
+            state[name] = np.asarray(value, dtype=np.int64 if "counts" in name else np.float64)
+    return state
+
+
+def _feature_from_state(state: Mapping[str, Any]) -> FeatureReference:
+    fields: dict[str, Any] = {
+        name: tuple(value.tolist()) if isinstance(value, np.ndarray)
+        else tuple(value) if isinstance(value, list) else value
+        for name, value in state.items()}
+    if fields["kind"] == "numeric":
+        return NumericReference(**fields)
+    return CategoricalReference(**fields)
+
+
 def _fields_of(obj: Any) -> dict[str, Any]:
     return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
 
@@ -115,6 +133,20 @@ class ReferenceProfile:
         doc["features"] = dict(self.features)
         return orjson.dumps(doc, default=_fields_of,
                             option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+    def to_state(self) -> dict[str, Any]:
+        """The profile for a checkpoint record: columns as numpy arrays, which the record
+        stores as bytes, once per record (the version's windows share these edges)."""
+        return {"model": self.model, "version": self.version, "source": self.source,
+                "created_at_ms": self.created_at_ms,
+                "features": {name: _feature_state(f) for name, f in self.features.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ReferenceProfile:
+        """Rebuild a profile from :meth:`to_state` output (arrays or lists)."""
+        return cls(state["model"], state["version"], state["source"],
+                   int(state["created_at_ms"]),
+                   {name: _feature_from_state(f) for name, f in state["features"].items()})
 
     @classmethod
     def from_json(cls, data: bytes | str) -> ReferenceProfile:

@@ -83,10 +83,7 @@ def test_checkpoint_mid_stream_changes_nothing(mode: str) -> None:
     expected = [straight.observe(w) for w in rows]
     resumed = Monitor(config, RulesConfig.default())
     got = [resumed.observe(w) for w in rows[:7]]
-    import orjson
-
-    again = Monitor(config, RulesConfig.default())
-    again.load_state(orjson.loads(resumed.to_bytes()))
+    again = Monitor.from_bytes(resumed.to_bytes(), config, RulesConfig.default())
     got += [again.observe(w) for w in rows[7:]]
     assert [r.alerts for r in got] == [r.alerts for r in expected]
     assert [[(s.feature, s.metric, round(s.value, 12)) for s in r.scores] for r in got] == [

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from rich.console import Console
 
+from driftline.models import state_codec
+from driftline.models.drift.monitor import _profile
 from driftline.models.drift.reference import (
     CategoricalReference,
     NumericReference,
@@ -328,6 +330,17 @@ def test_profile_json_round_trip(frame: pd.DataFrame) -> None:
     data = profile.to_json()
     assert ReferenceProfile.from_json(data) == profile
     assert ReferenceProfile.from_json(data).profile_id == profile.profile_id
+
+
+def test_profile_checkpoint_state_round_trip(frame: pd.DataFrame) -> None:
+    """In a checkpoint record a profile is arrays; it comes back equal, with the same id,
+    and its JSON (the form records of earlier versions hold) still loads in a monitor."""
+    profile = profile_from_frame("fraud", "v1", frame, created_at_ms=T0)
+    back = ReferenceProfile.from_state(state_codec.decode(state_codec.encode(
+        profile.to_state())))
+    assert back == profile
+    assert back.profile_id == profile.profile_id
+    assert _profile(profile.to_json().decode()) == profile
 
 
 # -- properties -------------------------------------------------------------------
