@@ -34,13 +34,14 @@ from driftline.models.alerting.evaluation import (
 from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.baseline import baseline_profile
+from driftline.models.drift.batch_scores import NumericWindow, numeric_scores_many
 from driftline.models.drift.detector_watch import DetectorWatch
 from driftline.models.drift.reference import (
     CategoricalReference,
     NumericReference,
     ReferenceProfile,
 )
-from driftline.models.drift.scores import DriftScore, categorical_scores, numeric_scores
+from driftline.models.drift.scores import DriftScore, categorical_scores
 from driftline.models.events.wire import SERVICE, EventBlock
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow
@@ -194,23 +195,31 @@ class Monitor:
 
     def _score(self, window: list[FeatureWindowRow],
                reference: ReferenceProfile) -> list[tuple[Score, DriftScore]]:
-        out: list[tuple[Score, DriftScore]] = []
-        for row in window:
-            for drift in self._drift(row, reference.features.get(row.feature)):
-                out.append((Score(row.model, row.version, row.feature, drift.metric,
-                                  drift.value, drift.p_value, drift.n_reference,
-                                  drift.n_window), drift))
-        return out
+        # A window's numeric features are scored together (batch_scores), in row order.
+        numeric: list[tuple[int, FeatureWindowRow, NumericReference]] = []
+        per_row: list[list[DriftScore]] = []
+        for i, row in enumerate(window):
+            feature = reference.features.get(row.feature)
+            if isinstance(feature, NumericReference) and row.kind == "numeric":
+                # Comparable only when binned alike (windows opened before a reference was
+                # published keep the edges they had).
+                if row.bin_edges == feature.edges and row.fine_bin_edges == feature.fine_edges:
+                    numeric.append((i, row, feature))
+                per_row.append([])
+            else:
+                per_row.append(self._categorical(row, feature))
+        scored = numeric_scores_many(
+            [feature for _, _, feature in numeric],
+            [NumericWindow(row.bin_counts, row.fine_bin_counts, row.min, row.max)
+             for _, row, _ in numeric], psi_smoothing=self.config.psi_smoothing)
+        for (i, _, _), drifts in zip(numeric, scored, strict=True):
+            per_row[i] = drifts
+        return [(Score(row.model, row.version, row.feature, drift.metric, drift.value,
+                       drift.p_value, drift.n_reference, drift.n_window), drift)
+                for row, drifts in zip(window, per_row, strict=True) for drift in drifts]
 
-    def _drift(self, row: FeatureWindowRow,
-               feature: NumericReference | CategoricalReference | None) -> list[DriftScore]:
-        if isinstance(feature, NumericReference) and row.kind == "numeric":
-            # Comparable only when binned alike (windows opened before a reference was
-            # published keep the edges they had).
-            if row.bin_edges != feature.edges or row.fine_bin_edges != feature.fine_edges:
-                return []
-            return numeric_scores(feature, row.bin_counts, row.fine_bin_counts, row.min, row.max,
-                                  psi_smoothing=self.config.psi_smoothing)
+    def _categorical(self, row: FeatureWindowRow,
+                     feature: NumericReference | CategoricalReference | None) -> list[DriftScore]:
         if isinstance(feature, CategoricalReference) and row.kind == "categorical":
             counts = row.tracked_counts or dict(zip(row.categories, row.category_counts,
                                                     strict=True))

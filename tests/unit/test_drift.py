@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.special import kolmogorov
 
+from driftline.models.drift.batch_scores import NumericWindow, numeric_scores_many
 from driftline.models.drift.reference import CategoricalReference, NumericReference
 from driftline.models.drift.scores import (
     CATEGORICAL_METRICS,
@@ -269,6 +270,28 @@ def test_numeric_scores_agree_with_the_low_level_scores(data: tuple[np.ndarray, 
     ks = scores["ks"]
     assert ks.value <= raw_ks(a, b) + 1e-12
     assert ks.error_bound is not None and ks.p_value is not None
+
+
+@FAST
+@given(st.lists(sample_pairs(), min_size=1, max_size=6), st.integers(0, 3))
+def test_window_scored_at_once_equals_feature_by_feature(
+        pairs: list[tuple[np.ndarray, ...]], empties: int) -> None:
+    """A closing window's numeric features are scored as one matrix per bin layout; each
+    feature's scores are exactly those of scoring it alone (empty windows too)."""
+    references, windows = [], []
+    for k, (a, b, _) in enumerate(pairs):
+        reference = numeric_reference(a, fine_bins=10 + 10 * (k % 2))  # two layouts
+        window = b[:0] if k < empties else b
+        low, high = ((float(window.min()), float(window.max())) if window.size
+                     else (math.nan, math.nan))
+        references.append(reference)
+        windows.append(NumericWindow(
+            histogram(np.array(reference.edges), window).tolist(),
+            histogram(np.array(reference.fine_edges), window).tolist(), low, high))
+    together = numeric_scores_many(references, windows, psi_smoothing=1e-4)
+    alone = [numeric_scores(r, *w, psi_smoothing=1e-4) for r, w in zip(references, windows,
+                                                                         strict=True)]
+    assert together == alone
 
 
 def test_constant_reference_scores_wasserstein_in_range_units() -> None:
