@@ -3,7 +3,11 @@ bytes written per second, the largest changelog record and peak RSS, next to the
 consume-and-decode ceiling of the same messages measured in the same run.
 
 One worker process on the embedded stack, 4 partitions, 60 s windows, batch envelopes,
-drift against baselines (no references published), detectors and the label join on.
+everything on: a training reference published for every model (so every window is scored
+for drift from the first, as in ``throughput.py``), detectors, alert rules and the label
+join. ``--baselines`` publishes none: windows are then scored only once a version has
+closed enough windows for its baseline, which a case with few windows per model never
+reaches.
 
 Every model sends the same traffic in every case: envelopes of ``--envelope-events``
 events, 10 s of event time apart (six to a window), at least ``--envelopes-per-model``
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import tempfile
 import time
@@ -44,7 +49,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import T0, committed, produce, raw_ceiling, write_results
 
+from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.drift.reference_build import build_profile
 from driftline.streams.embedded.stack import EmbeddedStack
+from driftline.streams.reference.profiles import publish_profiles
 from driftline.streams.settings import Settings
 from driftline.streams.worker.process import WorkerProcess
 from driftline.streams.worker.topics import ensure_topics
@@ -73,6 +81,22 @@ def envelopes(models: int, features: int, events: int, per_model: int, size: int
             out.append((f"model-{m:04d}".encode(),
                         orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), size))
     return out
+
+
+def references(models: int, features: int, seed: int) -> list[ReferenceProfile]:
+    """A training reference per model, drawn as :func:`envelopes` draws its traffic (the
+    models share seven distributions, so seven profiles are built and renamed)."""
+    rng = np.random.default_rng(seed + 1)
+    categorical = features // 5
+    built = {}
+    for centre in range(min(models, 7)):
+        columns: dict[str, Any] = {f"num_{i:03d}": rng.normal(centre, 1.0, 5000)
+                                   for i in range(features - categorical)}
+        columns.update({f"cat_{i:03d}": rng.choice(["a", "b", "c", "d"], 5000)
+                        for i in range(categorical)})
+        columns["output.score"] = rng.random(5000)
+        built[centre] = build_profile("model", "v1", columns)
+    return [dataclasses.replace(built[m % 7], model=f"model-{m:04d}") for m in range(models)]
 
 
 async def changelog_sizes(settings: Settings) -> tuple[int, int, int]:
@@ -136,8 +160,9 @@ def run_workers(settings: Settings, n_messages: int, home: Path, name: str,
 
 
 def run_case(base: Settings, models: int, features: int, events: int, per_model: int,
-             size: int, home: Path, seed: int, workers: int = 1) -> dict[str, Any]:
-    name = f"g{models}x{features}w{workers}"
+             size: int, home: Path, seed: int, workers: int = 1, index: int = 0,
+             with_references: bool = True) -> dict[str, Any]:
+    name = f"g{index}_{models}x{features}w{workers}"
     settings = base.replace(
         predictions_topic=f"{name}-predictions", dead_letter_topic=f"{name}-dlq",
         labels_topic=f"{name}-labels", app_id=name, references_topic=f"{name}-references",
@@ -146,6 +171,8 @@ def run_case(base: Settings, models: int, features: int, events: int, per_model:
         window_seconds=60)
     messages = envelopes(models, features, events, per_model, size, seed)
     asyncio.run(ensure_topics(settings))
+    if with_references:
+        asyncio.run(publish_profiles(settings, references(models, features, seed)))
     asyncio.run(produce(settings, settings.predictions_topic, messages))
     n_events = sum(n for _, _, n in messages)
     raw_s = asyncio.run(raw_ceiling(settings, settings.predictions_topic, len(messages)))
@@ -168,6 +195,8 @@ def main() -> None:
     parser.add_argument("--cases", default="4x25,100x25,1000x25,4x100,4x400,4x25x2",
                         help="models x features [x worker processes], comma-separated")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baselines", action="store_true",
+                        help="publish no references: drift against each version's baseline")
     parser.add_argument("--buffer", type=int, default=Settings().stream_buffer_messages,
                         help="DRIFTLINE_STREAM_BUFFER_MESSAGES of the worker")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/growth.json"))
@@ -180,12 +209,13 @@ def main() -> None:
         with EmbeddedStack(home / "embedded") as stack:
             base = Settings().replace(**stack.settings_overrides(),
                                       stream_buffer_messages=args.buffer)
-            for models, features, workers, *_ in cases:
+            for index, (models, features, workers, *_) in enumerate(cases):
                 console.log(f"{models} models x {features} features, {workers} worker(s) ...")
                 try:
                     results.append(run_case(base, models, features, args.events,
                                             args.envelopes_per_model, args.envelope_events,
-                                            home, args.seed, workers))
+                                            home, args.seed, workers, index,
+                                            not args.baselines))
                 except (RuntimeError, KafkaError) as exc:  # a crash is a result too
                     last = str(exc).strip().splitlines()[-1][:200]
                     results.append({"models": models, "features": features,

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
+
 from driftline.models import state_codec
 from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.evaluation import (
@@ -238,8 +240,8 @@ class Monitor:
             "detectors": self.detectors.to_state(),
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_state(),
-                          _current_state(state),
-                          [list(w) for w in state.recent]]  # dataclasses: as dicts
+                          self._current_state(model, version, state),
+                          [[_row_state(row) for row in w] for w in state.recent]]
                          for (model, version), state in self._versions.items()],
         }
 
@@ -253,6 +255,11 @@ class Monitor:
                 version_state.baseline = _profile(baseline)
             if current == _SAME_AS_BASELINE:
                 version_state.current = version_state.baseline
+            elif isinstance(current, dict) and _LIVE_REFERENCE in current:
+                # Read again from the references topic; gone if it changed meanwhile.
+                live = self.references(model, version)
+                if live is not None and live.profile_id == current[_LIVE_REFERENCE]:
+                    version_state.current = live
             elif current is not None:
                 version_state.current = _profile(current)
             version_state.recent.extend([_window_row(r) for r in w] for w in recent)
@@ -260,6 +267,17 @@ class Monitor:
 
     def to_bytes(self) -> bytes:
         return state_codec.encode(self.to_state())
+
+    def _current_state(self, model: str, version: str,
+                       state: _Version) -> str | dict[str, Any] | None:
+        if state.current is None:
+            return None
+        if state.current is state.baseline:
+            return _SAME_AS_BASELINE
+        if state.current is self.references(model, version):
+            # The live training reference: its topic keeps it, the record names it.
+            return {_LIVE_REFERENCE: state.current.profile_id}
+        return state.current.to_state()
 
     @classmethod
     def from_bytes(cls, data: bytes, config: MonitorConfig, rules: RulesConfig,
@@ -272,6 +290,11 @@ class Monitor:
 #: In a checkpoint, for a version judged against its own baseline (half the record of a
 #: model with hundreds of features, written twice otherwise).
 _SAME_AS_BASELINE = "baseline"
+_LIVE_REFERENCE = "live_reference"
+#: Columns of a window row stored as arrays in a record (the edges once per record).
+_ROW_ARRAYS = {"quantiles": np.float64, "bin_edges": np.float64, "bin_counts": np.int64,
+               "fine_bin_edges": np.float64, "fine_bin_counts": np.int64,
+               "category_counts": np.int64}
 
 
 def _profile(state: str | dict[str, Any]) -> ReferenceProfile:
@@ -279,14 +302,6 @@ def _profile(state: str | dict[str, Any]) -> ReferenceProfile:
     if isinstance(state, str):
         return ReferenceProfile.from_json(state)
     return ReferenceProfile.from_state(state)
-
-
-def _current_state(state: _Version) -> str | dict[str, Any] | None:
-    if state.current is None:
-        return None
-    if state.current is state.baseline:
-        return _SAME_AS_BASELINE
-    return state.current.to_state()
 
 
 def _row(score: Score, drift: DriftScore, finding: Finding | None, start: int, end: int,
@@ -314,9 +329,18 @@ def _findings(evaluation: Evaluation) -> dict[tuple[str, str], Finding]:
     return index
 
 
+def _row_state(row: FeatureWindowRow) -> dict[str, Any]:
+    doc = dict(vars(row))
+    for name, dtype in _ROW_ARRAYS.items():
+        doc[name] = np.asarray(doc[name], dtype=dtype)
+    return doc
+
+
 def _window_row(doc: dict[str, Any]) -> FeatureWindowRow:
     # JSON has no NaN: orjson wrote "no value" as null; it comes back as NaN.
     def value(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return tuple(v.tolist())
         if isinstance(v, list):
             return tuple(math.nan if x is None else x for x in v)
         return v

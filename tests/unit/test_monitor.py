@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.drift.baseline import baseline_profile
 from driftline.models.drift.monitor import Monitor, MonitorConfig
 from driftline.models.events.wire import EventBlock
 from driftline.models.windows.feature_windows import (
@@ -88,6 +91,26 @@ def test_checkpoint_mid_stream_changes_nothing(mode: str) -> None:
     assert [r.alerts for r in got] == [r.alerts for r in expected]
     assert [[(s.feature, s.metric, round(s.value, 12)) for s in r.scores] for r in got] == [
         [(s.feature, s.metric, round(s.value, 12)) for s in r.scores] for r in expected]
+
+
+def test_a_checkpoint_names_the_live_reference_and_keeps_recent_windows() -> None:
+    """The training reference is read again from its topic, not stored in the record;
+    if it changed meanwhile the restored monitor forgets it. Recent windows (for the
+    baseline) come back equal."""
+    rows = windows([0.0] * 3, seed=3)
+    reference = dataclasses.replace(baseline_profile("m", "v1", rows), source="training")
+    config = MonitorConfig(baseline_windows=5)
+    monitor = Monitor(config, RulesConfig.default(), lambda m, v: reference)
+    for window in rows:
+        monitor.observe(window)
+    record = monitor.to_bytes()
+    assert monitor._versions[("m", "v1")].current is reference
+    again = Monitor.from_bytes(record, config, RulesConfig.default(), lambda m, v: reference)
+    assert again._versions[("m", "v1")].current is reference
+    assert repr(list(again._versions[("m", "v1")].recent)) == repr(rows)  # NaN == NaN
+    changed = dataclasses.replace(reference, created_at_ms=1)
+    moved_on = Monitor.from_bytes(record, config, RulesConfig.default(), lambda m, v: changed)
+    assert moved_on._versions[("m", "v1")].current is None
 
 
 def test_a_detector_on_the_score_stream_opens_an_incident_on_its_first_hit() -> None:
