@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import sys
 import time
@@ -126,6 +127,7 @@ def main() -> None:
     messages = make_messages(args.models, args.features, args.events, args.single,
                              args.envelope_events, 1)
     refs = make_references(args.models, args.features)
+    gc.freeze()  # as the worker does after start-up: the messages are not garbage
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
