@@ -57,8 +57,9 @@ from driftline.streams.worker.retry import PartitionSteps, Patience
 
 log = logging.getLogger(__name__)
 
-#: Messages of a batch are decoded and applied in parts of at most this many bytes.
-DECODE_CHUNK_BYTES = 16 * 1024 * 1024
+#: Messages of a batch are decoded and applied in parts of at most this many bytes (per
+#: partition; the partitions of a batch are processed side by side, so 16 MB in all).
+DECODE_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def window_config(settings: Settings) -> WindowConfig:
