@@ -320,27 +320,32 @@ def update_rows(accumulators: Sequence[NumericAccumulator],
             deviations = np.where(valid, deviations, 0.0)
         m2 = np.einsum("ij,ij->i", deviations, deviations)
     update_sorted_rows([acc._sketch for acc in accumulators], ascending, present)
-    for i, acc in enumerate(accumulators):
-        p = int(present[i])
-        if p:
-            with np.errstate(over="ignore", invalid="ignore"):
-                acc._combine(p, float(means[i]), float(m2[i]))
-            low, high = float(ascending[i, 0]), float(ascending[i, p - 1])
-            acc._min = low if not acc._min <= low else acc._min
-            acc._max = high if not acc._max >= high else acc._max
-            # Counts below each edge: a search of the few edges in the sorted row, whose
-            # padding (+inf) is never below an edge. Bin j gains below[j] - below[j-1].
-            for edges, counts in ((acc.edges, acc._bin_counts),
-                                  (acc.fine_edges, acc._fine_bin_counts)):
-                if edges.size:
-                    below = ascending[i].searchsorted(edges)
-                    counts[:-1] += below
-                    counts[1:] -= below
-                    counts[-1] += p
-                elif counts is acc._bin_counts:  # no edges yet: one bin counts everything
-                    counts[-1] += p
-        acc._count += n
-        acc._missing_count += n - p
+    with np.errstate(over="ignore", invalid="ignore"):  # once, not per accumulator
+        for i, acc in enumerate(accumulators):
+            _add_row(acc, ascending[i], int(present[i]), n, float(means[i]), float(m2[i]))
+
+
+def _add_row(acc: NumericAccumulator, ascending: _Floats, p: int, n: int, mean: float,
+             m2: float) -> None:
+    """Add one sorted row (its first ``p`` of ``n`` values present) to ``acc``."""
+    if p:
+        acc._combine(p, mean, m2)
+        low, high = float(ascending[0]), float(ascending[p - 1])
+        acc._min = low if not acc._min <= low else acc._min
+        acc._max = high if not acc._max >= high else acc._max
+        # Counts below each edge: a search of the few edges in the sorted row, whose
+        # padding (+inf) is never below an edge. Bin j gains below[j] - below[j-1].
+        for edges, counts in ((acc.edges, acc._bin_counts),
+                              (acc.fine_edges, acc._fine_bin_counts)):
+            if edges.size:
+                below = ascending.searchsorted(edges)
+                counts[:-1] += below
+                counts[1:] -= below
+                counts[-1] += p
+            elif counts is acc._bin_counts:  # no edges yet: one bin counts everything
+                counts[-1] += p
+    acc._count += n
+    acc._missing_count += n - p
 
 
 class CategoricalAccumulator:
