@@ -36,14 +36,18 @@ from driftline.models.alerting.evaluation import (
 from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.baseline import baseline_profile
-from driftline.models.drift.batch_scores import NumericWindow, numeric_scores_many
 from driftline.models.drift.detector_watch import DetectorWatch
 from driftline.models.drift.reference import (
     CategoricalReference,
     NumericReference,
     ReferenceProfile,
 )
-from driftline.models.drift.scores import DriftScore, categorical_scores
+from driftline.models.drift.scores import (
+    DriftScore,
+    NumericWindow,
+    categorical_scores,
+    numeric_scores_many,
+)
 from driftline.models.events.wire import SERVICE, EventBlock
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow
@@ -197,7 +201,7 @@ class Monitor:
 
     def _score(self, window: list[FeatureWindowRow],
                reference: ReferenceProfile) -> list[tuple[Score, DriftScore]]:
-        # A window's numeric features are scored together (batch_scores), in row order.
+        # A window's numeric features are scored together (numeric_scores_many), in row order.
         numeric: list[tuple[int, FeatureWindowRow, NumericReference]] = []
         per_row: list[list[DriftScore]] = []
         for i, row in enumerate(window):

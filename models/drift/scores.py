@@ -16,25 +16,34 @@ lengths (a window not binned on its reference's edges), raise :class:`ValueError
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import chdtrc, kolmogorov, rel_entr  # type: ignore[import-untyped]
+from scipy.special import chdtrc  # type: ignore[import-untyped]
 
+from driftline.models.drift.distances import (
+    Floats,
+    WassersteinResult,
+    as_edges,
+    as_pair,
+    check_smoothing,
+    in_scale_units,
+    js_rows,
+    ks_rows,
+    psi_rows,
+    wasserstein_from_histograms,
+)
 from driftline.models.drift.reference import CategoricalReference, NumericReference
 
 __all__ = [
     "CATEGORICAL_METRICS", "NUMERIC_METRICS", "ChiSquareResult", "DriftScore", "KSResult",
-    "WassersteinResult", "categorical_scores", "chi_square", "js_distance",
-    "ks_from_histograms", "numeric_scores", "psi", "unseen_share",
+    "NumericWindow", "WassersteinResult", "categorical_scores", "chi_square", "js_distance",
+    "ks_from_histograms", "numeric_scores", "numeric_scores_many", "psi", "unseen_share",
     "wasserstein_from_histograms",
 ]
 
-_Floats = npt.NDArray[np.float64]
-_Pieces = tuple[_Floats, _Floats, _Floats]
 NUMERIC_METRICS = ("psi", "js", "wasserstein", "wasserstein_std", "ks")
 CATEGORICAL_METRICS = ("psi", "js", "chi2", "unseen_share")
 
@@ -59,37 +68,15 @@ class KSResult(NamedTuple):
     p_value: float
 
 
-class WassersteinResult(NamedTuple):
-    distance: float
-    error_bound: float
-
-
 class ChiSquareResult(NamedTuple):
     statistic: float
     p_value: float
     dof: int
 
 
-def _pair(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike) -> tuple[_Floats, _Floats]:
-    ref = np.asarray(ref_counts, dtype=np.float64)
-    win = np.asarray(win_counts, dtype=np.float64)
-    if ref.ndim != 1 or ref.shape != win.shape:
-        raise ValueError(f"histograms must be 1-D of one length, got {ref.shape}, {win.shape}")
-    if not (ref.min(initial=0.0) >= 0.0 and win.min(initial=0.0) >= 0.0):
-        raise ValueError("counts must be nonnegative")
-    return ref, win
-
-
-def _layout(fine_edges: npt.ArrayLike, counts: _Floats) -> _Floats:
-    edges = np.asarray(fine_edges, dtype=np.float64)
-    if edges.ndim != 1 or edges.size + 1 != counts.size:
-        raise ValueError(f"{edges.size} edges need {edges.size + 1} counts, got {counts.size}")
-    return edges
-
-
-def _check_smoothing(smoothing: float) -> None:
-    if not 0.0 < smoothing < math.inf:
-        raise ValueError(f"smoothing must be positive and finite, got {smoothing}")
+def _one_pair(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike) -> tuple[Floats, Floats]:
+    ref, win = as_pair(ref_counts, win_counts)
+    return ref[np.newaxis], win[np.newaxis]
 
 
 def psi(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike, smoothing: float = 1e-4) -> float:
@@ -108,14 +95,8 @@ def psi(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike, smoothing: float =
     >>> psi([5, 5], [0, 0])
     0.0
     """
-    ref, win = _pair(ref_counts, win_counts)
-    _check_smoothing(smoothing)
-    n_ref, n_win = ref.sum(), win.sum()
-    if n_ref == 0 or n_win == 0:
-        return 0.0
-    p = (ref / n_ref + smoothing) / (1.0 + ref.size * smoothing)
-    q = (win / n_win + smoothing) / (1.0 + win.size * smoothing)
-    return float(np.sum((q - p) * np.log(q / p)))
+    ref, win = _one_pair(ref_counts, win_counts)
+    return float(psi_rows(ref, win, smoothing)[0])
 
 
 def js_distance(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike) -> float:
@@ -132,14 +113,8 @@ def js_distance(ref_counts: npt.ArrayLike, win_counts: npt.ArrayLike) -> float:
     >>> js_distance([1, 0], [0, 1])
     1.0
     """
-    ref, win = _pair(ref_counts, win_counts)
-    n_ref, n_win = ref.sum(), win.sum()
-    if n_ref == 0 or n_win == 0:
-        return 0.0
-    p, q = ref / n_ref, win / n_win
-    m = (p + q) / 2.0
-    divergence = (np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / np.log(2.0)
-    return float(np.sqrt(np.clip(divergence / 2.0, 0.0, 1.0)))
+    ref, win = _one_pair(ref_counts, win_counts)
+    return float(js_rows(ref, win)[0])
 
 
 def ks_from_histograms(
@@ -179,100 +154,10 @@ def ks_from_histograms(
     >>> bool(r.statistic <= scipy.stats.ks_2samp(a, b).statistic <= r.upper_bound)
     True
     """
-    ref, win = _pair(ref_fine_counts, win_fine_counts)
-    _layout(fine_edges, ref)
-    n, m = ref.sum(), win.sum()
-    if n == 0 or m == 0:
-        return KSResult(0.0, 0.0, 1.0)
-    gap = np.cumsum(ref) / n - np.cumsum(win) / m  # A_j - B_j; the last is 0
-    statistic = float(np.abs(gap[:-1]).max(initial=0.0))
-    before = np.concatenate(([0.0], gap[:-1]))
-    upper = float(np.maximum(before + ref / n, win / m - before).max())
-    p_value = float(kolmogorov(math.sqrt(n * m / (n + m)) * statistic))
-    return KSResult(statistic, min(max(upper, statistic), 1.0), p_value)
-
-
-def _pieces(edges: _Floats, counts: _Floats, value_range: tuple[float, float]) -> _Pieces:
-    """Cumulative shares, and where each bin's mass lies: the bin within the sample's range."""
-    lo, hi = value_range
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"a nonempty sample needs a finite (min, max), got {value_range}")
-    bounds = np.clip(np.concatenate(([lo], edges, [hi])), lo, hi)
-    cum = np.cumsum(counts)
-    return cum / cum[-1], bounds[:-1], bounds[1:]  # cum[-1] / cum[-1] is exactly 1
-
-
-def _quantiles(t0: _Floats, t1: _Floats, pieces: _Pieces) -> tuple[_Floats, _Floats]:
-    """The interpolated quantile function just inside each interval ``(t0, t1)``."""
-    cum, starts, ends = pieces
-    j = np.searchsorted(cum, (t0 + t1) / 2.0)  # cum[j - 1] <= t0 < t1 <= cum[j]
-    before = np.where(j > 0, cum[j - 1], 0.0)
-    scale = (ends[j] - starts[j]) / (cum[j] - before)
-    return starts[j] + (t0 - before) * scale, starts[j] + (t1 - before) * scale
-
-
-def _abs_integral(d0: _Floats, d1: _Floats, dt: _Floats) -> float:
-    """``∫ |d|`` of ``d`` linear from ``d0`` to ``d1`` on intervals of lengths ``dt``."""
-    m0, m1 = np.abs(d0), np.abs(d1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 only where not selected
-        crossing = (m0 * m0 + m1 * m1) / (2.0 * (m0 + m1))
-    return float(dt @ np.where(d0 * d1 >= 0.0, (m0 + m1) / 2.0, crossing))
-
-
-def wasserstein_from_histograms(
-    fine_edges: npt.ArrayLike,
-    ref_fine_counts: npt.ArrayLike,
-    win_fine_counts: npt.ArrayLike,
-    ref_range: tuple[float, float],
-    win_range: tuple[float, float],
-) -> WassersteinResult:
-    """Wasserstein-1 distance of two histograms on the same edges, with its error bound.
-
-    Each sample's mass is taken as uniform within each bin, clipped to the sample's own
-    ``(min, max)`` range: the underflow bin spans ``[min, e_0]`` and the overflow bin
-    ``[e_last, max]``. ``distance = ∫_0^1 |Q_ref(t) - Q_win(t)| dt`` of the two
-    interpolated distributions' quantile functions, exactly (both are piecewise linear).
-
-    Error bound: W1 is a metric, so the raw samples' W1 differs from ``distance`` by at
-    most the W1 between each sample and its interpolation. Spreading a bin's mass
-    uniformly over an interval of width ``w`` that holds it costs at most ``w / 2`` per
-    unit of mass (``E|x - U| <= w / 2`` for ``x`` in the interval), so
-    ``error_bound = sum_bins (a_j w_ref_j + b_j w_win_j) / 2``, with ``a_j``, ``b_j`` the bin
-    shares and ``w_*_j`` the bin's width within each sample's range; this is at most
-    ``sum_bins w_j max(a_j, b_j)`` over the shared range. Empty side:
-    ``WassersteinResult(0.0, 0.0)``.
-
-    Examples
-    --------
-    >>> r = wasserstein_from_histograms([0.0, 1.0, 2.0], [0, 4, 4, 0], [0, 0, 4, 4],
-    ...                                 (0.0, 1.9), (1.1, 3.0))
-    >>> round(r.distance, 6), round(r.error_bound, 6)
-    (1.05, 0.95)
-    """
-    ref, win = _pair(ref_fine_counts, win_fine_counts)
-    edges = _layout(fine_edges, ref)
-    if ref.sum() == 0 or win.sum() == 0:
-        return WassersteinResult(0.0, 0.0)
-    ref_pieces, win_pieces = _pieces(edges, ref, ref_range), _pieces(edges, win, win_range)
-    t = np.sort(np.concatenate(([0.0], ref_pieces[0], win_pieces[0])))
-    t0, t1 = t[:-1], t[1:]
-    t0, t1 = t0[t0 < t1], t1[t0 < t1]  # faster than np.unique
-    (r0, r1), (w0, w1) = (_quantiles(t0, t1, p) for p in (ref_pieces, win_pieces))
-    distance = _abs_integral(r0 - w0, r1 - w1, t1 - t0)
-    spread = ref @ (ref_pieces[2] - ref_pieces[1]) / ref.sum()
-    spread += win @ (win_pieces[2] - win_pieces[1]) / win.sum()
-    return WassersteinResult(distance, float(spread) / 2.0)
-
-
-def _in_scale_units(result: WassersteinResult, std: float, span: float) -> WassersteinResult:
-    # A constant reference has std 0: fall back to the span of both samples (W1 and its
-    # bound are <= span, so the value is in [0, 1]); a span of 0 means one shared constant.
-    for scale in (std, span):
-        if scale > 0.0:
-            scaled = WassersteinResult(result.distance / scale, result.error_bound / scale)
-            if math.isfinite(scaled.error_bound) and math.isfinite(scaled.distance):
-                return scaled
-    return WassersteinResult(0.0, 0.0)
+    ref, win = _one_pair(ref_fine_counts, win_fine_counts)
+    as_edges(fine_edges, ref)
+    statistic, upper, p_value = ks_rows(ref, win)
+    return KSResult(float(statistic[0]), float(upper[0]), float(p_value[0]))
 
 
 def chi_square(
@@ -294,8 +179,8 @@ def chi_square(
     >>> round(r.statistic, 2), f"{r.p_value:.2e}", r.dof
     (221.79, '8.25e-48', 3)
     """
-    ref, win = _pair(ref_counts, win_counts)
-    _check_smoothing(smoothing)
+    ref, win = as_pair(ref_counts, win_counts)
+    check_smoothing(smoothing)
     n_ref, n_win = ref.sum(), win.sum()
     dof = max(ref.size - 1, 0)
     if n_ref == 0 or n_win == 0 or dof == 0:
@@ -327,10 +212,20 @@ def unseen_share(
     return unseen / total if total else 0.0
 
 
+class NumericWindow(NamedTuple):
+    """What a numeric feature's window contributes to its scores."""
+
+    coarse_counts: Sequence[int]
+    fine_counts: Sequence[int]
+    #: The window's own range; NaN for an empty window.
+    min: float
+    max: float
+
+
 def numeric_scores(
     reference: NumericReference,
-    window_coarse_counts: npt.ArrayLike,
-    window_fine_counts: npt.ArrayLike,
+    window_coarse_counts: Sequence[int],
+    window_fine_counts: Sequence[int],
     window_min: float,
     window_max: float,
     *,
@@ -342,7 +237,8 @@ def numeric_scores(
     Wasserstein on the fine bins; ``wasserstein_std`` is the Wasserstein distance and its
     bound in units of the reference's std, or, when that std is 0 (a constant reference)
     or NaN, of the span ``max - min`` of both samples (the value is then in [0, 1]).
-    ``window_min`` / ``window_max`` are the window's own, NaN for an empty window.
+    ``window_min`` / ``window_max`` are the window's own, NaN for an empty window. The
+    one-feature case of :func:`numeric_scores_many`.
 
     Examples
     --------
@@ -357,21 +253,63 @@ def numeric_scores(
     wasserstein_std 0.97 None 1.83
     ks 0.25 0.9991 0.5
     """
-    ref_coarse, win_coarse = _pair(reference.counts, window_coarse_counts)
-    ref_fine, win_fine = _pair(reference.fine_counts, window_fine_counts)
-    n_ref, n_win = int(ref_fine.sum()), int(win_fine.sum())
-    ks = ks_from_histograms(reference.fine_edges, ref_fine, win_fine)
-    w1 = wasserstein_from_histograms(reference.fine_edges, ref_fine, win_fine,
-                                     (reference.min, reference.max), (window_min, window_max))
-    span = float(np.fmax(reference.max, window_max) - np.fmin(reference.min, window_min))
-    w1_std = _in_scale_units(w1, reference.std, span)
-    return [
-        DriftScore("psi", psi(ref_coarse, win_coarse, psi_smoothing), None, None, n_ref, n_win),
-        DriftScore("js", js_distance(ref_coarse, win_coarse), None, None, n_ref, n_win),
-        DriftScore("wasserstein", w1.distance, None, w1.error_bound, n_ref, n_win),
-        DriftScore("wasserstein_std", w1_std.distance, None, w1_std.error_bound, n_ref, n_win),
-        DriftScore("ks", ks.statistic, ks.p_value, ks.upper_bound - ks.statistic, n_ref, n_win),
-    ]
+    window = NumericWindow(window_coarse_counts, window_fine_counts, window_min, window_max)
+    return numeric_scores_many([reference], [window], psi_smoothing=psi_smoothing)[0]
+
+
+def numeric_scores_many(references: Sequence[NumericReference],
+                        windows: Sequence[NumericWindow], *,
+                        psi_smoothing: float = 1e-4) -> list[list[DriftScore]]:
+    """:func:`numeric_scores` of ``references[i]`` and ``windows[i]`` for every ``i``.
+
+    A window closes with one score per metric per feature: PSI, JS and KS of all the
+    features whose histograms have the same numbers of bins are one matrix each, a row
+    per feature. Wasserstein stays per feature.
+    """
+    if len(references) != len(windows):
+        raise ValueError(f"{len(references)} references for {len(windows)} windows")
+    check_smoothing(psi_smoothing)
+    out: list[list[DriftScore]] = [[] for _ in windows]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (ref, win) in enumerate(zip(references, windows, strict=True)):
+        shape = (len(ref.counts), len(ref.fine_counts))
+        if shape != (len(win.coarse_counts), len(win.fine_counts)):
+            as_pair(ref.counts, win.coarse_counts)  # raises, saying which lengths differ
+            as_pair(ref.fine_counts, win.fine_counts)
+        if len(ref.fine_edges) + 1 != shape[1]:
+            as_edges(ref.fine_edges, np.asarray(ref.fine_counts))  # raises
+        groups.setdefault(shape, []).append(i)
+    for members in groups.values():
+        refs = [references[i] for i in members]
+        wins = [windows[i] for i in members]
+        ref_coarse = np.array([r.counts for r in refs], dtype=np.float64)
+        win_coarse = np.array([w.coarse_counts for w in wins], dtype=np.float64)
+        ref_fine = np.array([r.fine_counts for r in refs], dtype=np.float64)
+        win_fine = np.array([w.fine_counts for w in wins], dtype=np.float64)
+        if min(ref_coarse.min(initial=0.0), win_coarse.min(initial=0.0),
+               ref_fine.min(initial=0.0), win_fine.min(initial=0.0)) < 0.0:
+            raise ValueError("counts must be nonnegative")
+        psis = psi_rows(ref_coarse, win_coarse, psi_smoothing)
+        jss = js_rows(ref_coarse, win_coarse)
+        ks, upper, p_values = ks_rows(ref_fine, win_fine)
+        n_refs, n_wins = ref_fine.sum(axis=1), win_fine.sum(axis=1)
+        for k, i in enumerate(members):
+            ref, win = references[i], windows[i]
+            n_ref, n_win = int(n_refs[k]), int(n_wins[k])
+            w1 = wasserstein_from_histograms(ref.fine_edges, ref_fine[k], win_fine[k],
+                                             (ref.min, ref.max), (win.min, win.max))
+            span = float(np.fmax(ref.max, win.max) - np.fmin(ref.min, win.min))
+            w1_std = in_scale_units(w1, ref.std, span)
+            out[i] = [
+                DriftScore("psi", float(psis[k]), None, None, n_ref, n_win),
+                DriftScore("js", float(jss[k]), None, None, n_ref, n_win),
+                DriftScore("wasserstein", w1.distance, None, w1.error_bound, n_ref, n_win),
+                DriftScore("wasserstein_std", w1_std.distance, None, w1_std.error_bound,
+                           n_ref, n_win),
+                DriftScore("ks", float(ks[k]), float(p_values[k]), float(upper[k] - ks[k]),
+                           n_ref, n_win),
+            ]
+    return out
 
 
 def categorical_scores(
@@ -402,7 +340,7 @@ def categorical_scores(
     """
     listed = [window_counts.get(c, 0) for c in reference.categories]
     rest = sum(window_counts.values()) + untracked - sum(listed)
-    ref, win = _pair((*reference.counts, reference.other_count), (*listed, rest))
+    ref, win = as_pair((*reference.counts, reference.other_count), (*listed, rest))
     n_ref, n_win = int(ref.sum()), int(win.sum())
     chi = chi_square(ref, win, chi_smoothing)
     share = unseen_share(window_counts, reference, untracked=untracked)

@@ -19,17 +19,18 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.special import kolmogorov
 
-from driftline.models.drift.batch_scores import NumericWindow, numeric_scores_many
 from driftline.models.drift.reference import CategoricalReference, NumericReference
 from driftline.models.drift.scores import (
     CATEGORICAL_METRICS,
     NUMERIC_METRICS,
     DriftScore,
+    NumericWindow,
     categorical_scores,
     chi_square,
     js_distance,
     ks_from_histograms,
     numeric_scores,
+    numeric_scores_many,
     psi,
     unseen_share,
     wasserstein_from_histograms,
