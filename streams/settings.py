@@ -86,6 +86,8 @@ class Settings:
     #: Messages a worker reads ahead of its processing, per agent: with large envelopes
     #: this, not the state, is most of its memory (about 3 MB each for 400 features).
     stream_buffer_messages: int = 4096
+    #: How often the worker hands its C heap's free pages back to the system (0: never).
+    release_memory_seconds: float = 10.0
     max_message_bytes: int = 8 * 1024 * 1024
 
     # Feature distributions
@@ -224,6 +226,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_PREFIX}{name.upper()} must be positive, "
                                  f"got {getattr(self, name)}")
+        if self.release_memory_seconds < 0:
+            raise ValueError(f"{_PREFIX}RELEASE_MEMORY_SECONDS must be >= 0 (0: never)")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"{_PREFIX}ALLOWED_LATENESS_SECONDS must be >= 0")
         for name, allowed in (("detectors", {"adwin", "kswin", "page_hinkley"}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 from typing import Any
@@ -10,6 +11,7 @@ import faust
 from mode.types.signals import BaseSignalT
 
 from driftline.streams.settings import Settings
+from driftline.streams.worker import heap
 from driftline.streams.worker.agents import AGENT_MODULES
 from driftline.streams.worker.app import build_app
 from driftline.streams.worker.feature_windows import FeatureWindowProcessor
@@ -52,5 +54,10 @@ def create_worker(settings: Settings) -> Worker:
 
     app.on_partitions_revoked.connect(commit_from_checkpoints)
     app.on_partitions_assigned.connect(commit_from_checkpoints)
+    if settings.release_memory_seconds > 0 and heap.can_release():
+        @app.timer(interval=settings.release_memory_seconds,  # type: ignore[untyped-decorator]
+                   name="release_free_memory")
+        async def release_free_memory() -> None:
+            await asyncio.to_thread(heap.release_free_memory)
 
     return Worker(app=app, feature_windows=processor, telemetry=telemetry)
