@@ -22,7 +22,7 @@ change (each event from N(1, 1) with a probability rising 0.2 per window over 5 
 an incremental one (mean +0.1σ per window), a recurring one (+0.5σ for 3 windows, off for
 3, ...), a categorical share change (one category 0.2 -> 0.3, the others scaled down) and
 a new category at 5%; 1,000 events per window (and 5,000 for the 0.5σ shift). Stationary
-controls: 12 features (8 numeric of assorted shapes, 4 categorical) over many windows
+controls: 13 features (8 numeric of assorted shapes, 5 categorical) over many windows
 and seeds, nothing changing.
 
 Definitions (also printed and written to the JSON):
@@ -43,7 +43,7 @@ feature-windows, for driftline's default rules.
 
     python benchmarks/detection.py [--quick] [--seed 7] [--out benchmarks/results/detection.json]
 
-The default run (20 seeds per scenario; 20 stationary streams × 130 windows × 12 features,
+The default run (20 seeds per scenario; 20 stationary streams × 130 windows × 13 features,
 about 30,000 judged feature-windows) takes about a minute on two cores; ``--quick`` a few
 seconds. Prints tables (rich) and writes JSON.
 """
@@ -195,6 +195,8 @@ STATIONARY: dict[str, tuple[Kind, Sampler]] = {
     "cat_8_rare": ("categorical", categories(
         {"a": .3, "b": .2, "c": .15, "d": .12, "e": .1, "f": .07, "g": .05, "h": .01})),
     "cat_zipf_40": ("categorical", categories(zipf_shares(40, 1.5))),
+    # ~50 categories with a long tail: the top 20 leave ~20 % of values in the reference's rest.
+    "cat_zipf_50_tail": ("categorical", categories(zipf_shares(50, 1.0))),
 }
 
 

@@ -70,8 +70,9 @@ DEFAULTS: Mapping[str, Any] = {
         "wasserstein": {"enabled": False},  # in the feature's own units: set per feature
         "ks": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
         "chi2": {"kind": "test", "effect_metric": "psi", "effect_floor": 0.05},
-        # 0.1, not 0.05: values in the reference's own "other" tail count as unseen, and a
-        # long-tailed feature (40 categories, top 20 kept) has ~5% there already.
+        # Tail categories the reference names (its rest, up to 1,000) are seen, so a
+        # stationary long tail reads 0; 0.1 leaves room for references past 1,000
+        # categories, where the share is an upper bound.
         "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
         # Model quality from delayed labels (models/quality/monitor.py), judged once per

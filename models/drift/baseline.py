@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from driftline.models.drift.reference import (
+    MAX_REST_CATEGORIES,
     CategoricalReference,
     NumericReference,
     ReferenceProfile,
@@ -68,14 +69,15 @@ def _categorical(rows: list[FeatureWindowRow], top_k: int) -> CategoricalReferen
         for category, n in tracked.items():
             counts[category] = counts.get(category, 0) + n
     ranked = sorted((item for item in counts.items() if item[1]),
-                    key=lambda item: (-item[1], item[0]))[:top_k]
+                    key=lambda item: (-item[1], item[0]))[:top_k + MAX_REST_CATEGORIES]
+    top = ranked[:top_k]
     total = sum(r.count for r in rows)
     missing = sum(r.missing_count for r in rows)
-    top = sum(n for _, n in ranked)
-    return CategoricalReference(categories=tuple(c for c, _ in ranked),
-                                counts=tuple(n for _, n in ranked),
-                                other_count=total - missing - top, count=total,
-                                missing_count=missing)
+    kept = sum(n for _, n in top)
+    return CategoricalReference(categories=tuple(c for c, _ in top),
+                                counts=tuple(n for _, n in top),
+                                other_count=total - missing - kept, count=total,
+                                missing_count=missing, rest=tuple(c for c, _ in ranked[top_k:]))
 
 
 def _sum(histograms: Iterable[tuple[int, ...]]) -> tuple[int, ...]:

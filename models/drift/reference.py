@@ -39,6 +39,9 @@ ReferenceSource = Literal["training", "baseline"]
 _Objects = npt.NDArray[np.object_]
 #: Integral floats below this print as integers; beyond it floats are no longer exact.
 _EXACT_INTEGERS = 2.0**53
+#: The categories of a reference's rest it names, most frequent first: a window value in
+#: none of them counts as unseen (so unseen_share is an upper bound past this many).
+MAX_REST_CATEGORIES = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +74,18 @@ class CategoricalReference:
     count: int
     missing_count: int
     kind: Literal["categorical"] = "categorical"
+    #: The categories counted in ``other_count`` (at most :data:`MAX_REST_CATEGORIES`, most
+    #: frequent first): seen in the reference, so not new when a window has them.
+    rest: tuple[str, ...] = ()
 
     @property
     def present(self) -> int:
         return self.count - self.missing_count
+
+    @functools.cached_property
+    def seen(self) -> frozenset[str]:
+        """Every category the reference names: its top ones and those of its rest."""
+        return frozenset(self.categories) | frozenset(self.rest)
 
 
 FeatureReference = NumericReference | CategoricalReference
@@ -83,7 +94,7 @@ FeatureReference = NumericReference | CategoricalReference
 def _feature_state(feature: FeatureReference) -> dict[str, Any]:
     state = _fields_of(feature)
     for name, value in state.items():
-        if isinstance(value, tuple) and name != "categories":
+        if isinstance(value, tuple) and name not in ("categories", "rest"):
             state[name] = np.asarray(value, dtype=np.int64 if "counts" in name else np.float64)
     return state
 
@@ -100,6 +111,15 @@ def _feature_from_state(state: Mapping[str, Any]) -> FeatureReference:
 
 def _fields_of(obj: Any) -> dict[str, Any]:
     return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
+
+
+def _json_fields(obj: Any) -> dict[str, Any]:
+    # An empty rest is left out, so a profile that names none (all made before rests were
+    # kept) has the JSON, and so the profile_id, it always had.
+    fields = _fields_of(obj)
+    if fields.get("rest") == ():
+        del fields["rest"]
+    return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +151,7 @@ class ReferenceProfile:
         # 25 features, paid by every new baseline).
         doc = _fields_of(self)
         doc["features"] = dict(self.features)
-        return orjson.dumps(doc, default=_fields_of,
+        return orjson.dumps(doc, default=_json_fields,
                             option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
 
     def to_state(self) -> dict[str, Any]:

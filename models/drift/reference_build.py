@@ -9,7 +9,8 @@ column is
   distinct values (KS on tied data is unreliable; see the field notes). The categories of
   numbers are their :func:`category_label`; the worker labels window values with the same
   function. The ``top_k`` categories are kept (by count, ties by name), the rest is counted
-  in ``other_count``;
+  in ``other_count`` and named in ``rest`` (up to ``MAX_REST_CATEGORIES``, the most
+  frequent first), so a window's tail values are not taken for new ones;
 * **numeric** otherwise: frozen equal-frequency ``edges`` (``coarse_bins``) and percentile
   ``fine_edges`` (``fine_bins``) from
   :func:`~driftline.models.windows.accumulators.edges_from_sample`, their histograms
@@ -58,6 +59,7 @@ import numpy.typing as npt
 import orjson
 
 from driftline.models.drift.reference import (
+    MAX_REST_CATEGORIES,
     CategoricalReference,
     FeatureReference,
     NumericReference,
@@ -196,11 +198,14 @@ def _categorical(values: _Objects, top_k: int) -> CategoricalReference | None:
 
 
 def _ranked(counts: Counter[str], top_k: int, count: int, missing: int) -> CategoricalReference:
-    top = heapq.nsmallest(top_k, counts.items(), key=lambda item: (-item[1], item[0]))
+    ranked = heapq.nsmallest(top_k + MAX_REST_CATEGORIES, counts.items(),
+                             key=lambda item: (-item[1], item[0]))
+    top = ranked[:top_k]
     kept = sum(n for _, n in top)
     return CategoricalReference(
         categories=tuple(c for c, _ in top), counts=tuple(n for _, n in top),
-        other_count=count - missing - kept, count=count, missing_count=missing)
+        other_count=count - missing - kept, count=count, missing_count=missing,
+        rest=tuple(c for c, _ in ranked[top_k:]))
 
 
 def _sorted_histogram(ascending: _Floats, edges: _Floats) -> tuple[int, ...]:

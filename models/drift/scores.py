@@ -193,22 +193,25 @@ def chi_square(
 def unseen_share(
     window_counts: Mapping[str, int], reference: CategoricalReference, *, untracked: int = 0
 ) -> float:
-    """Share of the window's non-missing values in categories the reference does not list.
+    """Share of the window's non-missing values in categories the reference has not seen.
 
-    If the reference's ``other_count`` is 0 these categories are new; otherwise some may
-    have been among the reference's 'other'. ``untracked`` values (past the window
-    accumulator's ``max_tracked``) count as unseen, so the share is then an upper bound.
-    0.0 for an empty window.
+    Seen: the reference's top categories and those of its rest (``reference.rest``, which
+    names up to :data:`~driftline.models.drift.reference.MAX_REST_CATEGORIES`), so a
+    long-tailed feature's tail values are not new. Past that many, or for a reference
+    that names no rest, values of its rest count as unseen, and so do ``untracked``
+    values (past the window accumulator's ``max_tracked``): the share is then an upper
+    bound. 0.0 for an empty window.
 
     Examples
     --------
-    >>> ref = CategoricalReference(("a", "b"), (6, 3), other_count=1, count=10, missing_count=0)
+    >>> ref = CategoricalReference(("a", "b"), (6, 3), other_count=1, count=10, missing_count=0,
+    ...                            rest=("c",))
     >>> unseen_share({"a": 5, "c": 2, "d": 1}, ref)
-    0.375
+    0.125
     """
-    listed = set(reference.categories)
+    seen = reference.seen
     total = sum(window_counts.values()) + untracked
-    unseen = sum(n for c, n in window_counts.items() if c not in listed) + untracked
+    unseen = sum(n for c, n in window_counts.items() if c not in seen) + untracked
     return unseen / total if total else 0.0
 
 

@@ -202,13 +202,16 @@ def test_chi_square_matches_scipy(counts: tuple[list[int], list[int]], smoothing
 @FAST
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=50),
        st.lists(st.sampled_from(["a", "b", "c", "x"]), max_size=4, unique=True),
+       st.lists(st.sampled_from(["d", "y"]), max_size=2, unique=True),
        st.integers(0, 5), st.integers(0, 3))
-def test_unseen_share_counts_values_outside_the_listed_categories(
-    values: list[str], listed: list[str], other: int, untracked: int
+def test_unseen_share_counts_values_the_reference_never_saw(
+    values: list[str], listed: list[str], rest: list[str], other: int, untracked: int
 ) -> None:
-    reference = CategoricalReference(tuple(listed), (1,) * len(listed), other, 9, 0)
+    """Seen: the listed categories and those the reference names in its rest."""
+    reference = CategoricalReference(tuple(listed), (1,) * len(listed), other, 9, 0,
+                                     rest=tuple(rest))
     window = {c: values.count(c) for c in set(values)}
-    outside = sum(v not in listed for v in values) + untracked
+    outside = sum(v not in listed and v not in rest for v in values) + untracked
     total = len(values) + untracked
     share = unseen_share(window, reference, untracked=untracked)
     assert share == (outside / total if total else 0.0)

@@ -65,6 +65,30 @@ def test_a_stationary_stream_raises_nothing() -> None:
     assert run(monitor, windows([0.0] * 20, seed=3)) == []
 
 
+def test_a_stationary_long_tailed_categorical_raises_nothing() -> None:
+    """~50 categories with a Zipf tail: a fifth of the values fall outside the baseline's
+    top 20, but they were seen, so unseen_share stays 0 and nothing opens."""
+    rng = np.random.default_rng(5)
+    weights = 1.0 / np.arange(1, 51)
+    names = [f"k{i:02d}" for i in range(50)]
+    state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0))
+    monitor = Monitor(MonitorConfig(baseline_windows=5), RulesConfig.default())
+    events, unseen = [], []
+    for i in range(20):
+        times = (T0 + i * W + np.sort(rng.integers(0, W, 2000))).tolist()
+        tail = rng.choice(names, 2000, p=weights / weights.sum()).tolist()
+        block = EventBlock("prediction", "m", "v1", times, features={"tail": tail},
+                           feature_kinds={"tail": "categorical"})
+        state.check_kinds(block)
+        state.apply([(i, block)])
+        state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
+        result = monitor.observe(state.close_ready())
+        events += [(a.state, a.metric) for a in result.alerts]
+        unseen += [s.value for s in result.scores if s.metric == "unseen_share"]
+    assert events == []
+    assert len(unseen) == 15 and max(unseen) == 0.0
+
+
 def test_scores_are_written_for_every_feature_and_metric_once_the_baseline_exists() -> None:
     monitor = Monitor(MonitorConfig(baseline_windows=3), RulesConfig.default())
     rows = windows([0.0] * 5)

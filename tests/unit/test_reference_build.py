@@ -22,6 +22,7 @@ from rich.console import Console
 from driftline.models import state_codec
 from driftline.models.drift.monitor import _profile
 from driftline.models.drift.reference import (
+    MAX_REST_CATEGORIES,
     CategoricalReference,
     NumericReference,
     ReferenceProfile,
@@ -330,6 +331,40 @@ def test_profile_json_round_trip(frame: pd.DataFrame) -> None:
     data = profile.to_json()
     assert ReferenceProfile.from_json(data) == profile
     assert ReferenceProfile.from_json(data).profile_id == profile.profile_id
+
+
+def zipf_sample(n: int, categories: int, seed: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, categories + 1)
+    return np.random.default_rng(seed).choice(
+        [f"k{i:02d}" for i in range(categories)], n, p=weights / weights.sum())
+
+
+def test_a_long_tailed_reference_names_its_rest_most_frequent_first() -> None:
+    values = zipf_sample(20_000, 50, seed=1)
+    feature = build({"c": values}, top_k=20).features["c"]
+    assert isinstance(feature, CategoricalReference)
+    named, counts = np.unique(values, return_counts=True)
+    ranked = [c for _, c in sorted(zip(-counts, named.tolist(), strict=True))]
+    assert feature.categories == tuple(ranked[:20])
+    assert feature.rest == tuple(ranked[20:]) and len(feature.rest) == 30
+    assert feature.seen == frozenset(named.tolist())
+    many = build({"c": np.array([f"id{i}" for i in range(3_000)])}, top_k=5).features["c"]
+    assert isinstance(many, CategoricalReference)
+    assert len(many.rest) == MAX_REST_CATEGORIES and many.other_count == 2_995
+
+
+def test_a_rest_survives_json_and_checkpoints_and_old_profiles_keep_their_id() -> None:
+    profile = build({"c": zipf_sample(5_000, 50, seed=2)}, top_k=10)
+    assert ReferenceProfile.from_json(profile.to_json()) == profile
+    assert ReferenceProfile.from_state(state_codec.decode(state_codec.encode(
+        profile.to_state()))) == profile
+    # A profile published before rests were kept has no "rest": it loads with none, and
+    # its JSON, so its id (which checkpoints and windows remember), is what it was.
+    doc = orjson.loads(profile.to_json())
+    del doc["features"]["c"]["rest"]
+    old = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    loaded = ReferenceProfile.from_json(old)
+    assert loaded.features["c"].rest == () and loaded.to_json() == old  # type: ignore[union-attr]
 
 
 def test_profile_checkpoint_state_round_trip(frame: pd.DataFrame) -> None:
