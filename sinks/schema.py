@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS {db}.drift_scores
     feature LowCardinality(String) COMMENT 'feature, or output.score / output.prediction',
     window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (inclusive)',
     window_end DateTime64(3, 'UTC') COMMENT 'event-time window end (exclusive)',
-    metric LowCardinality(String) COMMENT 'psi, js, wasserstein(_std), ks, chi2, unseen_share',
+    metric LowCardinality(String)
+        COMMENT 'psi, js, wasserstein(_std), ks, chi2, unseen_share, share_change',
     value Float64 COMMENT 'the score (for ks and chi2: the test statistic)',
     p_value Nullable(Float64) COMMENT 'p-value of ks and chi2; NULL for effect sizes',
     error_bound Nullable(Float64) COMMENT 'the exact value lies within this of value',

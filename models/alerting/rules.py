@@ -9,13 +9,15 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [metrics.<metric>]              # kind, direction, warn, critical, effect_metric,
                                     # effect_floor, enabled, category, min_windows,
                                     # min_count
+    [outputs.metrics.<metric>]      # the model's outputs: features named output.*
     [models."<model>"]              # min_windows, min_count, fdr_q
     [models."<model>".metrics.<metric>]
     [models."<model>".features.<feature>]
     [models."<model>".features.<feature>.metrics.<metric>]
 
 Each key resolves separately, the most specific scope winning: feature, then model,
-then defaults. A metric has one of two kinds:
+then, for the model's outputs (``output.*`` features), ``outputs``, then defaults. A
+metric has one of two kinds:
 
 * ``threshold``: its value is bad at or beyond ``warn`` (severity "warning") or
   ``critical``, in its ``direction``: ``above`` (PSI: bigger is worse) or ``below``
@@ -48,6 +50,7 @@ from driftline.models.alerting._rule_checks import (
     quoted,
     table,
 )
+from driftline.models.events.wire import OUTPUT
 
 __all__ = ["DEFAULTS", "IncidentSettings", "RulesConfig", "RulesError", "Severity", "Threshold"]
 
@@ -74,6 +77,9 @@ DEFAULTS: Mapping[str, Any] = {
         # stationary long tail reads 0; 0.1 leaves room for references past 1,000
         # categories, where the share is an upper bound.
         "unseen_share": {"direction": "above", "warn": 0.1, "critical": 0.25},
+        # The largest change of a category's share: the effect floor of the model's
+        # outputs (below); stored for every categorical feature, not judged on its own.
+        "share_change": {"direction": "above", "enabled": False},
         "adwin": _DETECTOR, "kswin": _DETECTOR, "page_hinkley": _DETECTOR,
         # Model quality from delayed labels (models/quality/monitor.py), judged once per
         # window when its labels are due. Against the version's first judged windows:
@@ -117,6 +123,11 @@ DEFAULTS: Mapping[str, Any] = {
                                 ("host_cpu_percent", {"warn": 90, "critical": 98,
                                                       "enabled": False}))},
     },
+    # The model's outputs (features output.prediction, output.score, ...), over the
+    # metrics above and under any model's or feature's own rules. A class share moving
+    # from 0.68 to 0.755 is a PSI of 0.028, under chi2's usual floor: outputs take the
+    # share's own change as the effect, 5 points by default.
+    "outputs": {"metrics": {"chi2": {"effect_metric": "share_change", "effect_floor": 0.05}}},
 }
 
 
@@ -232,6 +243,7 @@ class RulesConfig:
     """  # noqa: E501 (a doctest's exception line is one line)
 
     defaults: _Layer
+    outputs: _Layer
     models: Mapping[str, _Layer]
     features: Mapping[tuple[str, str], _Layer]
     incidents: IncidentSettings
@@ -316,14 +328,18 @@ class RulesConfig:
         return Threshold(metric, **fields) if found else None
 
     def _chain(self, model: str, feature: str | None) -> list[_Layer]:
-        layers = [self.defaults, self.models.get(model), self.features.get((model, feature or ""))]
+        output = self.outputs if feature and feature.startswith(OUTPUT) else None
+        layers = [self.defaults, output, self.models.get(model),
+                  self.features.get((model, feature or ""))]
         return [layer for layer in layers if layer is not None]
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any], base: RulesConfig | None) -> Self:
-        doc = table("", data, ("defaults", "incidents", "metrics", "models"))
+        doc = table("", data, ("defaults", "incidents", "metrics", "outputs", "models"))
         defaults = _layer("defaults", table("defaults", doc.get("defaults", {}), SETTINGS),
                           "metrics", doc.get("metrics", {}))
+        oscope = table("outputs", doc.get("outputs", {}), (*SETTINGS, "metrics"))
+        outputs = _layer("outputs", oscope, "outputs.metrics", oscope.get("metrics", {}))
         raw_incidents = table("incidents", doc.get("incidents", {}), INCIDENT_KEYS)
         incidents = {k: check(f"incidents.{k}", k, v) for k, v in raw_incidents.items()}
         models: dict[str, _Layer] = {}
@@ -340,13 +356,15 @@ class RulesConfig:
         settings = IncidentSettings(**incidents)
         if base is not None:
             defaults = defaults.over(base.defaults)
+            outputs = outputs.over(base.outputs)
             settings = dataclasses.replace(base.incidents, **incidents)
-        rules = cls(defaults, models, features, settings)
+        rules = cls(defaults, outputs, models, features, settings)
         rules._check_all()
         return rules
 
     def _check_all(self) -> None:
-        scopes: list[tuple[str, str, str | None]] = [("metrics", "", None)]
+        scopes: list[tuple[str, str, str | None]] = [("metrics", "", None),
+                                                     ("outputs.metrics", "", OUTPUT)]
         scopes += [(f"models.{quoted(m)}.metrics", m, None) for m in self.models]
         scopes += [(f"models.{quoted(m)}.features.{quoted(f)}.metrics", m, f)
                    for m, f in self.features]

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 NUMERIC_METRICS = ("psi", "js", "wasserstein", "wasserstein_std", "ks")
-CATEGORICAL_METRICS = ("psi", "js", "chi2", "unseen_share")
+CATEGORICAL_METRICS = ("psi", "js", "chi2", "unseen_share", "share_change")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,6 +329,9 @@ def categorical_scores(
     excluded); ``untracked`` counts values whose category the window did not keep. The
     buckets are the reference's categories plus one rest bucket (the reference's
     ``other_count``; every other window value), always ``K = len(categories) + 1``.
+    ``share_change`` is the largest absolute change of a bucket's share (0.68 -> 0.755 of
+    a class: 0.075), the effect measure that fits a share where PSI reads small (0.028
+    there); 0.0 when either side is empty.
 
     Examples
     --------
@@ -340,6 +343,7 @@ def categorical_scores(
     js 0.2286 None 100
     chi2 43.7938 3.1e-10 100
     unseen_share 0.3 None 100
+    share_change 0.2 None 100
     """
     listed = [window_counts.get(c, 0) for c in reference.categories]
     rest = sum(window_counts.values()) + untracked - sum(listed)
@@ -352,4 +356,12 @@ def categorical_scores(
         DriftScore("js", js_distance(ref, win), None, None, n_ref, n_win),
         DriftScore("chi2", chi.statistic, chi.p_value, None, n_ref, n_win),
         DriftScore("unseen_share", share, None, None, n_ref, n_win),
+        DriftScore("share_change", _largest_share_change(ref, win), None, None, n_ref, n_win),
     ]
+
+
+def _largest_share_change(ref: Floats, win: Floats) -> float:
+    n_ref, n_win = ref.sum(), win.sum()
+    if n_ref == 0 or n_win == 0:
+        return 0.0
+    return float(np.abs(win / n_win - ref / n_ref).max())

@@ -342,13 +342,15 @@ def test_categorical_scores_use_reference_categories_plus_a_rest_bucket() -> Non
     assert scores["chi2"].value == pytest.approx(chi.statistic)
     assert scores["chi2"].p_value == pytest.approx(chi.pvalue, rel=1e-9, abs=1e-300)
     assert scores["unseen_share"].value == 0.3
+    shares = np.array([40, 30, 30]) / 100 - np.array([60, 30, 0]) / 90
+    assert scores["share_change"].value == pytest.approx(np.abs(shares).max())
     assert scores["js"].value == pytest.approx(jensenshannon([60, 30, 0], [40, 30, 30], base=2))
     assert (scores["psi"].n_reference, scores["psi"].n_window) == (90, 100)
 
 
 def test_categorical_edge_cases_are_defined() -> None:
     empty = categorical({})
-    assert [s.value for s in empty.values()] == [0.0] * 4
+    assert [s.value for s in empty.values()] == [0.0] * 5
     assert empty["chi2"].p_value == 1.0 and empty["chi2"].n_window == 0
     same = categorical({"a": 6, "b": 3, "zz": 1})
     assert same["psi"].value == pytest.approx(0.0, abs=1e-12)

@@ -10,6 +10,8 @@ import pytest
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.baseline import baseline_profile
 from driftline.models.drift.monitor import Monitor, MonitorConfig
+from driftline.models.drift.reference_build import build_profile
+from driftline.models.events.wire import PREDICTION_FEATURE as PREDICTION
 from driftline.models.events.wire import EventBlock
 from driftline.models.windows.feature_windows import (
     FeatureWindowRow,
@@ -89,6 +91,33 @@ def test_a_stationary_long_tailed_categorical_raises_nothing() -> None:
     assert len(unseen) == 15 and max(unseen) == 0.0
 
 
+def test_a_class_share_moving_on_the_output_opens_an_incident_where_psi_would_not() -> None:
+    """Positive rate 0.68 -> 0.755 in 1,000-event windows: chi2 is significant, PSI is only
+    0.028, under the usual effect floor; the model's output takes the share's own change
+    as the effect. The same shift on an input feature keeps the PSI floor."""
+    rng = np.random.default_rng(11)
+    reference = build_profile("m", "v1", {
+        name: np.where(rng.random(20_000) < 0.68, "1", "0") for name in (PREDICTION, "x")},
+        created_at_ms=T0)
+    state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0))
+    monitor = Monitor(MonitorConfig(), RulesConfig.default(), lambda m, v: reference)
+    opened = []
+    for i in range(12):
+        rate = 0.68 if i < 6 else 0.755
+        times = (T0 + i * W + np.sort(rng.integers(0, W, 1000))).tolist()
+        columns = {name: np.where(rng.random(1000) < rate, "1", "0").tolist()
+                   for name in (PREDICTION, "x")}
+        block = EventBlock("prediction", "m", "v1", times, features=columns,
+                           feature_kinds=dict.fromkeys(columns, "categorical"))
+        state.check_kinds(block)
+        state.apply([(i, block)])
+        state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
+        result = monitor.observe(state.close_ready())
+        opened += [(i, a.feature, a.metric) for a in result.alerts if a.state == "open"]
+    assert [feature for _, feature, _ in opened] == [PREDICTION]
+    assert opened[0][0] in (7, 8)  # two shifted windows in a row open it
+
+
 def test_scores_are_written_for_every_feature_and_metric_once_the_baseline_exists() -> None:
     monitor = Monitor(MonitorConfig(baseline_windows=3), RulesConfig.default())
     rows = windows([0.0] * 5)
@@ -98,7 +127,7 @@ def test_scores_are_written_for_every_feature_and_metric_once_the_baseline_exist
     metrics = {(s.feature, s.metric) for s in results[3].scores}
     numeric = ("psi", "js", "wasserstein", "wasserstein_std", "ks", "adwin", "page_hinkley")
     assert metrics == {("x", m) for m in numeric} | {
-        ("c", m) for m in ("psi", "js", "chi2", "unseen_share")}
+        ("c", m) for m in ("psi", "js", "chi2", "unseen_share", "share_change")}
     assert {s.verdict for s in results[3].scores} <= {"ok", "not_evaluated"}
 
 
