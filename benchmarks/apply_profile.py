@@ -98,7 +98,7 @@ def run(messages: list[tuple[bytes, bytes]], refs: dict[tuple[str, str], Referen
         blocks: list[tuple[int, EventBlock]] = []
         for offset, (key, value) in enumerate(batch, start):
             block = decode(key, value, 1 << 24)
-            models.check_kinds(block)
+            models.settle_kinds(block)
             blocks.append((offset, block))
         t1 = time.perf_counter()
         _, _, _, touched = models.apply(blocks)

@@ -212,7 +212,7 @@ class Pipeline:
                                RulesConfig.default(), references)
 
     def observe(self, index: int, block: EventBlock) -> MonitorResult:
-        self.windows.check_kinds(block)
+        self.windows.settle_kinds(block)
         self.windows.apply([(2 * index, block)])
         watermark = EventBlock("watermark", MODEL, "", [T0 + (index + 1) * WINDOW_MS])
         self.windows.apply([(2 * index + 1, watermark)])

@@ -114,10 +114,10 @@ class PartitionModels:
             state = self.states[model] = self._new_state()
         return state
 
-    def check_kinds(self, block: EventBlock) -> None:
-        """Raise :class:`~driftline.models.events.wire.BadMessage` if a feature changes kind."""
+    def settle_kinds(self, block: EventBlock) -> None:
+        """Drop, as invalid, a column of a kind its feature does not hold."""
         if block.kind == "prediction":
-            self.state(block.model).windows.check_kinds(block)
+            self.state(block.model).windows.settle_kinds(block)
 
     @property
     def event_time(self) -> dict[str, int]:

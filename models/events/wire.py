@@ -9,8 +9,12 @@ Two wire forms share the topics, both JSON, keyed by model name:
   what driftline's publisher sends. Each column becomes a numpy array in one call.
 
 Both decode to the same :class:`EventBlock` of columns, so the worker has one code path.
-Anything that does not fit raises :class:`BadMessage` with a one-line reason; the worker
-sends such a message to the dead-letter topic and carries on.
+A message that cannot be read (not JSON, a required field or column missing, a column of
+the wrong length, a bad name, key or event time) raises :class:`BadMessage` with a one-line
+reason; the worker sends it to the dead-letter topic and carries on. A *value* of the wrong
+type (a string among a numeric feature's numbers, a list or an object anywhere, a score that
+is not a number) is not a reason to lose the message's other events: it is dropped, its
+position kept in :attr:`EventBlock.invalid`, and its window counts it as invalid.
 
 A third, tiny message type, ``{"type": "watermark", "model": "fraud", "event_time": ms}``,
 lets a producer (or the worker's idle timer) move a quiet model's event time forward so
@@ -22,6 +26,11 @@ its open windows close; without ``model`` it moves every model on the partition.
 ('prediction', 'fraud', 'v1', 1)
 >>> block.features  # a single event's status defaults to "ok"
 {'x': [1.5], 'c': ['DE'], 'service.status': ['ok']}
+>>> bad = decode(b"fraud", b'{"type":"prediction_batch","model":"fraud","version":"v1",'
+...             b'"request_id":["r1","r2","r3"],"event_time":[1764230400000,1764230400001,'
+...             b'1764230400002],"features":{"x":[1.5,"n/a",2.5]}}')
+>>> bad.features["x"], bad.invalid  # the string is dropped, the other events kept
+([1.5, None, 2.5], {'x': [1]})
 >>> decode(b"fraud", b'{"type":"prediction","model":"fraud"}')
 Traceback (most recent call last):
 ...
@@ -31,7 +40,7 @@ driftline.models.events.wire.BadMessage: prediction event lacks required field '
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import orjson
@@ -57,6 +66,7 @@ _KIND_OF_TYPE: dict[type, Literal["numeric", "categorical", "missing"]] = {
     int: "numeric", float: "numeric", bool: "numeric", str: "categorical",
     type(None): "missing"}
 _STRING_TYPES: frozenset[type] = frozenset({str, type(None)})
+_SCALAR_TYPES = _NUMBER_TYPES | _STRING_TYPES
 #: Scores, probabilities, latencies: numbers or null, never booleans.
 _MEASURE_TYPES: frozenset[type] = frozenset({int, float, type(None)})
 _LABEL_TYPES: frozenset[type] = frozenset({int, float, bool, str})
@@ -89,6 +99,9 @@ class EventBlock:
     latency_ms: list[float | None] | None = None
     status: list[str | None] | None = None
     label: list[Any] | None = None
+    #: Per feature (outputs and service measures by their reserved names), the positions of
+    #: the events whose value was dropped for its type; the feature's column holds None there.
+    invalid: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event_time)
@@ -140,20 +153,18 @@ def _decode_prediction(doc: Mapping[str, Any]) -> EventBlock:
     for name, value in features.items():
         kind = _KIND_OF_TYPE.get(type(value))
         if kind is None or not name or len(name) > MAX_NAME_LENGTH or name.startswith(_RESERVED):
-            _set_feature(block, name, [value])  # raises the precise reason
+            _set_feature(block, name, [value])  # checks the name; drops a bad value
         else:
             block.features[name] = [value]
             block.feature_kinds[name] = kind
-    block.prediction = [_scalar(doc.get("prediction"), "prediction")]
-    block.score = [_number(doc.get("score"), "score")]
+    _set_outputs(block, doc, 1, lambda field: [doc.get(field, "ok" if field == "status"
+                                                      else None)])
     probabilities = doc.get("probabilities")
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise BadMessage("'probabilities' must be an object of class -> number")
-        block.probabilities = {str(c): [_number(p, "probabilities")]
+        block.probabilities = {str(c): _measures(block, SCORE_FEATURE, [p])
                                for c, p in probabilities.items()}
-    block.latency_ms = [_number(doc.get("latency_ms"), "latency_ms")]
-    block.status = [_optional_str(doc.get("status", "ok"), "status")]
     _add_outputs(block)
     return block
 
@@ -170,18 +181,57 @@ def _decode_prediction_batch(doc: Mapping[str, Any]) -> EventBlock:
         if not isinstance(column, list) or len(column) != n:
             raise BadMessage(f"feature {name!r:.80} must be a list of {n} values")
         _set_feature(block, name, column)
-    block.prediction = _column(doc, "prediction", n, _NUMBER_TYPES | _STRING_TYPES)
-    block.score = _column(doc, "score", n, _MEASURE_TYPES)
+    _set_outputs(block, doc, n, lambda field: _column(doc, field, n))
     probabilities = doc.get("probabilities")
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise BadMessage("'probabilities' must be an object of class -> column")
-        block.probabilities = {str(c): _required_column(probabilities, c, n, _MEASURE_TYPES)
-                               for c in probabilities}
-    block.latency_ms = _column(doc, "latency_ms", n, _MEASURE_TYPES)
-    block.status = _column(doc, "status", n, _STRING_TYPES)
+        block.probabilities = {}
+        for c in probabilities:
+            column = _column(probabilities, c, n)
+            if column is None:
+                raise BadMessage(f"batch lacks required column {c!r:.80}")
+            block.probabilities[str(c)] = _measures(block, SCORE_FEATURE, column)
     _add_outputs(block)
     return block
+
+
+def _set_outputs(block: EventBlock, doc: Mapping[str, Any], n: int,
+                 column_of: Callable[[str], list[Any] | None]) -> None:
+    """The prediction, score, latency and status columns; a value of the wrong type is
+    dropped and counted under the output's reserved name."""
+    prediction = column_of("prediction")
+    if prediction is not None:
+        block.prediction = _keep(block, PREDICTION_FEATURE, prediction, _SCALAR_TYPES)
+    score = column_of("score")
+    block.score = None if score is None else _measures(block, SCORE_FEATURE, score)
+    latency = column_of("latency_ms")
+    block.latency_ms = None if latency is None else _measures(block, LATENCY_FEATURE, latency)
+    status = column_of("status")
+    block.status = None if status is None else _keep(block, STATUS_FEATURE, status, _STRING_TYPES)
+
+
+def _measures(block: EventBlock, name: str, column: list[Any]) -> list[Any]:
+    return _keep(block, name, column, _MEASURE_TYPES)
+
+
+def _keep(block: EventBlock, name: str, column: list[Any], allowed: frozenset[type]) -> list[Any]:
+    """``column`` with every value of a type outside ``allowed`` dropped (None) and its
+    position added to ``block.invalid[name]``."""
+    if set(map(type, column)) <= allowed:
+        return column
+    bad = [i for i, value in enumerate(column) if type(value) not in allowed]
+    _mark_invalid(block, name, bad)
+    kept = list(column)
+    for i in bad:
+        kept[i] = None
+    return kept
+
+
+def _mark_invalid(block: EventBlock, name: str, positions: list[int]) -> None:
+    if positions:
+        known = block.invalid.get(name)
+        block.invalid[name] = positions if known is None else sorted({*known, *positions})
 
 
 def _decode_label(doc: Mapping[str, Any]) -> EventBlock:
@@ -261,8 +311,9 @@ def _add_outputs(block: EventBlock) -> None:
                          (LATENCY_FEATURE, block.latency_ms), (STATUS_FEATURE, block.status)):
         if column is not None:
             kind = _column_kind(column)
-            # All missing: nothing to watch. Mixing numbers and strings: not watched.
-            if kind is not None and kind != "missing":
+            # A prediction mixing numbers and strings (allowed): not watched. All missing:
+            # nothing to watch, unless values were dropped (counted as invalid).
+            if kind is not None and (kind != "missing" or name in block.invalid):
                 block.features[name] = column
                 block.feature_kinds[name] = kind
 
@@ -286,12 +337,24 @@ def _set_feature(block: EventBlock, name: str, column: list[Any]) -> None:
                          "are reserved for the model's outputs and its service's measures")
     kind = _column_kind(column)
     if kind is None:
-        types = set(map(type, column))
-        shown = ", ".join(sorted(t.__name__ for t in types - {type(None)}))
-        raise BadMessage(f"feature {name!r:.80} mixes or holds unsupported types ({shown}): "
-                         "send numbers or strings, one kind per feature")
+        column, kind = _majority(block, name, column)
     block.features[name] = column
     block.feature_kinds[name] = kind
+
+
+def _majority(block: EventBlock, name: str,
+              column: list[Any]) -> tuple[list[Any], Literal["numeric", "categorical", "missing"]]:
+    """A column mixing kinds keeps the kind most of its values have (numbers on a tie);
+    the other values, and any list or object, are dropped as invalid."""
+    types = list(map(type, column))
+    numbers = sum(t in _NUMBER_TYPES and t is not type(None) for t in types)
+    strings = types.count(str)
+    if not numbers and not strings:
+        kept = _keep(block, name, column, frozenset({type(None)}))
+        return kept, "missing"
+    if numbers >= strings:
+        return _keep(block, name, column, _NUMBER_TYPES), "numeric"
+    return _keep(block, name, column, _STRING_TYPES), "categorical"
 
 
 def _request_ids(doc: Mapping[str, Any], n: int) -> list[str]:
@@ -304,21 +367,20 @@ def _request_ids(doc: Mapping[str, Any], n: int) -> list[str]:
 
 def _required_column(doc: Mapping[str, Any], field: str, n: int,
                      allowed: frozenset[type]) -> list[Any]:
-    column = _column(doc, field, n, allowed)
+    column = _column(doc, field, n)
     if column is None:
         raise BadMessage(f"batch lacks required column {field!r:.80}")
+    if not set(map(type, column)) <= allowed:
+        raise BadMessage(f"column {field!r:.80} holds values of an unsupported type")
     return column
 
 
-def _column(doc: Mapping[str, Any], field: str, n: int,
-            allowed: frozenset[type]) -> list[Any] | None:
+def _column(doc: Mapping[str, Any], field: str, n: int) -> list[Any] | None:
     column = doc.get(field)
     if column is None:
         return None
     if not isinstance(column, list) or len(column) != n:
         raise BadMessage(f"column {field!r:.80} must be a list of {n} values")
-    if not set(map(type, column)) <= allowed:
-        raise BadMessage(f"column {field!r:.80} holds values of an unsupported type")
     return column
 
 
@@ -326,15 +388,3 @@ def _scalar(value: Any, field: str) -> Any:
     if value is None or type(value) in _NUMBER_TYPES or isinstance(value, str):
         return value
     raise BadMessage(f"{field!r} must be a number, a string or null")
-
-
-def _number(value: Any, field: str) -> float | None:
-    if value is None or type(value) in (int, float):
-        return value  # type: ignore[no-any-return]
-    raise BadMessage(f"{field!r} must be a number or null, got {value!r:.80}")
-
-
-def _optional_str(value: Any, field: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise BadMessage(f"{field!r} must be a string")

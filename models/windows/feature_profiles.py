@@ -29,7 +29,7 @@ from driftline.models.drift.reference import (
     ReferenceProfile,
     category_labels,
 )
-from driftline.models.events.wire import BadMessage, EventBlock
+from driftline.models.events.wire import EventBlock
 from driftline.models.windows.accumulators import (
     CategoricalAccumulator,
     NumericAccumulator,
@@ -119,8 +119,13 @@ class FeatureProfiles:
     def __getitem__(self, key: tuple[str, str, str]) -> FeatureProfile:
         return self._profiles[key]
 
-    def check_kinds(self, block: EventBlock) -> None:
-        """Raise :class:`BadMessage` if a feature changes kind; learn kinds seen first here."""
+    def settle_kinds(self, block: EventBlock) -> None:
+        """Hold each feature to one kind: the reference's, else the first one seen here.
+
+        A column of the other kind (strings where the feature holds numbers, numbers where
+        it holds strings) is dropped from the block: its values become None and their
+        positions join ``block.invalid``, so its window counts them as invalid.
+        """
         settled = self._settled.setdefault((block.model, block.version), {})
         for name, kind in block.feature_kinds.items():
             if kind == "missing" or settled.get(name) == kind:
@@ -130,8 +135,8 @@ class FeatureProfiles:
             if profile is None or profile.provisional:
                 profile = self._profiles[key] = self._new(key, kind)
             if profile.kind != kind and not profile.from_numbers:
-                raise BadMessage(f"feature {name!r} of {block.model}/{block.version} was "
-                                 f"{profile.kind} and now carries {kind} values")
+                _drop_column(block, name)
+                continue
             settled[name] = kind
 
     def get(self, model: str, version: str, name: str) -> FeatureProfile:
@@ -177,7 +182,7 @@ class FeatureProfiles:
         model, version, name = key
         reference = self.references(model, version)
         feature = reference.features.get(name) if reference is not None else None
-        if isinstance(feature, NumericReference) and kind == "numeric":
+        if isinstance(feature, NumericReference):  # strings there are invalid
             return FeatureProfile("numeric", np.asarray(feature.edges, np.float64),
                                   np.asarray(feature.fine_edges, np.float64))
         if isinstance(feature, CategoricalReference):
@@ -196,3 +201,12 @@ class FeatureProfiles:
         for model, version, name, profile in state["profiles"]:
             self._profiles[(model, version, name)] = FeatureProfile.from_state(profile)
         self._built_from = {(m, v): ref for m, v, ref in state["built_from"]}
+
+
+def _drop_column(block: EventBlock, name: str) -> None:
+    column = block.features[name]
+    dropped = [i for i, value in enumerate(column) if value is not None]
+    known = block.invalid.get(name, [])
+    block.invalid[name] = sorted({*known, *dropped}) if known else dropped
+    block.features[name] = [None] * len(column)
+    block.feature_kinds[name] = "missing"

@@ -101,6 +101,12 @@ class FeatureWindowRow:
     fine_bin_edges: tuple[float, ...] = ()
     fine_bin_counts: tuple[int, ...] = ()
     tracked_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Values dropped for their type (see EventBlock.invalid): in ``count``, not in
+    #: ``missing_count`` and not in the distribution.
+    invalid_count: int = 0
+    #: Every event of the version's window, whether its message carried this feature or not
+    #: (``count`` holds only those whose message did): the denominator of completeness.
+    window_events: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +123,14 @@ class LateEvents:
 class _Window:
     """Accumulators of one model × version × window; numeric ones wait for frozen edges."""
 
-    __slots__ = ("features", "pending")
+    __slots__ = ("events", "features", "invalid", "pending")
 
     def __init__(self) -> None:
         self.features: dict[str, Accumulator] = {}
         # Values seen before the feature's edges were frozen; binned once they are.
         self.pending: dict[str, list[npt.NDArray[np.float64]]] = {}
+        self.events = 0
+        self.invalid: dict[str, int] = {}
 
 
 class PartitionWindows:
@@ -156,15 +164,16 @@ class PartitionWindows:
         self.on_message: Callable[[EventBlock], None] | None = None
         self.on_closed: Callable[[list[FeatureWindowRow]], None] | None = None
 
-    def check_kinds(self, block: EventBlock) -> None:
-        """Raise :class:`~driftline.models.events.wire.BadMessage` if a feature changes kind."""
-        self.profiles.check_kinds(block)
+    def settle_kinds(self, block: EventBlock) -> None:
+        """Drop, as invalid, a column of a kind its feature does not hold (see
+        :meth:`FeatureProfiles.settle_kinds`)."""
+        self.profiles.settle_kinds(block)
 
     # -- update -------------------------------------------------------------------
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]) -> list[LateEvents]:
         """Apply messages (offset, block) in offset order; return the late events found.
 
-        Blocks must have passed :meth:`check_kinds`. Label blocks are ignored here.
+        Blocks must have passed :meth:`settle_kinds`. Label blocks are ignored here.
         """
         late: list[LateEvents] = []
         segment: list[tuple[int, EventBlock]] = []
@@ -269,8 +278,13 @@ class PartitionWindows:
         selections = ([(window_starts[0], slice(None))] if len(window_starts) == 1 else
                       [(start, starts == start) for start in window_starts])
         numeric: dict[int, tuple[list[NumericAccumulator], list[npt.NDArray[np.float64]]]] = {}
+        for start, in_window in selections:
+            self._windows[(model, version, int(start))].events += (
+                len(times) if isinstance(in_window, slice) else int(in_window.sum()))
         names = _feature_names(b for b, _ in parts)
         for name in names:
+            if any(name in b.invalid for b, _ in parts):
+                self._count_invalid(model, version, name, parts, keep, selections)
             profile = self.profiles.get(model, version, name)
             column = _concat_column(parts, name, singles)
             values = profile.as_array(column)
@@ -300,6 +314,21 @@ class PartitionWindows:
             update_rows(accs, np.stack(rows))
         for name in names:
             self._maybe_freeze(model, version, name)
+
+    def _count_invalid(self, model: str, version: str, name: str,
+                       parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
+                       keep: npt.NDArray[np.bool_],
+                       selections: list[tuple[Any, Any]]) -> None:
+        invalid = np.zeros(len(keep), dtype=np.bool_)
+        at = 0
+        for block, _ in parts:
+            invalid[[at + i for i in block.invalid.get(name, ())]] = True
+            at += len(block)
+        invalid = invalid[keep]
+        for start, in_window in selections:
+            if n := int(invalid[in_window].sum()):
+                window = self._windows[(model, version, int(start))]
+                window.invalid[name] = window.invalid.get(name, 0) + n
 
     def _accumulator(self, window: _Window, name: str, profile: FeatureProfile) -> Accumulator:
         acc = window.features.get(name)
@@ -355,7 +384,7 @@ class PartitionWindows:
             for name in list(window.pending):
                 self._maybe_freeze(model, version, name, force=True)
             del self._windows[(model, version, start)]
-            closed = [self._row(model, version, start, name, acc)
+            closed = [self._row(model, version, start, name, acc, window)
                       for name, acc in sorted(window.features.items())]
             if closed and self.on_closed is not None:
                 self.on_closed(closed)
@@ -363,30 +392,33 @@ class PartitionWindows:
         self._closed += rows
 
     def _row(self, model: str, version: str, start: int, name: str,
-             acc: Accumulator) -> FeatureWindowRow:
+             acc: Accumulator, window: _Window) -> FeatureWindowRow:
         end = start + self.config.window_ms
+        invalid = window.invalid.get(name, 0)
         if isinstance(acc, CategoricalAccumulator):
             cats, counts, other = acc.top_k(self.config.top_k_categories)
             nan = float("nan")
             return FeatureWindowRow(
                 model, version, name, "categorical", start, end,
-                count=acc.count, missing_count=acc.missing_count,
+                count=acc.count, missing_count=acc.missing_count - invalid,
                 mean=nan, variance=nan, min=nan, max=nan, quantiles=(), bin_edges=(),
                 bin_counts=(), categories=tuple(cats),
                 category_counts=tuple(counts.tolist()), other_count=int(other),
-                tracked_counts=acc.category_counts)
+                tracked_counts=acc.category_counts, invalid_count=invalid,
+                window_events=window.events)
         s = acc.summary(QUANTILE_LEVELS)
         # tolist() makes Python floats and ints in one call, not one per element.
         return FeatureWindowRow(
             model, version, name, "numeric", start, end,
-            count=s.count, missing_count=s.missing_count,
+            count=s.count, missing_count=s.missing_count - invalid,
             mean=s.mean, variance=s.variance, min=s.min, max=s.max,
             quantiles=tuple(s.quantiles.tolist()),
             bin_edges=tuple(acc.edges.tolist()),
             bin_counts=tuple(s.bin_counts.tolist()) if len(acc.edges) else (),
             categories=(), category_counts=(), other_count=0,
             fine_bin_edges=tuple(acc.fine_edges.tolist()),
-            fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else ())
+            fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else (),
+            invalid_count=invalid, window_events=window.events)
 
     # -- checkpoint ---------------------------------------------------------------
     @property
@@ -409,7 +441,7 @@ class PartitionWindows:
             "event_time": self.event_time,
             "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
-                         w.pending] for key, w in self._windows.items()],
+                         w.pending, w.events, w.invalid] for key, w in self._windows.items()],
         }
 
     @classmethod
@@ -424,8 +456,10 @@ class PartitionWindows:
         self.applied_offset = state["applied_offset"]
         self.event_time = state["event_time"]
         self.profiles.load_state(state["profiles"])
-        for model, version, start, features, pending in state["windows"]:
+        for model, version, start, features, pending, *counts in state["windows"]:
             window = _Window()
+            if counts:  # states written before completeness was counted have none
+                window.events, window.invalid = counts[0], dict(counts[1])
             for name, (kind, acc_state) in features.items():
                 window.features[name] = _ACCUMULATORS[kind].from_state(acc_state)
             window.pending = {n: [np.asarray(p, np.float64) for p in parts]
@@ -438,6 +472,8 @@ def _feature_names(blocks: Iterable[EventBlock]) -> list[str]:
     names: dict[str, None] = {}
     for block in blocks:
         names.update(dict.fromkeys(block.features))
+        if block.invalid:  # a feature all of whose values were dropped is still counted
+            names.update(dict.fromkeys(block.invalid))
     return list(names)
 
 

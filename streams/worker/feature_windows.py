@@ -315,7 +315,7 @@ class FeatureWindowProcessor:
             message = event.message
             try:
                 block = decode(message.key, message.value, self.settings.max_message_bytes)
-                models.check_kinds(block)
+                models.settle_kinds(block)
             except BadMessage as exc:
                 batch.dead_letters.append(DeadLetter(message.topic, message.partition,
                                                      message.offset, str(exc), message.key,

@@ -238,9 +238,56 @@ def model_key(value: bytes) -> bytes | None:
     return model.encode() if isinstance(model, str) else None
 
 
+_NUMBERS = (int, float, bool, type(None))
+_MEASURES = (int, float, type(None))
+#: Where a value the block counts as invalid under a reserved name came from.
+_OUTPUT_FIELDS = {"output.prediction": ("prediction", (*_NUMBERS, str)),
+                  "output.score": ("score", _MEASURES),
+                  "service.latency_ms": ("latency_ms", _MEASURES),
+                  "service.status": ("status", (str, type(None)))}
+
+
+def without_dropped(doc: dict[str, Any], block: EventBlock) -> dict[str, Any]:
+    """``doc`` with each value the block dropped as invalid replaced by null; every dropped
+    position held a value of a type its field or feature does not take."""
+    if doc.get("type") not in ("prediction", "prediction_batch"):
+        assert not block.invalid
+        return doc
+    doc = copy.deepcopy(doc)
+    batch = doc["type"] == "prediction_batch"
+
+    def drop(owner: dict[str, Any], field: str, fits: tuple[type, ...]) -> set[int]:
+        if field not in owner:
+            return set()
+        values = owner[field] if batch else [owner[field]]
+        bad = {i for i, v in enumerate(values) if type(v) not in fits}
+        for i in bad:
+            values[i] = None
+        if not batch:
+            owner[field] = values[0]
+        return bad
+
+    for name, positions in block.invalid.items():
+        assert positions == sorted(set(positions)) and positions
+        if name in _OUTPUT_FIELDS:
+            field, fits = _OUTPUT_FIELDS[name]
+            bad = drop(doc, field, fits)
+            if name == "output.score":  # probabilities count under the score
+                for c in doc.get("probabilities") or {}:
+                    bad |= drop(doc["probabilities"], c, _MEASURES)
+        else:
+            kind = block.feature_kinds[name]
+            fits = {"numeric": _NUMBERS, "categorical": (str, type(None)),
+                    "missing": (type(None),)}[kind]
+            bad = drop(doc["features"], name, fits)
+        assert bad == set(positions), (name, positions, doc)
+    return doc
+
+
 def check_block(block: EventBlock, key: bytes | None, value: bytes) -> None:
-    """An accepted message is one the JSON Schema accepts, and the block holds its values."""
-    doc = orjson.loads(value)
+    """An accepted message is one the JSON Schema accepts once the values the block drops
+    as invalid are nulled, and the block holds its values."""
+    doc = without_dropped(orjson.loads(value), block)
     assert VALIDATORS["message"].is_valid(doc), doc
     batch = doc["type"].endswith("_batch")
     assert block.kind == doc["type"].removesuffix("_batch")

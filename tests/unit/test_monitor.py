@@ -34,7 +34,7 @@ def windows(shifts: list[float], n: int = 2000, seed: int = 0) -> list[list[Feat
         c = np.where(rng.random(n) < 0.5 + 0.2 * min(shift, 1.0), "a", "b").tolist()
         block = EventBlock("prediction", "m", "v1", times, features={"x": x.tolist(), "c": c},
                            feature_kinds={"x": "numeric", "c": "categorical"})
-        state.check_kinds(block)
+        state.settle_kinds(block)
         state.apply([(i, block)])
         state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
         out.append(state.close_ready())
@@ -81,7 +81,7 @@ def test_a_stationary_long_tailed_categorical_raises_nothing() -> None:
         tail = rng.choice(names, 2000, p=weights / weights.sum()).tolist()
         block = EventBlock("prediction", "m", "v1", times, features={"tail": tail},
                            feature_kinds={"tail": "categorical"})
-        state.check_kinds(block)
+        state.settle_kinds(block)
         state.apply([(i, block)])
         state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
         result = monitor.observe(state.close_ready())
@@ -109,7 +109,7 @@ def test_a_class_share_moving_on_the_output_opens_an_incident_where_psi_would_no
                    for name in (PREDICTION, "x")}
         block = EventBlock("prediction", "m", "v1", times, features=columns,
                            feature_kinds=dict.fromkeys(columns, "categorical"))
-        state.check_kinds(block)
+        state.settle_kinds(block)
         state.apply([(i, block)])
         state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
         result = monitor.observe(state.close_ready())
@@ -179,7 +179,7 @@ def test_a_detector_on_the_score_stream_opens_an_incident_on_its_first_hit() -> 
         block = EventBlock("prediction", "m", "v1", times,
                            features={"output.score": scores.tolist()},
                            feature_kinds={"output.score": "numeric"}, score=scores.tolist())
-        state.check_kinds(block)
+        state.settle_kinds(block)
         monitor.observe_block(block)
         state.apply([(i, block)])
         state.apply([(i, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])

@@ -41,7 +41,7 @@ def run(batches: list[list[tuple[int, EventBlock]]], checkpoint: bool) -> list[t
     alerts = []
     for batch in batches:
         for _, block in batch:
-            state.windows.check_kinds(block)
+            state.windows.settle_kinds(block)
         _, _, health = state.apply(batch)
         alerts += [(a.id, a.state, a.feature, a.metric) for a in health.alerts]
         alerts += [("hit", str(s.window_start), s.feature, s.metric) for s in health.scores

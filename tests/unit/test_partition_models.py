@@ -55,7 +55,7 @@ def summary(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
 def apply(models: PartitionModels, blocks: list[tuple[int, EventBlock]]
           ) -> tuple[list[Any], set[str]]:
     for _, block in blocks:
-        models.check_kinds(block)
+        models.settle_kinds(block)
     _, rows, _, touched = models.apply(blocks)
     if blocks:
         models.applied_offset = max(models.applied_offset, blocks[-1][0])

@@ -31,7 +31,7 @@ def window_rows(latency: np.ndarray, status: list[str], i: int = 0,
                 "features": {"x": [1.0] * n}, "latency_ms": latency.tolist(), "status": status}
     state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0))
     block = decode(b"m", orjson.dumps(envelope))
-    state.check_kinds(block)
+    state.settle_kinds(block)
     state.apply([(0, block)])
     state.apply([(1, decode(b"m", orjson.dumps({"type": "watermark", "model": "m",
                                                  "event_time": T0 + (i + 1) * W})))])

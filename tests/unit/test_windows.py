@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftline.models.events.wire import BadMessage, EventBlock
+from driftline.models.events.wire import EventBlock
 from driftline.models.windows.feature_windows import (
     FeatureWindowRow,
     PartitionWindows,
@@ -51,7 +51,7 @@ def run(messages: list[EventBlock], chunks: list[int] | None = None,
         part = list(enumerate(messages[offset:offset + size], start=offset))
         offset += size
         for _, b in part:
-            state.check_kinds(b)
+            state.settle_kinds(b)
         late += sum(r.count for r in state.apply(part))
         rows += state.close_ready()
         if checkpoint:
@@ -167,20 +167,33 @@ def test_watermark_closes_quiet_windows_and_later_events_are_late() -> None:
     assert state.applied_offset == 2
 
 
-def test_a_feature_cannot_change_kind() -> None:
+def test_values_of_the_other_kind_are_counted_as_invalid_and_the_rest_kept() -> None:
     state = PartitionWindows(CONFIG)
-    state.check_kinds(block([1], x=[1.0]))
-    with pytest.raises(BadMessage, match="was numeric and now carries categorical"):
-        state.check_kinds(block([1], x=["a"]))
+    first = block([1, 2], x=[1.0, 2.0], c=["a", None])
+    second = block([3, 4, 5], x=["a", None, "b"], c=[1.0, 2.0, "b"])
+    blocks = []
+    for offset, b in enumerate([first, second]):
+        state.settle_kinds(b)
+        blocks.append((offset, b))
+    # Strings in the numeric x; c's column is mostly numbers, so numbers in the categorical
+    # c: dropped, positions kept (a mixed column keeps its majority kind, then its feature's).
+    assert second.invalid == {"x": [0, 2], "c": [0, 1, 2]}
+    assert second.features["x"] == [None, None, None]
+    state.apply(blocks)
+    rows = {r.feature: r for r in state.close_all()}
+    x, c = rows["x"], rows["c"]
+    assert (x.count, x.missing_count, x.invalid_count, x.mean) == (5, 1, 2, 1.5)
+    assert (c.count, c.missing_count, c.invalid_count, c.window_events) == (5, 1, 3, 5)
+    assert dict(zip(c.categories, c.category_counts, strict=True)) == {"a": 1}
 
 
 def test_a_feature_first_seen_missing_takes_the_kind_of_its_first_value() -> None:
     state = PartitionWindows(CONFIG)
     first = block([10_000, 10_001], x=[None, None])
-    state.check_kinds(first)
+    state.settle_kinds(first)
     state.apply([(0, first)])
     second = block([10_002], x=["a"])
-    state.check_kinds(second)
+    state.settle_kinds(second)
     state.apply([(1, second)])
     (row,) = state.close_all()
     assert (row.kind, row.count, row.missing_count, row.categories) == ("categorical", 3, 2, ("a",))
@@ -189,7 +202,7 @@ def test_a_feature_first_seen_missing_takes_the_kind_of_its_first_value() -> Non
 def test_configured_edges_are_used_as_given() -> None:
     state = PartitionWindows(WindowConfig(window_ms=W, fixed_edges={"x": (0.0, 1.0, 2.0)}))
     b = block([10_000] * 4, x=[-1.0, 0.5, 1.5, 9.0])
-    state.check_kinds(b)
+    state.settle_kinds(b)
     state.apply([(0, b)])
     (row,) = state.close_all()
     assert row.bin_edges == (0.0, 1.0, 2.0)
@@ -211,7 +224,7 @@ def test_state_is_bounded_by_open_windows_not_events() -> None:
     for i in range(200):
         t0 = 10_000 + i * 100
         b = block((t0 + rng.integers(0, 100, 50)).tolist(), x=rng.normal(size=50).tolist())
-        state.check_kinds(b)
+        state.settle_kinds(b)
         state.apply([(i, b)])
         state.close_ready()
         sizes.append(len(state.to_bytes()))
@@ -255,7 +268,7 @@ def test_windows_are_binned_on_the_reference_edges() -> None:
     ref = _reference(x=_numeric_reference((0.0, 1.0), (0.0, 0.5, 1.0)))
     state = PartitionWindows(CONFIG, lambda model, version: ref)
     b = block([10_000] * 4, x=[-1.0, 0.2, 0.7, 3.0])
-    state.check_kinds(b)
+    state.settle_kinds(b)
     state.apply([(0, b)])
     (row,) = state.close_all()
     assert (row.bin_edges, row.bin_counts) == ((0.0, 1.0), (1, 2, 1))
@@ -268,7 +281,7 @@ def test_a_number_the_reference_treats_as_a_category_is_counted_by_its_label() -
     ref = _reference(x=CategoricalReference(("1", "2"), (5, 5), 0, 10, 0))
     state = PartitionWindows(CONFIG, lambda model, version: ref)
     b = block([10_000] * 4, x=[1.0, 2.0, 2.0, 7.0])
-    state.check_kinds(b)
+    state.settle_kinds(b)
     state.apply([(0, b)])
     (row,) = state.close_all()
     assert row.kind == "categorical"
@@ -279,11 +292,11 @@ def test_a_reference_that_arrives_later_applies_from_the_next_window() -> None:
     live: dict[str, Any] = {}
     state = PartitionWindows(CONFIG, lambda model, version: live.get("ref"))
     first = block([10_000 + i for i in range(60)], x=[float(i) for i in range(60)])
-    state.check_kinds(first)
+    state.settle_kinds(first)
     state.apply([(0, first)])
     live["ref"] = _reference(x=_numeric_reference((10.0, 20.0), (10.0, 15.0, 20.0)))
     second = block([11_000, 11_001], x=[12.0, 30.0])
-    state.check_kinds(second)
+    state.settle_kinds(second)
     state.apply([(1, second)])
     rows = sorted(state.close_all(), key=lambda r: r.window_start)
     assert rows[0].bin_edges != (10.0, 20.0) and sum(rows[0].bin_counts) == 60
@@ -298,7 +311,7 @@ def test_model_outputs_are_watched_like_features() -> None:
     b = decode(b"m", orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",
                                    "request_id": ["a", "b"], "event_time": [T, T + 1],
                                    "score": [0.2, 0.8], "prediction": ["no", "yes"]}))
-    state.check_kinds(b)
+    state.settle_kinds(b)
     state.apply([(0, b)])
     rows = {r.feature: r for r in state.close_all()}
     assert rows["output.score"].mean == pytest.approx(0.5)

@@ -104,18 +104,13 @@ def test_watermark_needs_no_key() -> None:
     (b"fraud", dumps(prediction(event_time=1_764_230_400)), "out of range"),
     (b"fraud", dumps(prediction(event_time=1.5e12)), "must be an integer"),
     (b"fraud", dumps(prediction(features=[1, 2])), "'features' must be an object"),
-    (b"fraud", dumps(prediction(features={"x": [1]})), "unsupported types (list)"),
-    (b"fraud", dumps(prediction(score="high")), "'score' must be a number"),
     (b"other", dumps(prediction()), "key 'other' must be the model name 'fraud'"),
     (None, dumps(prediction()), "key None must be the model name"),
     (b"fraud", dumps(envelope(3, event_time=[T0, T0])), "must be a list of 2 values"),
-    (b"fraud", dumps(envelope(2, features={"x": [1.0, "a"]})), "mixes or holds"),
     (b"fraud", dumps(envelope(2, event_time=[])), "non-empty list"),
-    (b"fraud", dumps(envelope(2, score=["a", "b"])), "column 'score'"),
     (b"fraud", dumps(envelope(2, request_id=None)), "required column 'request_id'"),
     (b"fraud", dumps(envelope(2, request_id=["a", None])), "column 'request_id'"),
     (b"fraud", dumps(envelope(2, request_id=["a", ""])), "non-empty strings"),
-    (b"fraud", dumps(envelope(2, score=[True, 0.5])), "column 'score'"),
     (b"m", dumps({"type": "label_batch", "model": "m", "request_id": ["a"],
                   "event_time": [T0], "label": [None]}), "column 'label'"),
 ])
@@ -125,6 +120,31 @@ def test_bad_input_is_rejected_with_a_reason(key: bytes | None, value: bytes | N
         decode(key, value)
     assert reason in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "features", "invalid"), [
+    # A value of the wrong type is dropped and its position kept; the message is not lost.
+    (prediction(features={"x": [1], "y": 2.0}), {"x": [None], "y": [2.0]}, {"x": [0]}),
+    (prediction(score="high"), {"output.prediction": ["fraud"]}, {"output.score": [0]}),
+    (envelope(3, features={"x": [1.0, "a", 2.0]}), {"x": [1.0, None, 2.0]}, {"x": [1]}),
+    (envelope(3, features={"c": ["a", 7, "b"]}), {"c": ["a", None, "b"]}, {"c": [1]}),
+    (envelope(2, features={"x": [{"v": 1}, [2]]}), {"x": [None, None]}, {"x": [0, 1]}),
+    (envelope(2, score=["a", "b"]), {}, {"output.score": [0, 1]}),
+    (envelope(2, score=[True, 0.5]), {"output.score": [None, 0.5]}, {"output.score": [0]}),
+    (envelope(2, latency_ms=[3.0, "slow"]), {"service.latency_ms": [3.0, None]},
+     {"service.latency_ms": [1]}),
+    (envelope(2, status=["ok", 500]), {"service.status": ["ok", None]}, {"service.status": [1]}),
+    (envelope(2, prediction=[1, [1]]), {"output.prediction": [1, None]},
+     {"output.prediction": [1]}),
+])
+def test_a_value_of_the_wrong_type_is_dropped_and_counted(
+        value: dict[str, Any], features: dict[str, list[Any]],
+        invalid: dict[str, list[int]]) -> None:
+    block = decode(b"fraud", dumps(value))
+    assert block.invalid == invalid
+    for name, column in features.items():
+        assert block.features[name] == column
+    assert len(block.request_id) == len(block)
 
 
 def test_oversize_message_is_rejected_before_parsing() -> None:
