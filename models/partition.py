@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.monitor import DataQualityMonitor
 from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
 from driftline.models.events.wire import EventBlock
 from driftline.models.quality.monitor import PerformanceConfig, PerformanceMonitor
@@ -26,11 +27,13 @@ class PartitionState:
     number of models; the worker gives each model its own."""
 
     def __init__(self, windows: PartitionWindows, monitor: Monitor,
-                 performance: PerformanceMonitor, service: ServiceMonitor) -> None:
+                 performance: PerformanceMonitor, service: ServiceMonitor,
+                 data_quality: DataQualityMonitor) -> None:
         self.windows = windows
         self.monitor = monitor
         self.performance = performance
         self.service = service
+        self.data_quality = data_quality
 
     @classmethod
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
@@ -39,7 +42,8 @@ class PartitionState:
         return cls(PartitionWindows(window_config, references),
                    Monitor(monitor_config, rules, references),
                    PerformanceMonitor(performance_config or PerformanceConfig(), rules),
-                   ServiceMonitor(_service_config(window_config, monitor_config), rules))
+                   ServiceMonitor(_service_config(window_config, monitor_config), rules),
+                   DataQualityMonitor(rules))
 
     @classmethod
     def from_bytes(cls, data: bytes, window_config: WindowConfig,
@@ -55,8 +59,11 @@ class PartitionState:
         service = ServiceMonitor(_service_config(window_config, monitor_config), rules)
         if "service" in state:
             service.load_state(state["service"])
+        data_quality = DataQualityMonitor(rules)
+        if "data_quality" in state:
+            data_quality.load_state(state["data_quality"])
         return cls(PartitionWindows.from_state(window_config, state["windows"], references),
-                   monitor, performance, service)
+                   monitor, performance, service, data_quality)
 
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]
               ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult]:
@@ -75,6 +82,11 @@ class PartitionState:
             service_rows, alerts = self.service.observe(rows)
             health.service += service_rows
             health.alerts += alerts
+            # The window's rows are of one version; checked against what drift used.
+            quality_rows, alerts = self.data_quality.observe(
+                rows, self.monitor.judged_against(rows[0].model, rows[0].version))
+            health.data_quality += quality_rows
+            health.alerts += alerts
 
         self.windows.on_closed = closed
         try:
@@ -88,7 +100,8 @@ class PartitionState:
         return state_codec.encode({"windows": self.windows.to_state(),
                                    "monitor": self.monitor.to_state(),
                                    "performance": self.performance.to_state(),
-                                   "service": self.service.to_state()})
+                                   "service": self.service.to_state(),
+                                   "data_quality": self.data_quality.to_state()})
 
 
 class PartitionModels:

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from driftline.models.alerting.alerts import Alert
+from driftline.models.data_quality.monitor import DataQualityRow
 from driftline.models.drift.monitor import DriftScoreRow
 from driftline.models.drift.reference import ReferenceProfile
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
@@ -61,16 +62,18 @@ class SinkBatch:
     #: changed.
     performance: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
+    data_quality: list[DataQualityRow] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.windows or self.late or self.dead_letters or self.scores
-                    or self.alerts or self.references or self.performance or self.service)
+                    or self.alerts or self.references or self.performance or self.service
+                    or self.data_quality)
 
 
 _WINDOW_COLUMNS = [
     "model", "model_version", "feature", "kind", "window_start", "window_end", "count",
-    "missing_count", "mean", "variance", "min", "max", *quantile_columns(), "bin_edges",
-    "bin_counts", "fine_bin_edges", "fine_bin_counts", "categories", "category_counts",
+    "missing_count", "invalid_count", "mean", "variance", "min", "max", *quantile_columns(),
+    "bin_edges", "bin_counts", "fine_bin_edges", "fine_bin_counts", "categories", "category_counts",
     "other_count", "revision",
 ]
 _SCORE_COLUMNS = [
@@ -82,6 +85,11 @@ _SERVICE_COLUMNS = [
     "model", "model_version", "window_start", "window_end", "requests", "throughput_per_s",
     "latency_count", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
     "latency_max_ms", "status_counts", "errors", "error_rate", "revision",
+]
+_DATA_QUALITY_COLUMNS = [
+    "model", "model_version", "feature", "window_start", "window_end", "check", "value",
+    "observed", "expected", "events", "affected", "threshold", "verdict", "reference_source",
+    "reference_id", "revision",
 ]
 _ALERT_COLUMNS = [
     "id", "dedup_key", "state", "severity", "model", "model_version", "feature", "metric",
@@ -163,6 +171,12 @@ class ClickHouseSink:
                 *([getattr(r, "version" if name == "model_version" else name) for r in service]
                   for name in _SERVICE_COLUMNS[:-1]),
                 list(write_versions(len(service)))])
+        if batch.data_quality:
+            checks = batch.data_quality
+            await self._insert("data_quality", _DATA_QUALITY_COLUMNS, [
+                *([getattr(r, "version" if name == "model_version" else name) for r in checks]
+                  for name in _DATA_QUALITY_COLUMNS[:-1]),
+                list(write_versions(len(checks)))])
         if batch.performance:
             await self.client.insert("performance", batch.performance,
                                      column_names=PERFORMANCE_COLUMNS,
@@ -190,6 +204,7 @@ def _window_columns(rows: list[FeatureWindowRow], versions: range) -> list[list[
         [r.model for r in rows], [r.version for r in rows], [r.feature for r in rows],
         [r.kind for r in rows], [r.window_start for r in rows], [r.window_end for r in rows],
         [r.count for r in rows], [r.missing_count for r in rows],
+        [r.invalid_count for r in rows],
         [_nullable(r.mean) for r in rows], [_nullable(r.variance) for r in rows],
         [_nullable(r.min) for r in rows], [_nullable(r.max) for r in rows], *quantiles,
         [list(r.bin_edges) for r in rows], [list(r.bin_counts) for r in rows],

@@ -55,8 +55,9 @@ CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
     kind Enum8('numeric' = 1, 'categorical' = 2) COMMENT 'numeric or categorical',
     window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (inclusive)',
     window_end DateTime64(3, 'UTC') COMMENT 'event-time window end (exclusive)',
-    count UInt64 COMMENT 'events in the window, missing values included',
+    count UInt64 COMMENT 'events in the window, missing and invalid values included',
     missing_count UInt64 COMMENT 'events whose value was null or absent',
+    invalid_count UInt64 DEFAULT 0 COMMENT 'values dropped for their type (a string in numbers...)',
     mean Nullable(Float64) COMMENT 'mean of non-missing values (numeric)',
     variance Nullable(Float64) COMMENT 'population variance (ddof=0) of non-missing values',
     min Nullable(Float64) COMMENT 'smallest non-missing value',
@@ -338,9 +339,36 @@ ORDER BY (model, model_version, window_start)
 COMMENT 'The serving service per model version and window: throughput, latency, errors'
 """
 
+DATA_QUALITY = """
+CREATE TABLE IF NOT EXISTS {db}.data_quality
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    feature LowCardinality(String) COMMENT 'feature name (output.*, service.*: outputs, service)',
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    check LowCardinality(String) COMMENT 'the check (see the README): invalid_share, absent, ...',
+    value Float64 COMMENT 'what the rules judge: observed, or observed - expected (increases)',
+    observed Float64 COMMENT 'affected / events',
+    expected Nullable(Float64) COMMENT 'the reference share (missing, out of range)',
+    events UInt64 COMMENT 'window events, or values present (range): add with sum',
+    affected UInt64 COMMENT 'of those, with the problem: sum(affected) / sum(events) any range',
+    threshold Nullable(Float64) COMMENT 'the bound crossed (the lowest when ok)',
+    verdict Enum8('ok' = 1, 'warning' = 2, 'critical' = 3, 'not_evaluated' = 4)
+        COMMENT 'the rules verdict',
+    reference_source LowCardinality(String) COMMENT 'training or baseline; empty without one',
+    reference_id String COMMENT 'profile_id of the reference compared with',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, feature, window_start, check)
+COMMENT 'Data quality per feature and window: invalid, missing, out of range, absent, unexpected'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
-          GPU_WINDOWS, HOST_WINDOWS)
+          DATA_QUALITY, GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.
@@ -350,6 +378,8 @@ ADDED_COLUMNS = (
     ("labeled_predictions", "expired UInt8 DEFAULT 0 AFTER revision"),
     ("waiting_labels", "label_revision UInt64 DEFAULT revision AFTER written_at"),
     ("labeled_predictions", "label_revision UInt64 DEFAULT revision AFTER expired"),
+    ("feature_windows", "invalid_count UInt64 DEFAULT 0 COMMENT 'values dropped for their type "
+                        "(a string in numbers...)' AFTER missing_count"),
 )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from driftline.models.alerting.fdr import bh_adjusted
@@ -247,13 +247,15 @@ _METRIC_RANK = {"psi": 0, "js": 1, "wasserstein_std": 2, "unseen_share": 3, "ks"
                 "coverage": 1}
 
 
-def worst_per_feature(evaluation: Evaluation) -> Evaluation:
+def worst_per_feature(evaluation: Evaluation,
+                      prefer: Mapping[str, str] | None = None) -> Evaluation:
     """One verdict per feature: its worst finding, keyed by the feature alone.
 
     One shifted feature makes PSI, JS, Wasserstein and KS bad together; users want one
     incident for it, not four. The finding kept is the most severe (then by metric name,
     then the most readable metric: PSI, JS, ...); the feature is good only when every
-    metric is.
+    metric is. ``prefer`` (feature -> metric): for a good feature, the finding of that
+    metric if it has one (the metric its incident opened on, so a resolve names it).
 
     >>> scores = [Score("m", "1", "amount", metric, v, None, 5000, 800)
     ...           for metric, v in [("psi", 0.3), ("js", 0.12), ("wasserstein_std", 0.1)]]
@@ -265,9 +267,18 @@ def worst_per_feature(evaluation: Evaluation) -> Evaluation:
     by_feature: dict[str, list[Finding]] = {}
     for finding in evaluation.findings:
         by_feature.setdefault(finding.feature, []).append(finding)
-    worst = [dataclasses.replace(min(group, key=_badness), per_metric=False,
+    prefer = prefer or {}
+
+    def kept(feature: str, group: list[Finding]) -> Finding:
+        worst = min(group, key=_badness)
+        if worst.bad or feature not in prefer:
+            return worst
+        # A good window of a feature with an incident: say so in the incident's own metric.
+        return next((f for f in group if f.metric == prefer[feature]), worst)
+
+    worst = [dataclasses.replace(kept(feature, group), per_metric=False,
                                  opens_at_once=any(f.bad and f.opens_at_once for f in group))
-             for _, group in sorted(by_feature.items())]
+             for feature, group in sorted(by_feature.items())]
     return dataclasses.replace(evaluation, findings=tuple(worst))
 
 

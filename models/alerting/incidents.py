@@ -118,6 +118,13 @@ class IncidentTracker:
         return {key: inc.phase for v in self._versions.values()
                 for key, inc in sorted(v.incidents.items())}
 
+    def incident_metrics(self, model: str, version: str) -> dict[str, str]:
+        """Feature -> the metric that started its incident, for the version's incidents in
+        any phase."""
+        version_state = self._versions.get((model, version))
+        return {} if version_state is None else {
+            i.feature: i.metric for i in version_state.incidents.values()}
+
     def update(self, evaluation: Evaluation) -> list[Alert]:
         """Apply one window; the alerts it causes, ordered by dedup key."""
         name = (evaluation.model, evaluation.version)
@@ -204,7 +211,8 @@ class IncidentTracker:
         if state == "escalated":
             return (f"{head}escalated to critical ({finding.reason}); bad in "
                     f"{_windows(incident.bad_windows)} since {when}")
-        verb = {"drift": "drifted", "performance": "degraded", "service": "degraded"}.get(
+        verb = {"drift": "drifted", "performance": "degraded", "service": "degraded",
+                "data_quality": "failed a data-quality check"}.get(
             incident.category, "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 

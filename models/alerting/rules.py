@@ -110,6 +110,18 @@ DEFAULTS: Mapping[str, Any] = {
            for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")},
         "error_rate": {"direction": "above", "warn": 0.02, "critical": 0.1,
                        "category": "service"},
+        # Data quality per feature and window (models/data_quality/checks.py), against the
+        # reference drift is judged against. Healthy traffic has no invalid values, keeps its
+        # missing share within a few points of the reference's, and leaves its range about
+        # 2 / (n + 1) of the time for a reference of n values.
+        "invalid_share": {"direction": "above", "warn": 0.001, "critical": 0.05,
+                          "category": "data_quality"},
+        "missing_increase": {"direction": "above", "warn": 0.05, "critical": 0.2,
+                             "category": "data_quality"},
+        "out_of_range_increase": {"direction": "above", "warn": 0.01, "critical": 0.1,
+                                  "category": "data_quality"},
+        "absent": {"direction": "above", "critical": 1.0, "category": "data_quality"},
+        "unexpected": {"direction": "above", "warn": 1.0, "category": "data_quality"},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",

@@ -35,6 +35,7 @@ from driftline.models.alerting.evaluation import (
 )
 from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.monitor import DataQualityRow
 from driftline.models.drift.baseline import baseline_profile
 from driftline.models.drift.detector_watch import DetectorWatch
 from driftline.models.drift.reference import (
@@ -102,12 +103,15 @@ class MonitorResult:
     baselines: list[ReferenceProfile] = dataclasses.field(default_factory=list)
     #: Service rows of the closed windows (see driftline.models.telemetry.service_monitor).
     service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
+    #: Data-quality checks of the closed windows (see driftline.models.data_quality).
+    data_quality: list[DataQualityRow] = dataclasses.field(default_factory=list)
 
     def extend(self, other: MonitorResult) -> None:
         self.scores += other.scores
         self.alerts += other.alerts
         self.baselines += other.baselines
         self.service += other.service
+        self.data_quality += other.data_quality
 
 
 class _Version:
@@ -177,6 +181,11 @@ class Monitor:
             result.scores += [_row(score, drift, findings.get((score.feature, score.metric)),
                                    start, end, reference) for score, drift in scored]
         self._remember(model, version, state, window, result)
+
+    def judged_against(self, model: str, version: str) -> ReferenceProfile | None:
+        """The reference the version's latest window was judged against, if any."""
+        state = self._versions.get((model, version))
+        return None if state is None else state.current
 
     def _baseline(self, state: _Version) -> ReferenceProfile | None:
         if self.config.baseline_mode == "fixed":

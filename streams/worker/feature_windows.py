@@ -244,7 +244,7 @@ class FeatureWindowProcessor:
         models.applied_offset = max(models.applied_offset, fresh[-1].message.offset)
         batch.scores, batch.alerts, batch.references = (health.scores, health.alerts,
                                                         health.baselines)
-        batch.service = health.service
+        batch.service, batch.data_quality = health.service, health.data_quality
         if self.joiner is not None and self.settings.label_join:
             touched |= await self._judge(models, labelled, batch)
         await self._make_durable(partition, models, touched, batch)

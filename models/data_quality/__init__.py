@@ -1,0 +1,1 @@
+"""Data quality per feature and window: invalid, missing, out of range, absent, unexpected."""

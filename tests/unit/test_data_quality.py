@@ -1,0 +1,159 @@
+"""Data quality, from the wire to incidents, without servers: each problem injected into
+healthy traffic opens one incident of its kind and resolves when it stops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.checks import window_checks
+from driftline.models.drift.monitor import MonitorConfig
+from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.drift.reference_build import build_profile
+from driftline.models.events.wire import EventBlock, decode
+from driftline.models.partition import PartitionState
+from driftline.models.windows.feature_windows import FeatureWindowRow, WindowConfig
+
+W = 60_000
+T0 = 1_764_230_400_000
+N = 1000
+Corrupt = Callable[[dict[str, list[Any]], np.random.Generator], None]
+
+
+def reference(seed: int = 1) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, 50_000)
+    x[rng.random(x.size) < 0.05] = np.nan  # 5 % missing is normal for x
+    c = rng.choice(np.array(["a", "b", "c"]), 50_000)
+    return build_profile("m", "v1", {"x": x, "c": c}, created_at_ms=T0)
+
+
+def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None) -> bytes:
+    x = rng.normal(0.0, 1.0, N)
+    features: dict[str, list[Any]] = {
+        "x": [None if m else v for v, m in zip(x.tolist(), rng.random(N) < 0.05, strict=True)],
+        "c": rng.choice(np.array(["a", "b", "c"]), N).tolist()}
+    if corrupt is not None:
+        corrupt(features, rng)
+    times = (T0 + i * W + np.sort(rng.integers(0, W, N))).tolist()
+    return orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",
+                         "request_id": [f"r{i}-{j}" for j in range(N)], "event_time": times,
+                         "features": features, "score": rng.random(N).tolist()})
+
+
+def run(corrupt: Corrupt | None, bad_windows: range = range(0), windows: int = 16,
+        ref: ReferenceProfile | None = None, seed: int = 0
+        ) -> tuple[list[tuple[int, str, str, str]], list[Any]]:
+    """Alerts (window, state, dedup key, metric) and data-quality rows of a stream whose
+    windows in ``bad_windows`` are corrupted."""
+    rng = np.random.default_rng(seed)
+    state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                               MonitorConfig(), RulesConfig.default(),
+                               references=(lambda m, v: ref) if ref is not None else None)
+    alerts, rows = [], []
+    for i in range(windows):
+        block = decode(b"m", envelope(i, rng, corrupt if i in bad_windows else None))
+        state.windows.settle_kinds(block)
+        _, _, health = state.apply([(2 * i, block), (2 * i + 1, EventBlock(
+            "watermark", "m", "", [T0 + (i + 1) * W]))])
+        alerts += [(i, a.state, a.dedup_key, a.metric) for a in health.alerts
+                   if a.dedup_key.startswith("data_quality:")]
+        rows += health.data_quality
+    return alerts, rows
+
+
+def strings_in_x(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+    for j in rng.choice(N, 20, replace=False):
+        features["x"][j] = "n/a"
+
+
+def x_goes_missing(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+    features["x"] = [None if rng.random() < 0.3 else v for v in features["x"]]
+
+
+def sentinels_in_x(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+    for j in rng.choice(N, 50, replace=False):
+        features["x"][j] = -999.0
+
+
+def c_stops(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+    del features["c"]
+
+
+def z_appears(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+    features["z"] = rng.random(N).tolist()
+
+
+@pytest.mark.parametrize("baseline", [False, True], ids=["training", "baseline"])
+def test_healthy_traffic_opens_nothing(baseline: bool) -> None:
+    alerts, rows = run(None, windows=30, ref=None if baseline else reference(), seed=3)
+    assert alerts == []
+    assert {r.verdict for r in rows} <= {"ok", "not_evaluated"}
+    assert {r.check for r in rows} == ({"invalid_share", "missing_increase", "absent",
+                                        "out_of_range_increase"})
+
+
+@pytest.mark.parametrize(("corrupt", "key", "metric"), [
+    (strings_in_x, "data_quality:m:v1:x", "invalid_share"),
+    (x_goes_missing, "data_quality:m:v1:x", "missing_increase"),
+    (sentinels_in_x, "data_quality:m:v1:x", "out_of_range_increase"),
+    (c_stops, "data_quality:m:v1:c", "absent"),
+    (z_appears, "data_quality:m:v1:z", "unexpected"),
+])
+@pytest.mark.parametrize("baseline", [False, True], ids=["training", "baseline"])
+def test_each_problem_opens_one_incident_of_its_kind_and_resolves(
+        corrupt: Corrupt, key: str, metric: str, baseline: bool) -> None:
+    alerts, _ = run(corrupt, bad_windows=range(8, 12), windows=22,
+                    ref=None if baseline else reference())
+    assert [(s, k, m) for _, s, k, m in alerts] == [("open", key, metric),
+                                                    ("resolved", key, metric)]
+    (opened, _), (resolved, _) = [(i, s) for i, s, *_ in alerts]
+    assert opened == 9  # the second bad window in a row
+    assert resolved == 14  # the third good window after the last bad one
+
+
+def test_invalid_values_keep_their_envelope_and_are_counted_exactly() -> None:
+    _, rows = run(strings_in_x, bad_windows=range(3, 4), windows=5, ref=reference())
+    invalid = {(r.window_start - T0) // W: (r.affected, r.events) for r in rows
+               if r.feature == "x" and r.check == "invalid_share"}
+    assert invalid == {0: (0, N), 1: (0, N), 2: (0, N), 3: (20, N), 4: (0, N)}
+
+
+def test_checks_match_their_definitions() -> None:
+    """Each check against numpy on the values themselves."""
+    ref = reference()
+    rng = np.random.default_rng(7)
+    raw = rng.normal(0.5, 1.5, N)
+    x: list[Any] = raw.tolist()
+    for j in range(0, 100):
+        x[j] = None
+    for j in range(100, 110):
+        x[j] = "bad"
+    times = (T0 + np.sort(rng.integers(0, W, N))).tolist()
+    doc = {"type": "prediction_batch", "model": "m", "version": "v1",
+           "request_id": [f"r{j}" for j in range(N)], "event_time": times,
+           "features": {"x": x, "z": ["q"] * N}}
+    state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                               MonitorConfig(), RulesConfig.default(), lambda m, v: ref)
+    block = decode(b"m", orjson.dumps(doc))
+    state.windows.settle_kinds(block)
+    state.windows.apply([(0, block), (1, EventBlock("watermark", "m", "", [T0 + W]))])
+    window: list[FeatureWindowRow] = state.windows.close_ready()
+    checks = {(c.feature, c.check): c for c in window_checks(window, ref)}
+    present = raw[110:]
+    x_ref = ref.features["x"]
+    lo, hi = x_ref.fine_edges[0], x_ref.fine_edges[-1]  # type: ignore[union-attr]
+    outside = int(((present < lo) | (present >= hi)).sum())
+    expected_missing = x_ref.missing_count / x_ref.count
+    assert checks[("x", "invalid_share")].value == 10 / N
+    assert checks[("x", "missing_increase")].value == pytest.approx(100 / N - expected_missing)
+    assert checks[("x", "out_of_range_increase")].affected == outside
+    assert checks[("x", "out_of_range_increase")].value == pytest.approx(outside / present.size)
+    assert checks[("c", "absent")].value == 1.0 and checks[("x", "absent")].value == 0.0
+    assert checks[("z", "unexpected")].value == 1.0
+    assert ("z", "missing_increase") not in checks  # nothing to compare it with
