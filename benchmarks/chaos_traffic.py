@@ -365,9 +365,11 @@ def _poison(plan: TrafficPlan, t0: int, duration: int, pace: float, expected: Ex
                                              "request_id": rid, "event_time": t,
                                              "label": pad})),
             ("telemetry", b"h1", _big({**sample, "host": "h1"})),
+            # (A value of the wrong type is not poison: it is counted as invalid and its
+            # message kept; a features field that is not an object cannot be read.)
             ("predictions", b"m1", orjson.dumps(
                 {"type": "prediction", "model": "m1", "version": "v1", "request_id": "nan",
-                 "event_time": t, "features": {"f0": "NaN-as-text", "f1": [1]}})),
+                 "event_time": t, "features": ["f0", "NaN-as-text"]})),
         ]
     out = []
     for i, (role, key, value) in enumerate(bad):

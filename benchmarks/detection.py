@@ -1,9 +1,9 @@
 """Detection delay and false alarms of driftline's default rules, next to two references.
 
 Seeded synthetic streams with a known change point go through driftline's real code path,
-in-process: :class:`~driftline.models.windows.feature_windows.PartitionWindows` (one-minute
-event-time windows, closed by a watermark) -> :class:`~driftline.models.drift.monitor.Monitor` with
-``RulesConfig.default()``. Four detectors watch the same events in the same run:
+in-process: :class:`~driftline.models.partition.PartitionState` (one-minute event-time
+windows, closed by a watermark, judged for drift and for data quality with
+``RulesConfig.default()``). Four detectors watch the same events in the same run:
 
 * ``driftline (training ref)``: windows binned on, and scored against, a reference built
   with :func:`~driftline.models.drift.reference_build.build_profile` from 50,000 pre-change values;
@@ -31,7 +31,8 @@ Definitions (also printed and written to the JSON):
   or flag for the shifted feature at or after the change) - (index of the first window
   containing the change) + 1: catching it at the first changed window is 1. "missed" when
   nothing fires by the end of the stream. driftline's alert is an incident ``open``.
-* false alarm = a driftline ``open`` or a baseline detector's flag for a feature of a
+* false alarm = a driftline ``open`` (drift or data quality) or a baseline detector's flag
+  for a feature of a
   stationary stream, or for the shifted feature before the change point. The rate is per
   1,000 feature-windows judged: windows a detector could have fired on (driftline: the
   feature had a judged score, i.e. past ``min_windows`` and the baseline windows; the
@@ -69,11 +70,12 @@ from rich.table import Table
 from river.drift import ADWIN
 
 from driftline.models.alerting.rules import RulesConfig
-from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
+from driftline.models.drift.monitor import MonitorConfig, MonitorResult
 from driftline.models.drift.reference import CategoricalReference, ReferenceProfile
 from driftline.models.drift.reference_build import build_profile
 from driftline.models.events.wire import EventBlock
-from driftline.models.windows.feature_windows import PartitionWindows, WindowConfig
+from driftline.models.partition import PartitionState
+from driftline.models.windows.feature_windows import WindowConfig
 
 MODEL, VERSION = "bench", "v1"
 WINDOW_MS = 60_000
@@ -202,21 +204,20 @@ STATIONARY: dict[str, tuple[Kind, Sampler]] = {
 
 # -- driftline and the references, fed the same windows --------------------------------
 class Pipeline:
-    """One partition's windows and monitor, as a worker runs them (no servers)."""
+    """One partition's model state (windows, drift, data quality), as a worker runs it (no
+    servers)."""
 
     def __init__(self, references: Callable[[str, str], ReferenceProfile] | None) -> None:
-        self.windows = PartitionWindows(WindowConfig(window_ms=WINDOW_MS, allowed_lateness_ms=0),
-                                        references)
-        self.monitor = Monitor(MonitorConfig(baseline_windows=BASELINE_WINDOWS,
-                                             baseline_mode="fixed"),
-                               RulesConfig.default(), references)
+        self.state = PartitionState.new(
+            WindowConfig(window_ms=WINDOW_MS, allowed_lateness_ms=0),
+            MonitorConfig(baseline_windows=BASELINE_WINDOWS, baseline_mode="fixed"),
+            RulesConfig.default(), references)
 
     def observe(self, index: int, block: EventBlock) -> MonitorResult:
-        self.windows.settle_kinds(block)
-        self.windows.apply([(2 * index, block)])
+        self.state.windows.settle_kinds(block)
         watermark = EventBlock("watermark", MODEL, "", [T0 + (index + 1) * WINDOW_MS])
-        self.windows.apply([(2 * index + 1, watermark)])
-        return self.monitor.observe(self.windows.close_ready())
+        _, _, health = self.state.apply([(2 * index, block), (2 * index + 1, watermark)])
+        return health
 
 
 @dataclasses.dataclass
