@@ -118,7 +118,9 @@ DEFAULTS: Mapping[str, Any] = {
                           "category": "data_quality"},
         "missing_increase": {"direction": "above", "warn": 0.05, "critical": 0.2,
                              "category": "data_quality"},
-        "out_of_range_increase": {"direction": "above", "warn": 0.01, "critical": 0.1,
+        # A shift that drift already flags pushes a few % past the range (the demo's: 1-2 %);
+        # a sentinel or a unit change pushes more.
+        "out_of_range_increase": {"direction": "above", "warn": 0.05, "critical": 0.2,
                                   "category": "data_quality"},
         "absent": {"direction": "above", "critical": 1.0, "category": "data_quality"},
         "unexpected": {"direction": "above", "warn": 1.0, "category": "data_quality"},

@@ -5,7 +5,9 @@ Most predictions get a label later, as in production: after a delay of seconds t
 of event time (log-normal; the churn model's labels come slower), some never. Labels are
 published when their event time comes, interleaved with newer predictions. During the
 shift fraud-detector v2's predictions also get worse: its labels stop following its score.
-Later the churn model's service slows down (3x latency, some timeouts) for a while.
+Later the churn model's service slows down (3x latency, some timeouts) for a while, and
+its feature store with it: ``account_days`` comes back empty for 40 % of its requests (a
+data-quality incident: missing far more often than in its baseline).
 
 Event time is simulated: ``windows`` windows of event time are replayed as fast as the
 publisher takes them (or at ``events_per_second``), so a run of seconds fills many windows.
@@ -142,6 +144,8 @@ class _WindowTraffic:
         stragglers = rng.random(n) < straggler_share
         self.event_time = np.where(stragglers, self.send_at - 2 * window_ms, self.send_at)
         self.features = features_for(spec, n, shifted, rng)
+        if slow:  # the feature store times out too: account_days goes missing
+            self.features["account_days"][rng.random(n) < 0.4] = np.nan
         self.scores = rng.beta(2.0, 5.0 if not shifted else 3.0, n)
         self.latency = rng.gamma(4.0, 5.0, n) * (3.0 if slow else 1.0)
         self.status = np.where(rng.random(n) < (0.04 if slow else 0.003), "timeout", "ok")

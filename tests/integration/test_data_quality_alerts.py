@@ -50,7 +50,7 @@ def envelope(w: int, rng: np.random.Generator) -> dict[str, Any]:
     if w in BAD:
         for j in range(0, N, 50):  # 20 strings in the numeric x
             features["x"][j] = "n/a"
-        for j in range(1, N, 20):  # 50 sentinels in y
+        for j in range(1, N, 10):  # 100 sentinels in y
             features["y"][j] = -999.0
         features["w"] = [None if j % 3 == 0 else v for j, v in enumerate(features["w"])]
         del features["c"]  # c stopped arriving

@@ -77,7 +77,7 @@ def x_goes_missing(features: dict[str, list[Any]], rng: np.random.Generator) -> 
 
 
 def sentinels_in_x(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
-    for j in rng.choice(N, 50, replace=False):
+    for j in rng.choice(N, 100, replace=False):
         features["x"][j] = -999.0
 
 
