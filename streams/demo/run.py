@@ -221,6 +221,14 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
          f"ORDER BY window_start"),
         ("The model, its service and its GPU side by side: churn-predictor's slow spell",
          side_by_side_sql(database, "churn-predictor", since)),
+        ("Data quality: churn-predictor's account_days goes missing in the slow spell",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window, feature, check,\n"
+         f"       round(observed, 3) AS observed, round(expected, 3) AS expected,\n"
+         f"       affected, events, verdict\n"
+         f"FROM {database}.data_quality FINAL\n"
+         f"WHERE model = 'churn-predictor' AND check = 'missing_increase'\n"
+         f"  AND feature = 'account_days' AND window_start >= '{since}'\n"
+         f"ORDER BY window_start"),
         ("Late events and dead letters: counted, never silently dropped",
          f"SELECT (SELECT sum(late_events) FROM {database}.late_events FINAL) AS late_events,\n"
          f"       (SELECT count() FROM {database}.dead_letters FINAL) AS dead_letters"),
@@ -262,7 +270,8 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters, drift_scores, alerts, references, performance, "
-                  f"labeled_predictions, service_windows, gpu_windows, host_windows. They "
+                  f"labeled_predictions, service_windows, data_quality, gpu_windows, "
+                  f"host_windows. They "
                   f"stay until the next `driftline demo` starts afresh; `driftline embedded` "
                   f"serves them again for your own queries.\n")
     for title, sql in example_queries(database, plan.start_ms or 0):
