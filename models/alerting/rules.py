@@ -124,6 +124,19 @@ DEFAULTS: Mapping[str, Any] = {
                                   "category": "data_quality"},
         "absent": {"direction": "above", "critical": 1.0, "category": "data_quality"},
         "unexpected": {"direction": "above", "warn": 1.0, "category": "data_quality"},
+        # Timeliness per version and window: delays are yours to bound (a backfill or a
+        # replay has event times from long ago); late arrivals are not normal.
+        **{f"{what}_{level}_seconds": {"direction": "above", "enabled": False,
+                                       "category": "data_quality"}
+           for what in ("event_delay", "processing_delay") for level in ("p50", "p95", "max")},
+        "late_share": {"direction": "above", "warn": 0.05, "critical": 0.2,
+                       "category": "data_quality"},
+        # Volume against the mean of the version's previous 5 windows: a sudden drop to
+        # half (or a fifth), a sudden tripling (or tenfold). Daily cycles move slower.
+        "volume_drop": {"direction": "above", "warn": 0.5, "critical": 0.8,
+                        "category": "data_quality"},
+        "volume_spike": {"direction": "above", "warn": 3.0, "critical": 10.0,
+                         "category": "data_quality"},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",

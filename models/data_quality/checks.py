@@ -30,6 +30,15 @@ returns one :class:`Check` per feature and check:
 
 The model's outputs (``output.*``) are checked like features; the service's own measures
 (``service.*``) only for invalid values (their health is the service monitor's).
+
+Per version and window, under the pseudo-feature ``(timeliness)`` (:func:`timeliness_checks`):
+``event_delay_{p50,p95,max}_seconds`` (broker time - event time: how long events took to
+reach Kafka), ``processing_delay_{p50,p95,max}_seconds`` (read time - broker time: how long
+they waited for the worker; the wall clock, so a replay measures its own) and
+``late_share`` (events of the version that arrived after their own window had closed, since
+its previous window closed, over those and this window's events). Under ``(volume)``
+(:func:`volume_checks`): ``volume_drop`` (1 - this window's events over the mean of the
+version's previous windows) and ``volume_spike`` (that ratio itself).
 """
 
 from __future__ import annotations
@@ -41,9 +50,15 @@ from driftline.models.drift.reference import NumericReference, ReferenceProfile
 from driftline.models.events.wire import OUTPUT, SERVICE
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["CHECKS", "Check", "window_checks"]
+__all__ = ["CHECKS", "TIMELINESS", "VOLUME", "Check", "timeliness_checks", "volume_checks",
+           "window_checks"]
 
 CHECKS = ("invalid_share", "missing_increase", "out_of_range_increase", "absent", "unexpected")
+#: The pseudo-features of a version's own checks: parentheses keep them apart from any
+#: feature a model sends.
+TIMELINESS = "(timeliness)"
+VOLUME = "(volume)"
+_DELAY_LEVELS = ("p50", "p95", "max")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,3 +140,32 @@ def _absent(feature: str, present: int, events: int, expected_missing: float) ->
     value = 1.0 if present == 0 else 0.0
     return Check(feature, "absent", value, value, 0.0, events, events if value else 0,
                  expected_values)
+
+
+def timeliness_checks(window: Sequence[FeatureWindowRow]) -> list[Check]:
+    """Delays and the late share of one closed window (all rows of one version)."""
+    if not window:
+        return []
+    first = window[0]
+    events = max(row.window_events or row.count for row in window)
+    checks = [Check(TIMELINESS, f"{what}_{level}_seconds", ms / 1000, ms / 1000, None, events,
+                    0, events)
+              for what, summary in (("event_delay", first.event_delay_ms),
+                                    ("processing_delay", first.processing_delay_ms))
+              for level, ms in zip(_DELAY_LEVELS, summary, strict=False)]
+    arrived = events + first.late_arrivals
+    share = first.late_arrivals / arrived if arrived else 0.0
+    checks.append(Check(TIMELINESS, "late_share", share, share, None, arrived,
+                        first.late_arrivals, arrived))
+    return checks
+
+
+def volume_checks(events: int, previous: Sequence[int]) -> list[Check]:
+    """This window's events against the mean of the version's previous windows (none
+    until there are some); ``n`` is that mean, so a quiet version is not judged."""
+    if not previous:
+        return []
+    mean = sum(previous) / len(previous)
+    ratio = events / mean if mean else 0.0
+    return [Check(VOLUME, "volume_drop", 1.0 - ratio, ratio, 1.0, events, 0, round(mean)),
+            Check(VOLUME, "volume_spike", ratio, ratio, 1.0, events, 0, round(mean))]

@@ -17,7 +17,12 @@ from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.evaluation import Finding, Score, evaluate_window, worst_per_feature
 from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
-from driftline.models.data_quality.checks import Check, window_checks
+from driftline.models.data_quality.checks import (
+    Check,
+    timeliness_checks,
+    volume_checks,
+    window_checks,
+)
 from driftline.models.drift.reference import ReferenceProfile
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
@@ -50,10 +55,13 @@ class DataQualityRow:
 class DataQualityMonitor:
     """Checks, judges and tracks data-quality incidents per model version."""
 
-    def __init__(self, rules: RulesConfig) -> None:
+    def __init__(self, rules: RulesConfig, volume_windows: int = 5) -> None:
         self.rules = rules
+        self.volume_windows = volume_windows
         self.incidents = IncidentTracker.from_settings(rules.incidents)
         self._windows_seen: dict[tuple[str, str], int] = {}
+        #: Events of each version's latest windows, oldest first (the volume baseline).
+        self._volumes: dict[tuple[str, str], list[int]] = {}
 
     def observe(self, window: Sequence[FeatureWindowRow],
                 reference: ReferenceProfile | None) -> tuple[list[DataQualityRow], list[Alert]]:
@@ -66,7 +74,12 @@ class DataQualityMonitor:
         seen = self._windows_seen[(model, version)] = self._windows_seen.get(
             (model, version), 0) + 1
         incidents = self.incidents.incident_metrics(model, version)
-        checks = window_checks(window, reference, incidents)
+        events = max(row.window_events or row.count for row in window)
+        volumes = self._volumes.setdefault((model, version), [])
+        checks = [*window_checks(window, reference, incidents), *timeliness_checks(window),
+                  *volume_checks(events, volumes)]
+        volumes.append(events)
+        del volumes[:-self.volume_windows]
         evaluation = evaluate_window(
             self.rules, model, version, start, end,
             [Score(model, version, c.feature, c.check, c.value, None,
@@ -83,11 +96,13 @@ class DataQualityMonitor:
 
     def to_state(self) -> dict[str, Any]:
         return {"incidents": self.incidents.to_dict(),
-                "windows_seen": [[m, v, n] for (m, v), n in sorted(self._windows_seen.items())]}
+                "windows_seen": [[m, v, n] for (m, v), n in sorted(self._windows_seen.items())],
+                "volumes": [[m, v, n] for (m, v), n in sorted(self._volumes.items())]}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
         self._windows_seen = {(m, v): n for m, v, n in state["windows_seen"]}
+        self._volumes = {(m, v): list(n) for m, v, n in state.get("volumes", [])}
 
 
 def _row(model: str, version: str, start: int, end: int, check: Check, finding: Finding | None,

@@ -102,6 +102,10 @@ class EventBlock:
     #: Per feature (outputs and service measures by their reserved names), the positions of
     #: the events whose value was dropped for its type; the feature's column holds None there.
     invalid: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    #: When the broker took the message (its record timestamp) and when the worker read it,
+    #: epoch ms; set by the worker, not the wire (None when unknown).
+    broker_time_ms: int | None = None
+    received_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.event_time)

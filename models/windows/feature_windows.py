@@ -48,6 +48,7 @@ from driftline.models.windows.feature_profiles import (
     ProfileConfig,
     ReferenceLookup,
 )
+from driftline.models.windows.sketch import QuantileSketch
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _ONE_KEPT = np.ones(1, dtype=np.bool_)
@@ -107,6 +108,13 @@ class FeatureWindowRow:
     #: Every event of the version's window, whether its message carried this feature or not
     #: (``count`` holds only those whose message did): the denominator of completeness.
     window_events: int = 0
+    #: Timeliness of the version's window (the same on each of its rows), in ms: p50, p95
+    #: and max of broker time - event time, and of read time - broker time, over its events
+    #: whose messages had them; and the events of the version that arrived too late for
+    #: their own window since the version's previous window closed.
+    event_delay_ms: tuple[float, ...] = ()
+    processing_delay_ms: tuple[float, ...] = ()
+    late_arrivals: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +131,7 @@ class LateEvents:
 class _Window:
     """Accumulators of one model × version × window; numeric ones wait for frozen edges."""
 
-    __slots__ = ("events", "features", "invalid", "pending")
+    __slots__ = ("event_delays", "events", "features", "invalid", "pending", "processing_delays")
 
     def __init__(self) -> None:
         self.features: dict[str, Accumulator] = {}
@@ -131,6 +139,8 @@ class _Window:
         self.pending: dict[str, list[npt.NDArray[np.float64]]] = {}
         self.events = 0
         self.invalid: dict[str, int] = {}
+        self.event_delays: QuantileSketch | None = None
+        self.processing_delays: QuantileSketch | None = None
 
 
 class PartitionWindows:
@@ -158,6 +168,8 @@ class PartitionWindows:
         self.profiles = FeatureProfiles(config.profiles, references)
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
+        # Late events per model × version since one of its windows last closed.
+        self._late_since: dict[tuple[str, str], int] = {}
         #: Called with each prediction message as it is applied, and with each window's
         #: rows the moment it closes: whoever watches them sees the same sequence however
         #: the messages were batched.
@@ -208,6 +220,7 @@ class PartitionWindows:
                 first = t - t % w
                 if first + w <= closed_through:
                     late.append(LateEvents(model, block.version, first, offset, 1))
+                    self._count_late(model, block.version, 1)
                     continue
                 self._advance(model, t)
                 keep = _ONE_KEPT
@@ -217,6 +230,7 @@ class PartitionWindows:
                 is_late = starts + w <= closed_through
                 if is_late.any():
                     late += self._late_rows(block, offset, starts[is_late])
+                    self._count_late(model, block.version, int(is_late.sum()))
                     if is_late.all():
                         continue
                 self._advance(model, int(times.max()))
@@ -233,6 +247,10 @@ class PartitionWindows:
                 oldest_open = self._oldest_open_windows()
         self._accumulate_groups(groups)
         return late
+
+    def _count_late(self, model: str, version: str, n: int) -> None:
+        key = (model, version)
+        self._late_since[key] = self._late_since.get(key, 0) + n
 
     def _advance(self, model: str, event_time: int) -> None:
         self.event_time[model] = max(self.event_time.get(model, event_time), event_time)
@@ -281,6 +299,8 @@ class PartitionWindows:
         for start, in_window in selections:
             self._windows[(model, version, int(start))].events += (
                 len(times) if isinstance(in_window, slice) else int(in_window.sum()))
+        if any(b.broker_time_ms is not None for b, _ in parts):
+            self._add_delays(model, version, parts, keep, times, selections)
         names = _feature_names(b for b, _ in parts)
         for name in names:
             if any(name in b.invalid for b, _ in parts):
@@ -314,6 +334,28 @@ class PartitionWindows:
             update_rows(accs, np.stack(rows))
         for name in names:
             self._maybe_freeze(model, version, name)
+
+    def _add_delays(self, model: str, version: str,
+                    parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
+                    keep: npt.NDArray[np.bool_], times: npt.NDArray[np.int64],
+                    selections: list[tuple[Any, Any]]) -> None:
+        nan = float("nan")
+        broker = np.concatenate([np.full(len(b), nan if b.broker_time_ms is None
+                                         else float(b.broker_time_ms)) for b, _ in parts])[keep]
+        read = np.concatenate([np.full(len(b), nan if b.received_ms is None
+                                       else float(b.received_ms)) for b, _ in parts])[keep]
+        event_delays, processing = broker - times, read - broker
+        for start, in_window in selections:
+            window = self._windows[(model, version, int(start))]
+            for name, delays in (("event_delays", event_delays[in_window]),
+                                 ("processing_delays", processing[in_window])):
+                delays = delays[~np.isnan(delays)]
+                if delays.size:
+                    sketch = getattr(window, name)
+                    if sketch is None:
+                        sketch = QuantileSketch(self.config.relative_accuracy)
+                        setattr(window, name, sketch)
+                    sketch.update(delays)
 
     def _count_invalid(self, model: str, version: str, name: str,
                        parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
@@ -384,7 +426,8 @@ class PartitionWindows:
             for name in list(window.pending):
                 self._maybe_freeze(model, version, name, force=True)
             del self._windows[(model, version, start)]
-            closed = [self._row(model, version, start, name, acc, window)
+            late = self._late_since.pop((model, version), 0)
+            closed = [self._row(model, version, start, name, acc, window, late)
                       for name, acc in sorted(window.features.items())]
             if closed and self.on_closed is not None:
                 self.on_closed(closed)
@@ -392,9 +435,11 @@ class PartitionWindows:
         self._closed += rows
 
     def _row(self, model: str, version: str, start: int, name: str,
-             acc: Accumulator, window: _Window) -> FeatureWindowRow:
+             acc: Accumulator, window: _Window, late: int) -> FeatureWindowRow:
         end = start + self.config.window_ms
         invalid = window.invalid.get(name, 0)
+        event_delay = _delay_summary(window.event_delays)
+        processing_delay = _delay_summary(window.processing_delays)
         if isinstance(acc, CategoricalAccumulator):
             cats, counts, other = acc.top_k(self.config.top_k_categories)
             nan = float("nan")
@@ -405,7 +450,9 @@ class PartitionWindows:
                 bin_counts=(), categories=tuple(cats),
                 category_counts=tuple(counts.tolist()), other_count=int(other),
                 tracked_counts=acc.category_counts, invalid_count=invalid,
-                window_events=window.events)
+                window_events=window.events,
+                event_delay_ms=event_delay, processing_delay_ms=processing_delay,
+                late_arrivals=late)
         s = acc.summary(QUANTILE_LEVELS)
         # tolist() makes Python floats and ints in one call, not one per element.
         return FeatureWindowRow(
@@ -418,7 +465,9 @@ class PartitionWindows:
             categories=(), category_counts=(), other_count=0,
             fine_bin_edges=tuple(acc.fine_edges.tolist()),
             fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else (),
-            invalid_count=invalid, window_events=window.events)
+            invalid_count=invalid, window_events=window.events,
+            event_delay_ms=event_delay, processing_delay_ms=processing_delay,
+            late_arrivals=late)
 
     # -- checkpoint ---------------------------------------------------------------
     @property
@@ -441,7 +490,10 @@ class PartitionWindows:
             "event_time": self.event_time,
             "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
-                         w.pending, w.events, w.invalid] for key, w in self._windows.items()],
+                         w.pending, w.events, w.invalid, _sketch_state(w.event_delays),
+                         _sketch_state(w.processing_delays)]
+                        for key, w in self._windows.items()],
+            "late_since": [[m, v, n] for (m, v), n in self._late_since.items()],
         }
 
     @classmethod
@@ -456,16 +508,36 @@ class PartitionWindows:
         self.applied_offset = state["applied_offset"]
         self.event_time = state["event_time"]
         self.profiles.load_state(state["profiles"])
+        self._late_since = {(m, v): n for m, v, n in state.get("late_since", [])}
         for model, version, start, features, pending, *counts in state["windows"]:
             window = _Window()
             if counts:  # states written before completeness was counted have none
                 window.events, window.invalid = counts[0], dict(counts[1])
+            if len(counts) > 2:  # ... and before timeliness
+                window.event_delays = _sketch(counts[2])
+                window.processing_delays = _sketch(counts[3])
             for name, (kind, acc_state) in features.items():
                 window.features[name] = _ACCUMULATORS[kind].from_state(acc_state)
             window.pending = {n: [np.asarray(p, np.float64) for p in parts]
                               for n, parts in pending.items()}
             self._windows[(model, version, start)] = window
         return self
+
+
+_DELAY_LEVELS = (0.5, 0.95, 1.0)
+
+
+def _delay_summary(sketch: QuantileSketch | None) -> tuple[float, ...]:
+    return () if sketch is None or not sketch.count else tuple(
+        sketch.quantiles(_DELAY_LEVELS).tolist())
+
+
+def _sketch_state(sketch: QuantileSketch | None) -> dict[str, Any] | None:
+    return None if sketch is None else sketch.to_state()
+
+
+def _sketch(state: dict[str, Any] | None) -> QuantileSketch | None:
+    return None if state is None else QuantileSketch.from_state(state)
 
 
 def _feature_names(blocks: Iterable[EventBlock]) -> list[str]:

@@ -311,11 +311,15 @@ class FeatureWindowProcessor:
     def _decode(self, models: PartitionModels, events: list[EventT[bytes]],
                 batch: SinkBatch) -> list[tuple[int, EventBlock]]:
         blocks: list[tuple[int, EventBlock]] = []
+        received_ms = int(time.time() * 1000)
         for event in events:
             message = event.message
             try:
                 block = decode(message.key, message.value, self.settings.max_message_bytes)
                 models.settle_kinds(block)
+                if message.timestamp and message.timestamp > 0:  # Faust: seconds, float
+                    block.broker_time_ms = round(message.timestamp * 1000)
+                    block.received_ms = received_ms
             except BadMessage as exc:
                 batch.dead_letters.append(DeadLetter(message.topic, message.partition,
                                                      message.offset, str(exc), message.key,

@@ -33,34 +33,41 @@ def reference(seed: int = 1) -> ReferenceProfile:
     return build_profile("m", "v1", {"x": x, "c": c}, created_at_ms=T0)
 
 
-def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None) -> bytes:
-    x = rng.normal(0.0, 1.0, N)
+def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None, n: int = N) -> bytes:
+    x = rng.normal(0.0, 1.0, n)
     features: dict[str, list[Any]] = {
-        "x": [None if m else v for v, m in zip(x.tolist(), rng.random(N) < 0.05, strict=True)],
-        "c": rng.choice(np.array(["a", "b", "c"]), N).tolist()}
+        "x": [None if m else v for v, m in zip(x.tolist(), rng.random(n) < 0.05, strict=True)],
+        "c": rng.choice(np.array(["a", "b", "c"]), n).tolist()}
     if corrupt is not None:
         corrupt(features, rng)
-    times = (T0 + i * W + np.sort(rng.integers(0, W, N))).tolist()
+    times = (T0 + i * W + np.sort(rng.integers(0, W, n))).tolist()
     return orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",
-                         "request_id": [f"r{i}-{j}" for j in range(N)], "event_time": times,
-                         "features": features, "score": rng.random(N).tolist()})
+                         "request_id": [f"r{i}-{j}" for j in range(n)], "event_time": times,
+                         "features": features, "score": rng.random(n).tolist()})
 
 
 def run(corrupt: Corrupt | None, bad_windows: range = range(0), windows: int = 16,
-        ref: ReferenceProfile | None = None, seed: int = 0
+        ref: ReferenceProfile | None = None, seed: int = 0, sizes: dict[int, int] | None = None,
+        late: dict[int, int] | None = None
         ) -> tuple[list[tuple[int, str, str, str]], list[Any]]:
     """Alerts (window, state, dedup key, metric) and data-quality rows of a stream whose
-    windows in ``bad_windows`` are corrupted."""
+    windows in ``bad_windows`` are corrupted, window i of ``sizes`` holding that many events
+    and, after window i of ``late``, that many events sent for the window before it."""
     rng = np.random.default_rng(seed)
     state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
                                MonitorConfig(), RulesConfig.default(),
                                references=(lambda m, v: ref) if ref is not None else None)
     alerts, rows = [], []
     for i in range(windows):
-        block = decode(b"m", envelope(i, rng, corrupt if i in bad_windows else None))
-        state.windows.settle_kinds(block)
-        _, _, health = state.apply([(2 * i, block), (2 * i + 1, EventBlock(
-            "watermark", "m", "", [T0 + (i + 1) * W]))])
+        block = decode(b"m", envelope(i, rng, corrupt if i in bad_windows else None,
+                                      (sizes or {}).get(i, N)))
+        blocks = [block]
+        if (late or {}).get(i):
+            blocks.append(decode(b"m", envelope(i - 2, rng, None, late[i])))
+        for b in blocks:
+            state.windows.settle_kinds(b)
+        _, _, health = state.apply([*((3 * i + k, b) for k, b in enumerate(blocks)), (
+            3 * i + 2, EventBlock("watermark", "m", "", [T0 + (i + 1) * W]))])
         alerts += [(i, a.state, a.dedup_key, a.metric) for a in health.alerts
                    if a.dedup_key.startswith("data_quality:")]
         rows += health.data_quality
@@ -95,7 +102,8 @@ def test_healthy_traffic_opens_nothing(baseline: bool) -> None:
     assert alerts == []
     assert {r.verdict for r in rows} <= {"ok", "not_evaluated"}
     assert {r.check for r in rows} == ({"invalid_share", "missing_increase", "absent",
-                                        "out_of_range_increase"})
+                                        "out_of_range_increase", "late_share", "volume_drop",
+                                        "volume_spike"})
 
 
 @pytest.mark.parametrize(("corrupt", "key", "metric"), [
@@ -115,6 +123,54 @@ def test_each_problem_opens_one_incident_of_its_kind_and_resolves(
     (opened, _), (resolved, _) = [(i, s) for i, s, *_ in alerts]
     assert opened == 9  # the second bad window in a row
     assert resolved == 14  # the third good window after the last bad one
+
+
+def test_a_sudden_drop_in_volume_opens_an_incident_that_resolves() -> None:
+    # Windows 8..10 hold a fifth of the traffic; the baseline is the 5 windows before each.
+    alerts, rows = run(None, windows=24, ref=reference(), sizes=dict.fromkeys(range(8, 11), 200))
+    assert [(i, s, k, m) for i, s, k, m in alerts] == [
+        (9, "open", "data_quality:m:v1:(volume)", "volume_drop"),
+        (13, "resolved", "data_quality:m:v1:(volume)", "volume_drop")]
+    drop = {(r.window_start - T0) // W: r for r in rows if r.check == "volume_drop"}
+    assert drop[8].value == pytest.approx(0.8) and drop[8].verdict == "critical"
+    assert drop[7].verdict == "ok" and 0 not in drop  # nothing to compare the first with
+
+
+def test_late_arrivals_open_a_timeliness_incident_and_delays_are_reported() -> None:
+    # After windows 8..11, 100 events arrive for the window before the last closed one.
+    alerts, rows = run(None, windows=20, ref=reference(), late=dict.fromkeys(range(8, 12), 100))
+    assert [(i, s, k, m) for i, s, k, m in alerts] == [
+        (9, "open", "data_quality:m:v1:(timeliness)", "late_share"),
+        (14, "resolved", "data_quality:m:v1:(timeliness)", "late_share")]
+    share = {(r.window_start - T0) // W: (r.affected, r.events) for r in rows
+             if r.check == "late_share"}
+    assert share[8] == (100, N + 100) and share[7] == (0, N)
+
+
+def test_delays_from_broker_and_read_times() -> None:
+    """Event delay = broker time - event time, processing delay = read time - broker time,
+    per event, quantiles within the sketch's 1 %."""
+    rng = np.random.default_rng(2)
+    state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                               MonitorConfig(), RulesConfig.default(), lambda m, v: reference())
+    times: list[int] = []
+    blocks = []
+    for k in range(10):  # ten messages, each sent 1..10 s after its last event
+        block = decode(b"m", envelope(0, rng, None, 100))
+        state.windows.settle_kinds(block)
+        block.broker_time_ms = max(block.event_time) + 1000 * (k + 1)
+        block.received_ms = block.broker_time_ms + 50 * (k + 1)
+        times += [block.broker_time_ms - t for t in block.event_time]
+        blocks.append((k, block))
+    blocks.sort(key=lambda kb: kb[1].event_time[0])
+    _, _, health = state.apply([*blocks, (10, EventBlock("watermark", "m", "", [T0 + W]))])
+    checks = {r.check: r for r in health.data_quality if r.feature == "(timeliness)"}
+    delays = np.asarray(times) / 1000
+    for level, q in (("p50", 0.5), ("p95", 0.95), ("max", 1.0)):
+        expected = float(np.quantile(delays, q, method="lower"))
+        assert checks[f"event_delay_{level}_seconds"].value == pytest.approx(expected, rel=0.01)
+    assert checks["processing_delay_max_seconds"].value == pytest.approx(0.5, rel=0.01)
+    assert checks["event_delay_p95_seconds"].verdict == "not_evaluated"  # off by default
 
 
 def test_invalid_values_keep_their_envelope_and_are_counted_exactly() -> None:
