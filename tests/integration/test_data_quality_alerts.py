@@ -113,7 +113,9 @@ def test_each_problem_opens_one_incident_and_resolves_and_bad_values_keep_their_
                 "out_of_range_increase", "data_quality:m:v1:w": "missing_increase",
                 "data_quality:m:v1:c": "absent", "data_quality:m:v1:z": "unexpected"}
     try:
+        sent_from = time.time()
         asyncio.run(produce(settings, rng))
+        sent_until = time.time()
         alerts = asyncio.run(read_alerts(settings, set(expected), worker))
     finally:
         worker.stop()
@@ -148,3 +150,17 @@ def test_each_problem_opens_one_incident_and_resolves_and_bad_values_keep_their_
     assert {(r["feature"], r["check"]) for r in bad_verdicts} == {
         ("x", "invalid_share"), ("y", "out_of_range_increase"), ("w", "missing_increase"),
         ("c", "absent"), ("z", "unexpected")}
+
+    # Timeliness from the broker's own timestamps: events reached Kafka while the test sent
+    # them (their event times are from 2025), and waited for the worker a moment.
+    timeliness = {(r["check"], int(r["start"])): float(r["value"]) for r in http_rows(settings, (
+        f"SELECT check, toUnixTimestamp64Milli(window_start) AS start, value "
+        f"FROM {db}.data_quality FINAL WHERE feature = '(timeliness)'"))}
+    for w in range(WINDOWS):
+        start = T0 + w * W
+        p50 = timeliness[("event_delay_p50_seconds", start)]
+        # (the sketch's 1 % relative error is wide on a year)
+        assert sent_from - (start + W) / 1000 - 1 <= p50 * 1.01
+        assert p50 * 0.99 <= sent_until - start / 1000 + 1
+        assert 0 <= timeliness[("processing_delay_max_seconds", start)] < 120
+        assert timeliness[("late_share", start)] == 0.0
