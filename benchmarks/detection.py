@@ -21,7 +21,8 @@ abrupt mean shifts of 0.25σ, 0.5σ and 1σ (N(0, 1) before), a scale change ×1
 change (each event from N(1, 1) with a probability rising 0.2 per window over 5 windows),
 an incremental one (mean +0.1σ per window), a recurring one (+0.5σ for 3 windows, off for
 3, ...), a categorical share change (one category 0.2 -> 0.3, the others scaled down) and
-a new category at 5%; 1,000 events per window (and 5,000 for the 0.5σ shift). Stationary
+a new category at 5%; 1,000 events per window (5,000 for a 0.5σ shift, and 200 for a
+quiet model's 0.5σ and 1σ shifts). Stationary
 controls: 13 features (8 numeric of assorted shapes, 5 categorical) over many windows
 and seeds, nothing changing.
 
@@ -174,6 +175,9 @@ SCENARIOS = (
     Scenario("abrupt mean +0.5σ", "numeric", mean_shift(0.5)),
     Scenario("abrupt mean +0.5σ", "numeric", mean_shift(0.5), events=5000),
     Scenario("abrupt mean +1σ", "numeric", mean_shift(1.0)),
+    # A quiet model: no window reaches min_count alone; spans of merged windows do.
+    Scenario("abrupt mean +0.5σ", "numeric", mean_shift(0.5), events=200),
+    Scenario("abrupt mean +1σ", "numeric", mean_shift(1.0), events=200),
     Scenario("abrupt scale ×1.5", "numeric", scale_change(1.5)),
     Scenario("gradual to +1σ over 5 windows", "numeric", gradual(1.0, 5)),
     Scenario("incremental +0.1σ per window", "numeric", incremental(0.1)),

@@ -79,7 +79,7 @@ _WINDOW_COLUMNS = [
 _SCORE_COLUMNS = [
     "model", "model_version", "feature", "window_start", "window_end", "metric", "value",
     "p_value", "error_bound", "n_reference", "n_window", "threshold", "verdict",
-    "reference_source", "reference_id", "revision",
+    "reference_source", "reference_id", "span_start", "revision",
 ]
 _SERVICE_COLUMNS = [
     "model", "model_version", "window_start", "window_end", "requests", "throughput_per_s",

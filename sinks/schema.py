@@ -150,7 +150,9 @@ CREATE TABLE IF NOT EXISTS {db}.drift_scores
     reference_source Enum8('training' = 1, 'baseline' = 2) COMMENT 'what it was compared with',
     reference_id String COMMENT 'content hash of that reference profile',
     revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins',
-    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written',
+    span_start DateTime64(3, 'UTC') DEFAULT window_start
+        COMMENT 'first window scored: earlier when quiet windows were merged to min_count'
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
@@ -378,6 +380,8 @@ ADDED_COLUMNS = (
     ("labeled_predictions", "expired UInt8 DEFAULT 0 AFTER revision"),
     ("waiting_labels", "label_revision UInt64 DEFAULT revision AFTER written_at"),
     ("labeled_predictions", "label_revision UInt64 DEFAULT revision AFTER expired"),
+    ("drift_scores", "span_start DateTime64(3, 'UTC') DEFAULT window_start COMMENT 'first "
+                     "window scored: earlier when quiet windows were merged to min_count'"),
     ("feature_windows", "invalid_count UInt64 DEFAULT 0 COMMENT 'values dropped for their type "
                         "(a string in numbers...)' AFTER missing_count"),
 )

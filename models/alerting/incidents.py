@@ -4,9 +4,10 @@
 each closed window, per model version in window order, and follows each dedup key
 (``category:model:version:feature:metric``) through these phases:
 
-* **pending**: bad in the latest windows, not yet ``open_after`` in a row. A window in
-  which the key is good *or not judged* (skipped, or absent) ends the streak and the
-  key is forgotten.
+* **pending**: bad in the latest judged windows, not yet ``open_after`` in a row. A
+  window in which the key is good ends the streak and the key is forgotten; one in which
+  it is not judged (skipped, or absent: a quiet feature filling its next span) leaves the
+  streak as it is.
 * **open**: emitted ``open`` once, with the worst severity of the streak. A critical
   window while open at "warning" emits ``escalated`` (at most once: there is no way back
   down, and the incident keeps severity critical until it resolves). ``resolve_after``
@@ -158,6 +159,8 @@ class IncidentTracker:
                 del incidents[key]
             return None
         elif incident.phase == "pending":
+            if finding is None:  # not judged this window (a quiet feature's span filling up)
+                return None
             if not bad:
                 del incidents[key]
                 return None

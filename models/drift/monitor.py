@@ -49,6 +49,7 @@ from driftline.models.drift.scores import (
     categorical_scores,
     numeric_scores_many,
 )
+from driftline.models.drift.spans import Spans, span_note
 from driftline.models.events.wire import SERVICE, EventBlock
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow
@@ -77,6 +78,13 @@ class DriftScoreRow:
     verdict: Verdict
     reference_source: str
     reference_id: str
+    #: Start of the first window the score rests on: ``window_start``, or earlier when a
+    #: quiet feature's windows were merged to reach ``min_count`` (models/drift/spans.py).
+    span_start: int = -1
+
+    def __post_init__(self) -> None:
+        if self.span_start < 0:
+            object.__setattr__(self, "span_start", self.window_start)
 
     @property
     def model_version(self) -> str:
@@ -123,6 +131,7 @@ class _Version:
         #: The reference the latest window was judged against (detectors standardise by it).
         self.current: ReferenceProfile | None = None
         self.recent: deque[list[FeatureWindowRow]] = deque(maxlen=keep)
+        self.spans = Spans()
 
 
 class Monitor:
@@ -166,26 +175,42 @@ class Monitor:
         reference = self.references(model, version) or self._baseline(state)
         start, end = window[0].window_start, window[0].window_end
         scored: list[tuple[Score, DriftScore]] = []
+        spans: dict[str, tuple[int, int]] = {}  # merged feature -> (windows, first start)
         if reference is not None:
             state.current = reference
-            scored = self._score(window, reference) + [
+            judged, merged = state.spans.judged_rows(
+                window, lambda feature: self._min_count(model, feature, reference))
+            spans = {row.feature: (merged[row.feature], row.window_start) for row in judged
+                     if row.feature in merged}
+            scored = self._score(judged, reference) + [
                 (s, DriftScore(s.metric, s.value, None, None, s.n_reference, s.n_window))
                 for s in self.detectors.close_window(window, reference)]
-        evaluation = evaluate_window(self.rules, model, version, start, end,
-                                     [score for score, _ in scored], state.windows_seen)
+        evaluation = _on_spans(evaluate_window(self.rules, model, version, start, end,
+                                               [score for score, _ in scored],
+                                               state.windows_seen), spans)
         # One incident per feature: a shift makes several of its metrics bad at once.
         result.alerts += self.incidents.update(worst_per_feature(_detectors_open_at_once(
             evaluation)))
         if reference is not None:
             findings = _findings(evaluation)
             result.scores += [_row(score, drift, findings.get((score.feature, score.metric)),
-                                   start, end, reference) for score, drift in scored]
+                                   start, end, reference,
+                                   spans.get(score.feature, (1, start))[1])
+                              for score, drift in scored]
         self._remember(model, version, state, window, result)
 
     def judged_against(self, model: str, version: str) -> ReferenceProfile | None:
         """The reference the version's latest window was judged against, if any."""
         state = self._versions.get((model, version))
         return None if state is None else state.current
+
+    def _min_count(self, model: str, feature: str, reference: ReferenceProfile) -> int:
+        """Values a window of the feature needs to be judged alone (its PSI rule's: PSI is
+        every feature's effect measure); 0 for what is not scored."""
+        if feature not in reference.features:
+            return 0
+        rule = self.rules.rule(model, feature, "psi")
+        return rule.min_count if rule is not None and rule.enabled else 0
 
     def _baseline(self, state: _Version) -> ReferenceProfile | None:
         if self.config.baseline_mode == "fixed":
@@ -254,15 +279,18 @@ class Monitor:
             "versions": [[model, version, state.windows_seen,
                           None if state.baseline is None else state.baseline.to_state(),
                           self._current_state(model, version, state),
-                          [[_row_state(row) for row in w] for w in state.recent]]
+                          [[_row_state(row) for row in w] for w in state.recent],
+                          state.spans.to_state(_row_state)]
                          for (model, version), state in self._versions.items()],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.incidents = IncidentTracker.from_dict(state["incidents"], self.rules.incidents)
         self.detectors.load_state(state["detectors"])
-        for model, version, seen, baseline, current, recent in state["versions"]:
+        for model, version, seen, baseline, current, recent, *spans in state["versions"]:
             version_state = _Version(self.config.baseline_windows)
+            if spans:  # records written before quiet features were merged have none
+                version_state.spans = Spans.from_state(spans[0], _window_row)
             version_state.windows_seen = seen
             if baseline is not None:
                 version_state.baseline = _profile(baseline)
@@ -317,15 +345,24 @@ def _profile(state: str | dict[str, Any]) -> ReferenceProfile:
     return ReferenceProfile.from_state(state)
 
 
+def _on_spans(evaluation: Evaluation, spans: dict[str, tuple[int, int]]) -> Evaluation:
+    """Findings of merged features say which span they judged."""
+    if not spans:
+        return evaluation
+    findings = tuple(dataclasses.replace(f, reason=f"{f.reason}, {span_note(*spans[f.feature])}")
+                     if f.feature in spans else f for f in evaluation.findings)
+    return dataclasses.replace(evaluation, findings=findings)
+
+
 def _row(score: Score, drift: DriftScore, finding: Finding | None, start: int, end: int,
-         reference: ReferenceProfile) -> DriftScoreRow:
+         reference: ReferenceProfile, span_start: int) -> DriftScoreRow:
     verdict: Verdict = "not_evaluated" if finding is None else (
         "ok" if finding.severity is None else finding.severity)
     return DriftScoreRow(
         score.model, score.version, score.feature, start, end, score.metric, drift.value,
         drift.p_value, drift.error_bound, drift.n_reference, drift.n_window,
         None if finding is None else finding.threshold, verdict, reference.source,
-        reference.profile_id)
+        reference.profile_id, span_start)
 
 
 def _detectors_open_at_once(evaluation: Evaluation) -> Evaluation:

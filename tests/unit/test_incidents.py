@@ -73,7 +73,7 @@ def reference(statuses: list[str], open_after: int, resolve_after: int,
             if streak >= open_after:
                 phase, good = "open", 0
                 events.append((i, "open", severity, first))
-        else:
+        elif status == "good":  # a window not judged leaves a streak as it is
             phase = "idle"
     return events
 
@@ -150,7 +150,7 @@ def test_state_is_bounded(params: tuple[int, int, int], sequences: list[list[str
 
 def test_one_incident_end_to_end() -> None:
     tracker = IncidentTracker(open_after=2, resolve_after=2, cooldown_windows=2)
-    statuses = ["warning", "skip", "warning", "warning", "critical", "critical", "good", "skip",
+    statuses = ["warning", "good", "warning", "warning", "critical", "critical", "good", "skip",
                 "warning", "good", "good", "critical", "critical", "critical", "critical"]
     alerts = run(tracker, [{"amount": s} for s in statuses])
     assert [(a.state, a.severity, (a.window_start - T0) // WINDOW) for a in alerts] == [
@@ -240,3 +240,11 @@ def test_from_json_rejects(change: dict[str, Any], message: str) -> None:
         Alert.from_json(b'{"id": "x"}')
     with pytest.raises(ValueError, match="must be finite"):
         Alert(**{**SCHEMA["examples"][0], "value": float("nan")})
+
+
+def test_a_window_not_judged_leaves_a_pending_streak_as_it_is() -> None:
+    """A quiet feature is judged on merged windows, with unjudged windows between."""
+    tracker = IncidentTracker(open_after=2, resolve_after=1, cooldown_windows=0)
+    alerts = run(tracker, [{"amount": s} for s in ["warning", "skip", "skip", "warning"]])
+    assert [(a.state, (a.window_start - T0) // WINDOW, a.first_seen) for a in alerts] == [
+        ("open", 3, T0)]

@@ -11,6 +11,7 @@ from driftline.models.alerting.rules import RulesConfig
 from driftline.models.drift.baseline import baseline_profile
 from driftline.models.drift.monitor import Monitor, MonitorConfig
 from driftline.models.drift.reference_build import build_profile
+from driftline.models.drift.spans import Spans
 from driftline.models.events.wire import PREDICTION_FEATURE as PREDICTION
 from driftline.models.events.wire import EventBlock
 from driftline.models.windows.feature_windows import (
@@ -201,3 +202,85 @@ def test_detectors_and_their_streams_follow_the_configuration() -> None:
     metrics = [{s.metric for w in rows for s in m.observe(w).scores} for m in (none, kswin)]
     assert not metrics[0] & {"adwin", "page_hinkley", "kswin"}
     assert metrics[1] & {"adwin", "page_hinkley", "kswin"} == {"kswin"}
+
+
+def low_volume(shifts: list[float], n: int, seed: int) -> list[list[FeatureWindowRow]]:
+    """Windows of ``n`` events of x ~ N(shift, 1), binned on a training reference."""
+    rng = np.random.default_rng(seed)
+    state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                             lambda m, v: LOW_REFERENCE)
+    out = []
+    for i, shift in enumerate(shifts):
+        times = (T0 + i * W + np.sort(rng.integers(0, W, n))).tolist()
+        block = EventBlock("prediction", "m", "v1", times,
+                           features={"x": rng.normal(shift, 1.0, n).tolist()},
+                           feature_kinds={"x": "numeric"})
+        state.settle_kinds(block)
+        state.apply([(2 * i, block), (2 * i + 1, EventBlock("watermark", "m", "",
+                                                            [T0 + (i + 1) * W]))])
+        out.append(state.close_ready())
+    return out
+
+
+LOW_REFERENCE = build_profile("m", "v1", {"x": np.random.default_rng(0).normal(0, 1, 20_000)},
+                              created_at_ms=T0)
+
+
+def test_a_quiet_version_is_judged_on_merged_windows_and_says_which_span() -> None:
+    """200 events a window never reach min_count (500) alone; three windows merged do."""
+    monitor = Monitor(MonitorConfig(), RulesConfig.default(), lambda m, v: LOW_REFERENCE)
+    shifts = [0.0] * 12 + [1.0] * 12
+    opened, judged = [], []
+    for i, window in enumerate(low_volume(shifts, 200, seed=4)):
+        result = monitor.observe(window)
+        opened += [(i, a) for a in result.alerts if a.state == "open"]
+        judged += [(i, s) for s in result.scores if s.metric == "psi"
+                   and s.verdict != "not_evaluated"]
+    # Judged every third window, on the two windows before it and itself.
+    assert [i for i, _ in judged] == list(range(2, 24, 3))
+    assert all(s.span_start == s.window_start - 2 * W for _, s in judged)
+    (at, alert), = opened
+    assert at in (17, 20)  # the second bad span after the shift at window 12
+    assert alert.feature == "x" and "on 3 windows merged from" in alert.summary
+
+
+def test_a_quiet_stationary_version_raises_nothing() -> None:
+    monitor = Monitor(MonitorConfig(), RulesConfig.default(), lambda m, v: LOW_REFERENCE)
+    alerts = [a for w in low_volume([0.0] * 60, 150, seed=9)
+              for a in monitor.observe(w).alerts]
+    assert alerts == []
+
+
+def test_merged_windows_score_as_one_window_of_all_their_events() -> None:
+    """Spans: three windows merged give the scores of the same events in one window."""
+    rng = np.random.default_rng(12)
+    values = rng.normal(0.3, 1.2, 600)
+    split = low_volume_from(values, [200, 200, 200])
+    whole = low_volume_from(values, [600])
+    spans = Spans()
+    rows: list[FeatureWindowRow] = []
+    for window in split:
+        rows, _ = spans.judged_rows(window, lambda feature: 500)
+    merged, one = rows[0], whole[0][0]
+    for name in ("count", "missing_count", "min", "max", "bin_counts", "fine_bin_counts"):
+        assert getattr(merged, name) == getattr(one, name), name
+    assert merged.mean == pytest.approx(one.mean) and merged.variance == pytest.approx(
+        one.variance)
+    assert (merged.window_start, merged.window_end) == (one.window_start, T0 + 3 * W)
+
+
+def low_volume_from(values: np.ndarray, sizes: list[int]) -> list[list[FeatureWindowRow]]:
+    state = PartitionWindows(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                             lambda m, v: LOW_REFERENCE)
+    out, at = [], 0
+    for i, n in enumerate(sizes):
+        times = [T0 + i * W + k for k in range(n)]
+        block = EventBlock("prediction", "m", "v1", times,
+                           features={"x": values[at:at + n].tolist()},
+                           feature_kinds={"x": "numeric"})
+        at += n
+        state.settle_kinds(block)
+        state.apply([(2 * i, block), (2 * i + 1, EventBlock("watermark", "m", "",
+                                                            [T0 + (i + 1) * W]))])
+        out.append(state.close_ready())
+    return out
