@@ -65,9 +65,10 @@ DEFAULTS: Mapping[str, Any] = {
     "metrics": {
         "psi": {"direction": "above", "warn": 0.1, "critical": 0.25},
         "js": {"direction": "above", "warn": 0.1, "critical": 0.2},
-        # Computed and stored, but off for alerts: from percentile histograms it reads too
-        # high on heavy tails (benchmarks/detection.py: 55 false alarms on t3/lognormal
-        # features in 30,720 stationary windows); psi, js and ks cover the same shifts.
+        # Computed and stored, but off for alerts: from percentile histograms it reads high
+        # on heavy tails (stationary t(3): ~2x the exact distance; turned on, 21 false
+        # alarms on t3/lognormal features in 16,640 stationary feature-windows of
+        # benchmarks/detection.py); psi, js and ks cover the same shifts.
         "wasserstein_std": {"direction": "above", "warn": 0.2, "critical": 0.5,
                             "enabled": False},
         "wasserstein": {"enabled": False},  # in the feature's own units: set per feature

@@ -90,14 +90,18 @@ def ks_rows(ref: Floats, win: Floats) -> tuple[Floats, Floats, Floats]:
             np.where(empty, 1.0, p_value))
 
 
-def _pieces(edges: Floats, counts: Floats, value_range: tuple[float, float]) -> _Pieces:
-    """Cumulative shares, and where each bin's mass lies: the bin within the sample's range."""
+def _pieces(edges: Floats, counts: Floats, value_range: tuple[float, float],
+            both: tuple[float, float], shared: npt.NDArray[np.bool_]) -> _Pieces:
+    """Cumulative shares, and where each bin's mass lies: the bin within the sample's own
+    range, or within ``both`` samples' range where ``shared``."""
     lo, hi = value_range
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"a nonempty sample needs a finite (min, max), got {value_range}")
-    bounds = np.clip(np.concatenate(([lo], edges, [hi])), lo, hi)
+    bounds = np.concatenate(([min(lo, both[0])], edges, [max(hi, both[1])]))
+    starts = np.clip(bounds[:-1], np.where(shared, both[0], lo), np.where(shared, both[1], hi))
+    ends = np.clip(bounds[1:], np.where(shared, both[0], lo), np.where(shared, both[1], hi))
     cum = np.cumsum(counts)
-    return cum / cum[-1], bounds[:-1], bounds[1:]  # cum[-1] / cum[-1] is exactly 1
+    return cum / cum[-1], starts, ends  # cum[-1] / cum[-1] is exactly 1
 
 
 def _quantiles(t0: Floats, t1: Floats, pieces: _Pieces) -> tuple[Floats, Floats]:
@@ -127,8 +131,9 @@ def wasserstein_from_histograms(
     """Wasserstein-1 distance of two histograms on the same edges, with its error bound.
 
     Each sample's mass is taken as uniform within each bin, clipped to the sample's own
-    ``(min, max)`` range: the underflow bin spans ``[min, e_0]`` and the overflow bin
-    ``[e_last, max]``. ``distance = ∫_0^1 |Q_ref(t) - Q_win(t)| dt`` of the two
+    ``(min, max)`` range, or, in a bin both samples have mass in, to the range of the two
+    together (the same interval for both): the underflow bin spans ``[min, e_0]`` and the
+    overflow bin ``[e_last, max]``. ``distance = ∫_0^1 |Q_ref(t) - Q_win(t)| dt`` of the two
     interpolated distributions' quantile functions, exactly (both are piecewise linear).
 
     Error bound: W1 is a metric, so the raw samples' W1 differs from ``distance`` by at
@@ -136,8 +141,8 @@ def wasserstein_from_histograms(
     uniformly over an interval of width ``w`` that holds it costs at most ``w / 2`` per
     unit of mass (``E|x - U| <= w / 2`` for ``x`` in the interval), so
     ``error_bound = sum_bins (a_j w_ref_j + b_j w_win_j) / 2``, with ``a_j``, ``b_j`` the bin
-    shares and ``w_*_j`` the bin's width within each sample's range; this is at most
-    ``sum_bins w_j max(a_j, b_j)`` over the shared range. Empty side:
+    shares and ``w_*_j`` the width of the interval each sample's bin mass is spread over
+    (which holds its values of the bin). Empty side:
     ``WassersteinResult(0.0, 0.0)``.
 
     Examples
@@ -145,13 +150,21 @@ def wasserstein_from_histograms(
     >>> r = wasserstein_from_histograms([0.0, 1.0, 2.0], [0, 4, 4, 0], [0, 0, 4, 4],
     ...                                 (0.0, 1.9), (1.1, 3.0))
     >>> round(r.distance, 6), round(r.error_bound, 6)
-    (1.05, 0.95)
+    (1.0, 1.0)
     """
     ref, win = as_pair(ref_fine_counts, win_fine_counts)
     edges = as_edges(fine_edges, ref)
     if ref.sum() == 0 or win.sum() == 0:
         return WassersteinResult(0.0, 0.0)
-    ref_pieces, win_pieces = _pieces(edges, ref, ref_range), _pieces(edges, win, win_range)
+    # A bin both samples have mass in is spread over the same interval for both, the bin
+    # within the range of the two together: clipped to each one's own range, a heavy
+    # tail's outer bin spans the reference's extreme but a window's smaller one, and equal
+    # shares there cost transport that no value made (stationary t(3): W1 read ~4x the
+    # exact distance, now ~2x). A bin only one sample has mass in keeps its own range.
+    shared = (ref > 0) & (win > 0)
+    both = (min(ref_range[0], win_range[0]), max(ref_range[1], win_range[1]))
+    ref_pieces = _pieces(edges, ref, ref_range, both, shared)
+    win_pieces = _pieces(edges, win, win_range, both, shared)
     t = np.sort(np.concatenate(([0.0], ref_pieces[0], win_pieces[0])))
     t0, t1 = t[:-1], t[1:]
     t0, t1 = t0[t0 < t1], t1[t0 < t1]  # faster than np.unique

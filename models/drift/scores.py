@@ -252,8 +252,8 @@ def numeric_scores(
     ...     print(s.metric, round(s.value, 4), s.p_value and round(s.p_value, 4), s.error_bound)
     psi 2.0274 None None
     js 0.3714 None None
-    wasserstein 0.2425 None 0.4575
-    wasserstein_std 0.97 None 1.83
+    wasserstein 0.2 None 0.5
+    wasserstein_std 0.8 None 2.0
     ks 0.25 0.9991 0.5
     """
     window = NumericWindow(window_coarse_counts, window_fine_counts, window_min, window_max)

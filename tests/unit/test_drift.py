@@ -177,11 +177,15 @@ def test_wasserstein_is_within_its_bound_of_scipy(data: tuple[np.ndarray, ...]) 
     assert result.error_bound <= shared @ np.maximum(ref / a.size, win / b.size) + 1e-12
 
 
-def test_wasserstein_of_point_masses_is_exact() -> None:
-    # one bin holds both samples; their own ranges pin them to a point each
-    result = wasserstein_from_histograms([0.0, 1.0], [0, 5, 0], [0, 5, 0], (0.0, 0.0),
+def test_wasserstein_of_point_masses_is_exact_in_bins_of_their_own() -> None:
+    # each sample alone in its bin: its own range pins it to a point
+    result = wasserstein_from_histograms([0.0, 1.0, 2.0], [0, 5, 0, 0], [0, 0, 5, 0],
+                                         (0.0, 0.0), (1.5, 1.5))
+    assert result == (1.5, 0.0)
+    # in a bin both have mass in, both spread over the same interval: within the bound
+    shared = wasserstein_from_histograms([0.0, 1.0], [0, 5, 0], [0, 5, 0], (0.0, 0.0),
                                          (0.75, 0.75))
-    assert result == (0.75, 0.0)
+    assert abs(shared.distance - 0.75) <= shared.error_bound
 
 
 @FAST
