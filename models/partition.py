@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from driftline.models import state_codec
+from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.data_quality.monitor import DataQualityMonitor
+from driftline.models.data_quality.silence import SilenceWatch, Silent
 from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
 from driftline.models.events.wire import EventBlock
 from driftline.models.quality.monitor import PerformanceConfig, PerformanceMonitor
@@ -34,6 +36,7 @@ class PartitionState:
         self.performance = performance
         self.service = service
         self.data_quality = data_quality
+        self.silent = Silent()
 
     @classmethod
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
@@ -62,8 +65,10 @@ class PartitionState:
         data_quality = DataQualityMonitor(rules)
         if "data_quality" in state:
             data_quality.load_state(state["data_quality"])
-        return cls(PartitionWindows.from_state(window_config, state["windows"], references),
-                   monitor, performance, service, data_quality)
+        loaded = cls(PartitionWindows.from_state(window_config, state["windows"], references),
+                     monitor, performance, service, data_quality)
+        loaded.silent = Silent(*state.get("silent", (None, "")))
+        return loaded
 
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]
               ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult]:
@@ -101,7 +106,8 @@ class PartitionState:
                                    "monitor": self.monitor.to_state(),
                                    "performance": self.performance.to_state(),
                                    "service": self.service.to_state(),
-                                   "data_quality": self.data_quality.to_state()})
+                                   "data_quality": self.data_quality.to_state(),
+                                   "silent": [self.silent.since, self.silent.version]})
 
 
 class PartitionModels:
@@ -116,10 +122,13 @@ class PartitionModels:
     models' records each skips exactly what it already holds.
     """
 
-    def __init__(self, new_state: Callable[[], PartitionState]) -> None:
+    def __init__(self, new_state: Callable[[], PartitionState],
+                 silence: SilenceWatch | None = None) -> None:
         self.applied_offset = -1
         self.states: dict[str, PartitionState] = {}
         self._new_state = new_state
+        #: Judges models gone silent while the partition flows (None: not judged).
+        self.silence = silence
 
     def state(self, model: str) -> PartitionState:
         state = self.states.get(model)
@@ -141,6 +150,7 @@ class PartitionModels:
     def apply(self, blocks: Sequence[tuple[int, EventBlock]]
               ) -> tuple[list[LateEvents], list[FeatureWindowRow], MonitorResult, set[str]]:
         """:meth:`PartitionState.apply` per model; also the models whose state changed."""
+        came_back = self._returns(blocks) if self.silence is not None else {}
         per_model: dict[str, list[tuple[int, EventBlock]]] = {}
         for offset, block in blocks:
             if block.kind == "watermark" and not block.model:
@@ -161,7 +171,44 @@ class PartitionModels:
             late += model_late
             rows += model_rows
             health.extend(model_health)
-        return late, rows, health, set(per_model)
+        changed = set(per_model)
+        if self.silence is not None:
+            health.alerts += self._judge_silence(came_back, changed)
+        return late, rows, health, changed
+
+    def _last_events(self) -> dict[str, tuple[int, str]]:
+        return {model: last for state in self.states.values()
+                for model, last in state.windows.last_event.items()}
+
+    def _returns(self, blocks: Sequence[tuple[int, EventBlock]]) -> dict[str, tuple[int, int, str]]:
+        assert self.silence is not None
+        fresh = [(b.model, b.version, min(b.event_time), max(b.event_time))
+                 for offset, b in blocks if b.kind == "prediction"
+                 and offset > max(self.applied_offset, self._applied(b.model))]
+        return self.silence.returns(fresh, self._last_events()) if fresh else {}
+
+    def _applied(self, model: str) -> int:
+        state = self.states.get(model)
+        return -1 if state is None else state.windows.applied_offset
+
+    def _judge_silence(self, came_back: dict[str, tuple[int, int, str]],
+                       changed: set[str]) -> list[Alert]:
+        assert self.silence is not None
+        last_events = self._last_events()
+        if not last_events:
+            return []
+        partition_time = max(t for t, _ in last_events.values())
+        alerts: list[Alert] = []
+        for model in sorted(self.states):
+            last = last_events.get(model)
+            if last is None:
+                continue
+            found = self.silence.judge(model, self.states[model].silent, last[0], last[1],
+                                       partition_time, came_back.get(model))
+            if found:
+                alerts += found
+                changed.add(model)
+        return alerts
 
     def idle_watermark(self, model: str) -> int | None:
         state = self.states.get(model)

@@ -138,6 +138,9 @@ DEFAULTS: Mapping[str, Any] = {
                         "category": "data_quality"},
         "volume_spike": {"direction": "above", "warn": 3.0, "critical": 10.0,
                          "category": "data_quality"},
+        # A model with no predictions for this many windows of its partition's event time
+        # while the partition's other models go on (models/data_quality/silence.py).
+        "silent_windows": {"direction": "above", "critical": 5.0, "category": "data_quality"},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",

@@ -170,6 +170,9 @@ class PartitionWindows:
         self._closed: list[FeatureWindowRow] = []  # closed since the last close_ready()
         # Late events per model × version since one of its windows last closed.
         self._late_since: dict[tuple[str, str], int] = {}
+        #: Per model: the latest event time of its predictions (late ones too, watermarks
+        #: not), and the version that sent it; how a silent model is told apart.
+        self.last_event: dict[str, tuple[int, str]] = {}
         #: Called with each prediction message as it is applied, and with each window's
         #: rows the moment it closes: whoever watches them sees the same sequence however
         #: the messages were batched.
@@ -214,6 +217,10 @@ class PartitionWindows:
             if self.on_message is not None:
                 self.on_message(block)
             model = block.model
+            latest = max(block.event_time)
+            known = self.last_event.get(model)
+            if known is None or latest >= known[0]:
+                self.last_event[model] = (latest, block.version)
             closed_through = self._closed_through(model)
             if len(block) == 1:  # single-event message: plain ints are faster than numpy
                 t = block.event_time[0]
@@ -494,6 +501,7 @@ class PartitionWindows:
                          _sketch_state(w.processing_delays)]
                         for key, w in self._windows.items()],
             "late_since": [[m, v, n] for (m, v), n in self._late_since.items()],
+            "last_event": [[m, t, v] for m, (t, v) in self.last_event.items()],
         }
 
     @classmethod
@@ -509,6 +517,7 @@ class PartitionWindows:
         self.event_time = state["event_time"]
         self.profiles.load_state(state["profiles"])
         self._late_since = {(m, v): n for m, v, n in state.get("late_since", [])}
+        self.last_event = {m: (t, v) for m, t, v in state.get("last_event", [])}
         for model, version, start, features, pending, *counts in state["windows"]:
             window = _Window()
             if counts:  # states written before completeness was counted have none

@@ -37,6 +37,7 @@ from faust.types import EventT, TableT
 
 from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.silence import SilenceWatch
 from driftline.models.drift.monitor import MonitorConfig, MonitorResult
 from driftline.models.events.wire import BadMessage, EventBlock, decode
 from driftline.models.partition import PartitionModels, PartitionState
@@ -369,7 +370,7 @@ class FeatureWindowProcessor:
                                   self.references, self.performance_config)
 
     def _load(self, partition: int) -> PartitionModels:
-        models = PartitionModels(self._new_state)
+        models = PartitionModels(self._new_state, SilenceWatch(self.rules, self.config.window_ms))
         data = self.table.data
         stored = data.get(partition_key(partition))
         prefix = model_key(partition, "")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.silence import SilenceWatch
 from driftline.models.drift.monitor import MonitorConfig
 from driftline.models.events.wire import EventBlock
 from driftline.models.partition import PartitionModels, PartitionState
@@ -144,3 +145,50 @@ def test_blocks_that_are_not_predictions_or_watermarks_touch_no_model(kind: str)
     models = PartitionModels(new_state)
     _, touched = apply(models, [(0, EventBlock(kind, "m", "v1", [T0]))])
     assert touched == set() and models.states == {}
+
+
+def silent_stream(quiet: range, windows: int = 20) -> list[tuple[int, EventBlock]]:
+    """Three models sending every quarter window; m2 sends nothing in the windows of
+    ``quiet``."""
+    rng = np.random.default_rng(5)
+    out: list[tuple[int, EventBlock]] = []
+    for i in range(windows * 4):
+        for m in range(3):
+            if m == 2 and i // 4 in quiet:
+                continue
+            times = (T0 + i * (W // 4) + np.sort(rng.integers(0, W // 4, 20))).tolist()
+            out.append((len(out), EventBlock("prediction", f"m{m}", "v1", times,
+                                             features={"x": rng.normal(0, 1, 20).tolist()},
+                                             feature_kinds={"x": "numeric"})))
+    return out
+
+
+def silence_alerts(blocks: list[tuple[int, EventBlock]], sizes: list[int]) -> list[Any]:
+    models = PartitionModels(new_state, SilenceWatch(RULES, W))
+    alerts, i, k = [], 0, 0
+    while i < len(blocks):
+        batch = blocks[i:i + sizes[k % len(sizes)]]
+        for _, block in batch:
+            models.settle_kinds(block)
+        alerts += [a for a in models.apply(batch)[2].alerts if a.dedup_key.endswith("(silence)")]
+        models.applied_offset = batch[-1][0]
+        i, k = i + len(batch), k + 1
+    return alerts
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=8))
+def test_a_model_silent_while_its_partition_flows_opens_and_resolves_whatever_the_batching(
+        sizes: list[int]) -> None:
+    alerts = silence_alerts(silent_stream(range(6, 14)), sizes)
+    assert [(a.state, a.model, a.severity, a.first_seen) for a in alerts] == [
+        ("open", "m2", "critical", T0 + 6 * W), ("resolved", "m2", "critical", T0 + 6 * W)]
+    assert alerts[1].last_seen == T0 + 14 * W  # its predictions came back in window 14
+    assert "no predictions for 5 windows" in alerts[0].summary
+    assert alerts == silence_alerts(silent_stream(range(6, 14)), [10_000])
+
+
+def test_a_gap_shorter_than_the_threshold_or_a_lone_model_is_not_silence() -> None:
+    assert silence_alerts(silent_stream(range(6, 10)), [7]) == []  # 4 windows
+    lone = [(o, b) for o, b in silent_stream(range(6, 14)) if b.model == "m2"]
+    assert silence_alerts([(i, b) for i, (_, b) in enumerate(lone)], [5]) == []
