@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -433,8 +433,10 @@ class PartitionWindows:
             for name in list(window.pending):
                 self._maybe_freeze(model, version, name, force=True)
             del self._windows[(model, version, start)]
-            late = self._late_since.pop((model, version), 0)
-            closed = [self._row(model, version, start, name, acc, window, late)
+            timeliness = _Timeliness(_delay_summary(window.event_delays),
+                                     _delay_summary(window.processing_delays),
+                                     self._late_since.pop((model, version), 0))
+            closed = [self._row(model, version, start, name, acc, window, timeliness)
                       for name, acc in sorted(window.features.items())]
             if closed and self.on_closed is not None:
                 self.on_closed(closed)
@@ -442,11 +444,10 @@ class PartitionWindows:
         self._closed += rows
 
     def _row(self, model: str, version: str, start: int, name: str,
-             acc: Accumulator, window: _Window, late: int) -> FeatureWindowRow:
+             acc: Accumulator, window: _Window, timeliness: _Timeliness) -> FeatureWindowRow:
         end = start + self.config.window_ms
         invalid = window.invalid.get(name, 0)
-        event_delay = _delay_summary(window.event_delays)
-        processing_delay = _delay_summary(window.processing_delays)
+        event_delay, processing_delay, late = timeliness
         if isinstance(acc, CategoricalAccumulator):
             cats, counts, other = acc.top_k(self.config.top_k_categories)
             nan = float("nan")
@@ -534,6 +535,14 @@ class PartitionWindows:
 
 
 _DELAY_LEVELS = (0.5, 0.95, 1.0)
+
+
+class _Timeliness(NamedTuple):
+    """One window's delays and late arrivals, computed once for all its rows."""
+
+    event_delay_ms: tuple[float, ...]
+    processing_delay_ms: tuple[float, ...]
+    late_arrivals: int
 
 
 def _delay_summary(sketch: QuantileSketch | None) -> tuple[float, ...]:
