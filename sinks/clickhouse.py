@@ -9,6 +9,7 @@ so writing a batch twice changes nothing; of two rows of a key the later write w
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -91,6 +92,10 @@ _DATA_QUALITY_COLUMNS = [
     "observed", "expected", "events", "affected", "threshold", "verdict", "reference_source",
     "reference_id", "revision",
 ]
+_LATE_COLUMNS = ["model", "model_version", "window_start", "source_partition", "source_offset",
+                 "late_events"]
+_DEAD_LETTER_COLUMNS = ["source_topic", "source_partition", "source_offset", "reason",
+                        "message_key", "message_bytes"]
 _ALERT_COLUMNS = [
     "id", "dedup_key", "state", "severity", "model", "model_version", "feature", "metric",
     "value", "threshold", "window_start", "window_end", "first_seen", "last_seen", "summary",
@@ -136,64 +141,64 @@ class ClickHouseSink:
         return self._client
 
     async def write(self, batch: SinkBatch) -> None:
-        """Insert the batch, one columnar insert per table that has rows."""
+        """Insert the batch, one columnar insert per table that has rows, side by side: a
+        batch waits for its slowest insert, not for their sum. All of them settle before a
+        failure is raised, so a retry of the batch never overlaps one of its own inserts."""
+        tables = self._tables(batch)
+        results = await asyncio.gather(*(self._insert(*table) for table in tables),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    @staticmethod
+    def _tables(batch: SinkBatch) -> list[tuple[str, list[str], Sequence[Sequence[Any]], bool]]:
+        """(table, column names, data, column-oriented) of each table the batch writes."""
+        tables: list[tuple[str, list[str], Sequence[Sequence[Any]], bool]] = []
         if batch.windows:
-            await self._insert("feature_windows", _WINDOW_COLUMNS,
-                               _window_columns(batch.windows, write_versions(len(batch.windows))))
+            tables.append(("feature_windows", _WINDOW_COLUMNS, _window_columns(
+                batch.windows, write_versions(len(batch.windows))), True))
         if batch.late:
-            await self._insert(
-                "late_events",
-                ["model", "model_version", "window_start", "source_partition", "source_offset",
-                 "late_events"],
-                [[r.model for r in batch.late], [r.version for r in batch.late],
-                 [r.window_start for r in batch.late], [batch.partition] * len(batch.late),
-                 [r.offset for r in batch.late], [r.count for r in batch.late]])
-        if batch.scores:
-            rows = batch.scores
-            await self._insert("drift_scores", _SCORE_COLUMNS, [
-                *([getattr(r, name) for r in rows] for name in _SCORE_COLUMNS[:-1]),
-                list(write_versions(len(rows)))])
+            late = batch.late
+            tables.append(("late_events", _LATE_COLUMNS, [
+                [r.model for r in late], [r.version for r in late],
+                [r.window_start for r in late], [batch.partition] * len(late),
+                [r.offset for r in late], [r.count for r in late]], True))
+        for table, names, rows in (("drift_scores", _SCORE_COLUMNS, batch.scores),
+                                   ("service_windows", _SERVICE_COLUMNS, batch.service),
+                                   ("data_quality", _DATA_QUALITY_COLUMNS, batch.data_quality)):
+            if rows:
+                tables.append((table, names, [
+                    *([getattr(r, "version" if name == "model_version" else name) for r in rows]
+                      for name in names[:-1]),
+                    list(write_versions(len(rows)))], True))
         if batch.alerts:
             alerts = batch.alerts
-            await self._insert("alerts", _ALERT_COLUMNS, [
+            tables.append(("alerts", _ALERT_COLUMNS, [
                 [a.version if name == "model_version" else getattr(a, name) for a in alerts]
-                for name in _ALERT_COLUMNS])
+                for name in _ALERT_COLUMNS], True))
         if batch.references:
             refs = batch.references
-            await self._insert("references", _REFERENCE_COLUMNS, [
+            tables.append(("references", _REFERENCE_COLUMNS, [
                 [r.model for r in refs], [r.version for r in refs], [r.source for r in refs],
                 [r.profile_id for r in refs], [r.created_at_ms for r in refs],
                 [r.created_at_ms for r in refs], [len(r.features) for r in refs],
-                [r.to_json().decode() for r in refs]])
-        if batch.service:
-            service = batch.service
-            await self._insert("service_windows", _SERVICE_COLUMNS, [
-                *([getattr(r, "version" if name == "model_version" else name) for r in service]
-                  for name in _SERVICE_COLUMNS[:-1]),
-                list(write_versions(len(service)))])
-        if batch.data_quality:
-            checks = batch.data_quality
-            await self._insert("data_quality", _DATA_QUALITY_COLUMNS, [
-                *([getattr(r, "version" if name == "model_version" else name) for r in checks]
-                  for name in _DATA_QUALITY_COLUMNS[:-1]),
-                list(write_versions(len(checks)))])
+                [r.to_json().decode() for r in refs]], True))
         if batch.performance:
-            await self.client.insert("performance", batch.performance,
-                                     column_names=PERFORMANCE_COLUMNS,
-                                     database=self.settings.clickhouse_database)
+            tables.append(("performance", PERFORMANCE_COLUMNS, batch.performance, False))
         if batch.dead_letters:
             letters = batch.dead_letters
-            await self._insert(
-                "dead_letters",
-                ["source_topic", "source_partition", "source_offset", "reason", "message_key",
-                 "message_bytes"],
-                [[d.topic for d in letters], [d.partition for d in letters],
-                 [d.offset for d in letters], [d.reason for d in letters],
-                 [(d.key or b"").decode("utf-8", "replace") for d in letters],
-                 [len(d.value or b"") for d in letters]])
+            tables.append(("dead_letters", _DEAD_LETTER_COLUMNS, [
+                [d.topic for d in letters], [d.partition for d in letters],
+                [d.offset for d in letters], [d.reason for d in letters],
+                [(d.key or b"").decode("utf-8", "replace") for d in letters],
+                [len(d.value or b"") for d in letters]], True))
+        return tables
 
-    async def _insert(self, table: str, names: list[str], columns: Sequence[Sequence[Any]]) -> None:
-        await self.client.insert(table, columns, column_names=names, column_oriented=True,
+    async def _insert(self, table: str, names: list[str], data: Sequence[Sequence[Any]],
+                      column_oriented: bool = True) -> None:
+        await self.client.insert(table, data, column_names=names,
+                                 column_oriented=column_oriented,
                                  database=self.settings.clickhouse_database)
 
 

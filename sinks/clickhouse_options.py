@@ -34,6 +34,9 @@ def clickhouse_client_options(settings: Settings) -> dict[str, Any]:
         "username": settings.clickhouse_user,
         "password": settings.clickhouse_password,
         "ca_cert": settings.clickhouse_ca_file,
+        # No session: the sink writes a batch's tables side by side, and ClickHouse runs
+        # the queries of one session one at a time (refusing a second while one runs).
+        "autogenerate_session_id": False,
     }
     scheme = urlsplit(settings.clickhouse_url).scheme.lower()
     if scheme in ("http", "https"):

@@ -119,7 +119,7 @@ def test_clickhouse_options_carry_the_user_password_and_ca() -> None:
     assert clickhouse_client_options(settings) == {
         "dsn": "https://ch.internal:8443", "username": "writer",
         "password": CLICKHOUSE_SECRET, "ca_cert": "/etc/driftline/ca.pem",
-        "interface": "https"}
+        "interface": "https", "autogenerate_session_id": False}
 
 
 def test_the_ca_file_is_read_from_its_variable() -> None:
