@@ -50,10 +50,9 @@ from driftline.models.drift.reference import NumericReference, ReferenceProfile
 from driftline.models.events.wire import OUTPUT, SERVICE
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["CHECKS", "TIMELINESS", "VOLUME", "Check", "timeliness_checks", "volume_checks",
+__all__ = ["TIMELINESS", "VOLUME", "Check", "timeliness_checks", "volume_checks",
            "window_checks"]
 
-CHECKS = ("invalid_share", "missing_increase", "out_of_range_increase", "absent", "unexpected")
 #: The pseudo-features of a version's own checks: parentheses keep them apart from any
 #: feature a model sends.
 TIMELINESS = "(timeliness)"
