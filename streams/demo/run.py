@@ -222,9 +222,9 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
         ("The model, its service and its GPU side by side: churn-predictor's slow spell",
          side_by_side_sql(database, "churn-predictor", since)),
         ("Data quality: churn-predictor's account_days goes missing in the slow spell",
-         f"SELECT formatDateTime(window_start, '%H:%i') AS window, feature, check,\n"
-         f"       round(observed, 3) AS observed, round(expected, 3) AS expected,\n"
-         f"       affected, events, verdict\n"
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window,\n"
+         f"       round(observed, 3) AS missing_share, round(expected, 3) AS baseline,\n"
+         f"       affected AS missing, events, verdict\n"
          f"FROM {database}.data_quality FINAL\n"
          f"WHERE model = 'churn-predictor' AND check = 'missing_increase'\n"
          f"  AND feature = 'account_days' AND window_start >= '{since}'\n"
