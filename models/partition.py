@@ -42,7 +42,7 @@ class PartitionState:
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
             references: ReferenceLookup | None = None,
             performance_config: PerformanceConfig | None = None) -> PartitionState:
-        return cls(PartitionWindows(window_config, references),
+        return cls(PartitionWindows(window_config, references, rules.declared_range),
                    Monitor(monitor_config, rules, references),
                    PerformanceMonitor(performance_config or PerformanceConfig(), rules),
                    ServiceMonitor(_service_config(window_config, monitor_config), rules),
@@ -65,7 +65,8 @@ class PartitionState:
         data_quality = DataQualityMonitor(rules)
         if "data_quality" in state:
             data_quality.load_state(state["data_quality"])
-        loaded = cls(PartitionWindows.from_state(window_config, state["windows"], references),
+        loaded = cls(PartitionWindows.from_state(window_config, state["windows"], references,
+                                                 rules.declared_range),
                      monitor, performance, service, data_quality)
         loaded.silent = Silent(*state.get("silent", (None, "")))
         return loaded

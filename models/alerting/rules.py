@@ -12,7 +12,7 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [outputs.metrics.<metric>]      # the model's outputs: features named output.*
     [models."<model>"]              # min_windows, min_count, fdr_q
     [models."<model>".metrics.<metric>]
-    [models."<model>".features.<feature>]
+    [models."<model>".features.<feature>]          # also range = [low, high]
     [models."<model>".features.<feature>.metrics.<metric>]
 
 Each key resolves separately, the most specific scope winning: feature, then model,
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -141,6 +142,10 @@ DEFAULTS: Mapping[str, Any] = {
         # A model with no predictions for this many windows of its partition's event time
         # while the partition's other models go on (models/data_quality/silence.py).
         "silent_windows": {"direction": "above", "critical": 5.0, "category": "data_quality"},
+        # The share of a feature's values outside the range its rules declare (range =
+        # [low, high] in its [models."m".features.f] table): a declared range is a promise.
+        "out_of_declared_range": {"direction": "above", "warn": 0.001, "critical": 0.05,
+                                  "category": "data_quality"},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",
@@ -278,6 +283,10 @@ class RulesConfig:
     models: Mapping[str, _Layer]
     features: Mapping[tuple[str, str], _Layer]
     incidents: IncidentSettings
+    #: Declared valid ranges per (model, feature): values outside are counted as
+    #: out_of_declared_range (-inf / inf for an open end).
+    ranges: Mapping[tuple[str, str], tuple[float, float]] = dataclasses.field(
+        default_factory=dict)
     #: Rules already resolved: every closing window asks for each feature's metrics.
     _resolved: dict[tuple[str, str | None, str], Threshold | None] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -375,23 +384,30 @@ class RulesConfig:
         incidents = {k: check(f"incidents.{k}", k, v) for k, v in raw_incidents.items()}
         models: dict[str, _Layer] = {}
         features: dict[tuple[str, str], _Layer] = {}
+        ranges: dict[tuple[str, str], tuple[float, float]] = {}
         for model, raw in table("models", doc.get("models", {})).items():
             where = f"models.{quoted(model)}"
             scope = table(where, raw, (*SETTINGS, "metrics", "features"))
             models[model] = _layer(where, scope, f"{where}.metrics", scope.get("metrics", {}))
             for feature, fraw in table(f"{where}.features", scope.get("features", {})).items():
                 fwhere = f"{where}.features.{quoted(feature)}"
-                fscope = table(fwhere, fraw, (*SETTINGS, "metrics"))
+                fscope = table(fwhere, fraw, (*SETTINGS, "metrics", "range"))
                 features[model, feature] = _layer(fwhere, fscope, f"{fwhere}.metrics",
                                                   fscope.get("metrics", {}))
+                if "range" in fscope:
+                    ranges[model, feature] = _range(f"{fwhere}.range", fscope["range"])
         settings = IncidentSettings(**incidents)
         if base is not None:
             defaults = defaults.over(base.defaults)
             outputs = outputs.over(base.outputs)
             settings = dataclasses.replace(base.incidents, **incidents)
-        rules = cls(defaults, outputs, models, features, settings)
+        rules = cls(defaults, outputs, models, features, settings, ranges)
         rules._check_all()
         return rules
+
+    def declared_range(self, model: str, feature: str) -> tuple[float, float] | None:
+        """The valid range the rules declare for a model's feature, if any."""
+        return self.ranges.get((model, feature))
 
     def _check_all(self) -> None:
         scopes: list[tuple[str, str, str | None]] = [("metrics", "", None),
@@ -405,6 +421,20 @@ class RulesConfig:
                 rule = self.rule(model, feature, name)
                 if rule is not None:
                     _check_rule(f"{where}.{quoted(name)}", rule)
+
+
+def _range(where: str, value: Any) -> tuple[float, float]:
+    """``[low, high]``, either end may be null (open); low < high."""
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+                                     and math.isfinite(v)) for v in value)):
+        raise RulesError(f"{where}: expected [low, high], numbers or null for an open end, "
+                         f"e.g. range = [0, 10000]")
+    low = -math.inf if value[0] is None else float(value[0])
+    high = math.inf if value[1] is None else float(value[1])
+    if not low < high:
+        raise RulesError(f"{where}: low {low:g} must be below high {high:g}")
+    return low, high
 
 
 def _layer(where: str, settings: dict[str, Any], metrics_at: str, metrics: Any) -> _Layer:

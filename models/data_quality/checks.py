@@ -31,6 +31,10 @@ returns one :class:`Check` per feature and check:
 The model's outputs (``output.*``) are checked like features; the service's own measures
 (``service.*``) only for invalid values (their health is the service monitor's).
 
+``out_of_declared_range`` (:func:`declared_range_checks`)
+    Numeric features whose rules declare ``range = [low, high]``: the share of the
+    window's values outside it, counted exactly as they arrive.
+
 Per version and window, under the pseudo-feature ``(timeliness)`` (:func:`timeliness_checks`):
 ``event_delay_{p50,p95,max}_seconds`` (broker time - event time: how long events took to
 reach Kafka), ``processing_delay_{p50,p95,max}_seconds`` (read time - broker time: how long
@@ -44,14 +48,14 @@ version's previous windows) and ``volume_spike`` (that ratio itself).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from driftline.models.drift.reference import NumericReference, ReferenceProfile
 from driftline.models.events.wire import OUTPUT, SERVICE
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["TIMELINESS", "VOLUME", "Check", "timeliness_checks", "volume_checks",
-           "window_checks"]
+__all__ = ["TIMELINESS", "VOLUME", "Check", "declared_range_checks", "timeliness_checks",
+           "volume_checks", "window_checks"]
 
 #: The pseudo-features of a version's own checks: parentheses keep them apart from any
 #: feature a model sends.
@@ -168,3 +172,17 @@ def volume_checks(events: int, previous: Sequence[int]) -> list[Check]:
     ratio = events / mean if mean else 0.0
     return [Check(VOLUME, "volume_drop", 1.0 - ratio, ratio, 1.0, events, 0, round(mean)),
             Check(VOLUME, "volume_spike", ratio, ratio, 1.0, events, 0, round(mean))]
+
+
+def declared_range_checks(window: Sequence[FeatureWindowRow],
+                          declared: Callable[[str], bool]) -> list[Check]:
+    """``out_of_declared_range``: the share of a feature's values outside the range its
+    rules declare, for each feature of the window that has one."""
+    checks = []
+    for row in window:
+        if declared(row.feature):
+            present = row.count - row.missing_count - row.invalid_count
+            share = row.outside_range_count / present if present else 0.0
+            checks.append(Check(row.feature, "out_of_declared_range", share, share, None,
+                                present, row.outside_range_count, present))
+    return checks

@@ -19,6 +19,7 @@ from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.data_quality.checks import (
     Check,
+    declared_range_checks,
     timeliness_checks,
     volume_checks,
     window_checks,
@@ -77,7 +78,9 @@ class DataQualityMonitor:
         events = max(row.window_events or row.count for row in window)
         volumes = self._volumes.setdefault((model, version), [])
         checks = [*window_checks(window, reference, incidents), *timeliness_checks(window),
-                  *volume_checks(events, volumes)]
+                  *volume_checks(events, volumes), *declared_range_checks(
+                      window, lambda feature: self.rules.declared_range(model, feature)
+                      is not None)]
         volumes.append(events)
         del volumes[:-self.volume_windows]
         evaluation = evaluate_window(

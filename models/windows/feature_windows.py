@@ -52,6 +52,7 @@ from driftline.models.windows.sketch import QuantileSketch
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _ONE_KEPT = np.ones(1, dtype=np.bool_)
+RangeLookup = Callable[[str, str], "tuple[float, float] | None"]
 _ACCUMULATORS: dict[str, type[NumericAccumulator] | type[CategoricalAccumulator]] = {
     "NumericAccumulator": NumericAccumulator, "CategoricalAccumulator": CategoricalAccumulator}
 
@@ -115,6 +116,8 @@ class FeatureWindowRow:
     event_delay_ms: tuple[float, ...] = ()
     processing_delay_ms: tuple[float, ...] = ()
     late_arrivals: int = 0
+    #: Values outside the range the rules declare for the feature (none declared: 0).
+    outside_range_count: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +134,8 @@ class LateEvents:
 class _Window:
     """Accumulators of one model × version × window; numeric ones wait for frozen edges."""
 
-    __slots__ = ("event_delays", "events", "features", "invalid", "pending", "processing_delays")
+    __slots__ = ("event_delays", "events", "features", "invalid", "outside", "pending",
+                 "processing_delays")
 
     def __init__(self) -> None:
         self.features: dict[str, Accumulator] = {}
@@ -141,6 +145,7 @@ class _Window:
         self.invalid: dict[str, int] = {}
         self.event_delays: QuantileSketch | None = None
         self.processing_delays: QuantileSketch | None = None
+        self.outside: dict[str, int] = {}  # per feature: values outside its declared range
 
 
 class PartitionWindows:
@@ -161,8 +166,11 @@ class PartitionWindows:
     [('x', 3, 1, 1.5)]
     """
 
-    def __init__(self, config: WindowConfig, references: ReferenceLookup | None = None) -> None:
+    def __init__(self, config: WindowConfig, references: ReferenceLookup | None = None,
+                 ranges: RangeLookup | None = None) -> None:
         self.config = config
+        #: The valid range the rules declare for a model's feature, if any.
+        self.ranges: RangeLookup = ranges or (lambda model, feature: None)
         self.applied_offset = -1
         self.event_time: dict[str, int] = {}  # per model
         self.profiles = FeatureProfiles(config.profiles, references)
@@ -319,6 +327,13 @@ class PartitionWindows:
                 values = values[keep]
             if profile.learning:  # the sample that fixes the edges is taken in message order
                 profile.sample.append(values[~np.isnan(values)])
+            declared = self.ranges(model, name) if profile.kind == "numeric" else None
+            if declared is not None:
+                outside = (values < declared[0]) | (values > declared[1])  # NaN: neither
+                for start, in_window in selections:
+                    if n := int(outside[in_window].sum()):
+                        window = self._windows[(model, version, int(start))]
+                        window.outside[name] = window.outside.get(name, 0) + n
             for start, in_window in selections:
                 window = self._windows[(model, version, int(start))]
                 acc = self._accumulator(window, name, profile)
@@ -475,7 +490,7 @@ class PartitionWindows:
             fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else (),
             invalid_count=invalid, window_events=window.events,
             event_delay_ms=event_delay, processing_delay_ms=processing_delay,
-            late_arrivals=late)
+            late_arrivals=late, outside_range_count=window.outside.get(name, 0))
 
     # -- checkpoint ---------------------------------------------------------------
     @property
@@ -499,7 +514,7 @@ class PartitionWindows:
             "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
                          w.pending, w.events, w.invalid, _sketch_state(w.event_delays),
-                         _sketch_state(w.processing_delays)]
+                         _sketch_state(w.processing_delays), w.outside]
                         for key, w in self._windows.items()],
             "late_since": [[m, v, n] for (m, v), n in self._late_since.items()],
             "last_event": [[m, t, v] for m, (t, v) in self.last_event.items()],
@@ -507,13 +522,15 @@ class PartitionWindows:
 
     @classmethod
     def from_bytes(cls, config: WindowConfig, data: bytes,
-                   references: ReferenceLookup | None = None) -> PartitionWindows:
-        return cls.from_state(config, orjson.loads(data), references)
+                   references: ReferenceLookup | None = None,
+                   ranges: RangeLookup | None = None) -> PartitionWindows:
+        return cls.from_state(config, orjson.loads(data), references, ranges)
 
     @classmethod
     def from_state(cls, config: WindowConfig, state: dict[str, Any],
-                   references: ReferenceLookup | None = None) -> PartitionWindows:
-        self = cls(config, references)
+                   references: ReferenceLookup | None = None,
+                   ranges: RangeLookup | None = None) -> PartitionWindows:
+        self = cls(config, references, ranges)
         self.applied_offset = state["applied_offset"]
         self.event_time = state["event_time"]
         self.profiles.load_state(state["profiles"])
@@ -526,6 +543,8 @@ class PartitionWindows:
             if len(counts) > 2:  # ... and before timeliness
                 window.event_delays = _sketch(counts[2])
                 window.processing_delays = _sketch(counts[3])
+            if len(counts) > 4:  # ... and before declared ranges
+                window.outside = dict(counts[4])
             for name, (kind, acc_state) in features.items():
                 window.features[name] = _ACCUMULATORS[kind].from_state(acc_state)
             window.pending = {n: [np.asarray(p, np.float64) for p in parts]

@@ -3,6 +3,7 @@ healthy traffic opens one incident of its kind and resolves when it stops."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from driftline.models.alerting.rules import RulesConfig
+from driftline.models.alerting.rules import RulesConfig, RulesError
 from driftline.models.data_quality.checks import window_checks
 from driftline.models.drift.monitor import MonitorConfig
 from driftline.models.drift.reference import ReferenceProfile
@@ -250,3 +251,43 @@ def test_incidents_volumes_spans_and_silence_survive_a_checkpoint() -> None:
             got.append(feed(state, i, m))
         assert got == expected, stop
     assert any(("open", "data_quality:m:v1:x", "invalid_share") in w for w in expected)
+
+
+def test_values_outside_a_declared_range_are_counted_exactly_and_open_an_incident() -> None:
+    rules = RulesConfig.from_toml('[models."m".features.x]\nrange = [-6, 6]\n')
+    assert rules.declared_range("m", "x") == (-6.0, 6.0)
+    assert rules.declared_range("m", "c") is None
+    rng = np.random.default_rng(8)
+    state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                               MonitorConfig(), rules, lambda m, v: reference())
+    alerts, outside = [], {}
+    for i in range(18):
+        raw = envelope(i, rng, strings_in_x if i in range(8, 12) else None)
+        doc = orjson.loads(raw)
+        if i in range(8, 12):  # a unit change for 3 % of the values: 100x
+            doc["features"]["x"] = [v * 100 if isinstance(v, float) and j % 33 == 0 else v
+                                    for j, v in enumerate(doc["features"]["x"])]
+        values = [v for v in doc["features"]["x"] if isinstance(v, float)]
+        outside[i] = sum(not -6 <= v <= 6 for v in values)
+        block = decode(b"m", orjson.dumps(doc))
+        state.windows.settle_kinds(block)
+        _, _, health = state.apply([(2 * i, block), (2 * i + 1, EventBlock(
+            "watermark", "m", "", [T0 + (i + 1) * W]))])
+        alerts += [(i, a.state, a.metric) for a in health.alerts
+                   if a.dedup_key == "data_quality:m:v1:x"]
+        (row,) = [r for r in health.data_quality
+                  if (r.feature, r.check) == ("x", "out_of_declared_range")]
+        assert row.affected == outside[i]
+    # The strings in x are invalid too: the incident opens on its worst check.
+    assert [(i, s) for i, s, _ in alerts] == [(9, "open"), (14, "resolved")]
+    assert {m for *_, m in alerts} <= {"out_of_declared_range", "invalid_share"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('range = [1]', "expected [low, high]"),
+    ('range = [2, 1]', "low 2 must be below high 1"),
+    ('range = ["a", 1]', "expected [low, high]"),
+])
+def test_a_bad_declared_range_is_refused_with_the_fix(text: str, message: str) -> None:
+    with pytest.raises(RulesError, match=re.escape(message)):
+        RulesConfig.from_toml(f'[models."m".features.x]\n{text}\n')
