@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS {{db}}.feature_windows
     window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (inclusive)',
     window_end DateTime64(3, 'UTC') COMMENT 'event-time window end (exclusive)',
     count UInt64 COMMENT 'events in the window, missing and invalid values included',
-    missing_count UInt64 COMMENT 'events whose value was null or absent',
-    invalid_count UInt64 DEFAULT 0 COMMENT 'values dropped for their type (a string in numbers...)',
+    missing_count UInt64 COMMENT 'events whose value was null, absent or invalid',
+    invalid_count UInt64 DEFAULT 0 COMMENT 'of missing_count: values of the wrong type',
     mean Nullable(Float64) COMMENT 'mean of non-missing values (numeric)',
     variance Nullable(Float64) COMMENT 'population variance (ddof=0) of non-missing values',
     min Nullable(Float64) COMMENT 'smallest non-missing value',
@@ -382,8 +382,8 @@ ADDED_COLUMNS = (
     ("labeled_predictions", "label_revision UInt64 DEFAULT revision AFTER expired"),
     ("drift_scores", "span_start DateTime64(3, 'UTC') DEFAULT window_start COMMENT 'first "
                      "window scored: earlier when quiet windows were merged to min_count'"),
-    ("feature_windows", "invalid_count UInt64 DEFAULT 0 COMMENT 'values dropped for their type "
-                        "(a string in numbers...)' AFTER missing_count"),
+    ("feature_windows", "invalid_count UInt64 DEFAULT 0 COMMENT 'of missing_count: values of "
+                        "the wrong type' AFTER missing_count"),
 )
 
 

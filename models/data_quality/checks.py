@@ -105,7 +105,7 @@ def window_checks(window: Sequence[FeatureWindowRow], reference: ReferenceProfil
         if reference is None or row.feature.startswith(SERVICE):
             continue
         feature = reference.features.get(row.feature)
-        present = row.count - row.missing_count - row.invalid_count
+        present = row.present
         if feature is None:
             # A training profile need not hold the model's outputs: not a schema change.
             if not row.feature.startswith(OUTPUT):
@@ -181,7 +181,7 @@ def declared_range_checks(window: Sequence[FeatureWindowRow],
     checks = []
     for row in window:
         if declared(row.feature):
-            present = row.count - row.missing_count - row.invalid_count
+            present = row.present
             share = row.outside_range_count / present if present else 0.0
             checks.append(Check(row.feature, "out_of_declared_range", share, share, None,
                                 present, row.outside_range_count, present))

@@ -21,15 +21,10 @@ import numpy as np
 
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["MAX_SPAN_WINDOWS", "Spans", "merge_rows", "present", "span_note"]
+__all__ = ["MAX_SPAN_WINDOWS", "Spans", "merge_rows", "span_note"]
 
 #: The most windows one span merges (an hour of one-minute windows).
 MAX_SPAN_WINDOWS = 60
-
-
-def present(row: FeatureWindowRow) -> int:
-    """Values the row's distribution holds (not missing, not invalid)."""
-    return row.count - row.missing_count - row.invalid_count
 
 
 def merge_rows(first: FeatureWindowRow, then: FeatureWindowRow) -> FeatureWindowRow:
@@ -46,7 +41,7 @@ def merge_rows(first: FeatureWindowRow, then: FeatureWindowRow) -> FeatureWindow
     >>> m.window_start, m.window_end, m.count, m.mean, m.variance, m.max, m.bin_counts
     (0, 120, 5, 2.0, 1.0, 3.0, (0, 2, 2))
     """
-    n1, n2 = present(first), present(then)
+    n1, n2 = first.present, then.present
     n = n1 + n2
     mean, variance = _moments(first, then, n1, n2)
     tracked = dict(first.tracked_counts)
@@ -113,14 +108,14 @@ class Spans:
         for row in window:
             need = min_count(row.feature)
             waiting = self.pending.pop(row.feature, None)
-            if present(row) >= need:
+            if row.present >= need:
                 rows.append(row)
                 continue
             if waiting is not None and _binned_alike(waiting[0], row):
                 merged, windows = merge_rows(waiting[0], row), waiting[1] + 1
             else:  # nothing waiting, or binned otherwise (a new reference): start again
                 merged, windows = row, 1
-            if present(merged) >= need:
+            if merged.present >= need:
                 rows.append(merged)
                 spans[row.feature] = windows
                 continue

@@ -103,9 +103,15 @@ class FeatureWindowRow:
     fine_bin_edges: tuple[float, ...] = ()
     fine_bin_counts: tuple[int, ...] = ()
     tracked_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    #: Values dropped for their type (see EventBlock.invalid): in ``count``, not in
-    #: ``missing_count`` and not in the distribution.
+    #: Values dropped for their type (see EventBlock.invalid): counted in ``missing_count``
+    #: too, so ``count - missing_count`` stays the values the distribution holds.
     invalid_count: int = 0
+
+    @property
+    def present(self) -> int:
+        """Values the distribution holds: neither missing nor dropped as invalid."""
+        return self.count - self.missing_count
+
     #: Every event of the version's window, whether its message carried this feature or not
     #: (``count`` holds only those whose message did): the denominator of completeness.
     window_events: int = 0
@@ -468,7 +474,7 @@ class PartitionWindows:
             nan = float("nan")
             return FeatureWindowRow(
                 model, version, name, "categorical", start, end,
-                count=acc.count, missing_count=acc.missing_count - invalid,
+                count=acc.count, missing_count=acc.missing_count,
                 mean=nan, variance=nan, min=nan, max=nan, quantiles=(), bin_edges=(),
                 bin_counts=(), categories=tuple(cats),
                 category_counts=tuple(counts.tolist()), other_count=int(other),
@@ -480,7 +486,7 @@ class PartitionWindows:
         # tolist() makes Python floats and ints in one call, not one per element.
         return FeatureWindowRow(
             model, version, name, "numeric", start, end,
-            count=s.count, missing_count=s.missing_count - invalid,
+            count=s.count, missing_count=s.missing_count,
             mean=s.mean, variance=s.variance, min=s.min, max=s.max,
             quantiles=tuple(s.quantiles.tolist()),
             bin_edges=tuple(acc.edges.tolist()),

@@ -291,3 +291,26 @@ def test_values_outside_a_declared_range_are_counted_exactly_and_open_an_inciden
 def test_a_bad_declared_range_is_refused_with_the_fix(text: str, message: str) -> None:
     with pytest.raises(RulesError, match=re.escape(message)):
         RulesConfig.from_toml(f'[models."m".features.x]\n{text}\n')
+
+
+def test_invalid_values_are_not_taken_for_values_of_the_distribution() -> None:
+    """Numbers dropped from a categorical feature are missing to drift scoring, not
+    categories the reference never saw."""
+    def numbers_in_c(features: dict[str, list[Any]], rng: np.random.Generator) -> None:
+        for j in range(0, N, 20):
+            features["c"][j] = 7
+
+    rng = np.random.default_rng(3)
+    state = PartitionState.new(WindowConfig(window_ms=W, allowed_lateness_ms=0),
+                               MonitorConfig(), RulesConfig.default(), lambda m, v: reference())
+    unseen = []
+    for i in range(6):
+        block = decode(b"m", envelope(i, rng, numbers_in_c))
+        state.windows.settle_kinds(block)
+        _, rows, health = state.apply([(2 * i, block), (2 * i + 1, EventBlock(
+            "watermark", "m", "", [T0 + (i + 1) * W]))])
+        (c,) = [r for r in rows if r.feature == "c"]
+        assert (c.invalid_count, c.present) == (N // 20, N - N // 20)
+        unseen += [s.value for s in health.scores
+                   if (s.feature, s.metric) == ("c", "unseen_share")]
+    assert unseen and max(unseen) == 0.0

@@ -182,8 +182,10 @@ def test_values_of_the_other_kind_are_counted_as_invalid_and_the_rest_kept() -> 
     state.apply(blocks)
     rows = {r.feature: r for r in state.close_all()}
     x, c = rows["x"], rows["c"]
-    assert (x.count, x.missing_count, x.invalid_count, x.mean) == (5, 1, 2, 1.5)
-    assert (c.count, c.missing_count, c.invalid_count, c.window_events) == (5, 1, 3, 5)
+    # Invalid values count as missing too: count - missing_count is what the distribution has.
+    assert (x.count, x.missing_count, x.invalid_count, x.mean) == (5, 3, 2, 1.5)
+    assert (c.count, c.missing_count, c.invalid_count, c.window_events) == (5, 4, 3, 5)
+    assert (x.present, c.present) == (2, 1)
     assert dict(zip(c.categories, c.category_counts, strict=True)) == {"a": 1}
 
 
