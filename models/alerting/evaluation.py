@@ -22,12 +22,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from driftline.models.alerting.fdr import bh_adjusted
 from driftline.models.alerting.rules import RulesConfig, Severity, Threshold
 
-__all__ = ["Evaluation", "Finding", "Score", "Skipped", "evaluate_window", "worst_per_feature"]
+__all__ = ["Evaluation", "Finding", "Score", "Skipped", "Verdict", "evaluate_window", "verdict",
+           "worst_per_feature"]
+
+#: A stored score's verdict: its finding's severity, "ok", or not judged.
+Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
 
 
 class Score(NamedTuple):
@@ -245,6 +249,13 @@ _METRIC_RANK = {"psi": 0, "js": 1, "wasserstein_std": 2, "unseen_share": 3, "ks"
                 # model quality, the service: the baseline comparisons read best
                 "accuracy_drop": 0, "mae_ratio": 0, "latency_p95_ratio": 0, "error_rate": 0,
                 "coverage": 1}
+
+
+def verdict(finding: Finding | None) -> Verdict:
+    """The verdict a score row stores for its finding (None: not judged)."""
+    if finding is None:
+        return "not_evaluated"
+    return "ok" if finding.severity is None else finding.severity
 
 
 def worst_per_feature(evaluation: Evaluation,

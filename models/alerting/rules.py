@@ -60,6 +60,7 @@ Direction = Literal["above", "below"]
 Kind = Literal["threshold", "test"]
 
 _DETECTOR = {"warn": 1.0}  # river detectors report 1.0 for a window in which they fired
+_QUALITY = {"direction": "above", "category": "data_quality"}
 DEFAULTS: Mapping[str, Any] = {
     "defaults": {"min_windows": 3, "min_count": 500, "fdr_q": 0.05},
     "incidents": {"open_after": 2, "resolve_after": 3, "cooldown_windows": 5},
@@ -116,36 +117,28 @@ DEFAULTS: Mapping[str, Any] = {
         # reference drift is judged against. Healthy traffic has no invalid values, keeps its
         # missing share within a few points of the reference's, and leaves its range about
         # 2 / (n + 1) of the time for a reference of n values.
-        "invalid_share": {"direction": "above", "warn": 0.001, "critical": 0.05,
-                          "category": "data_quality"},
-        "missing_increase": {"direction": "above", "warn": 0.05, "critical": 0.2,
-                             "category": "data_quality"},
+        "invalid_share": {**_QUALITY, "warn": 0.001, "critical": 0.05},
+        "missing_increase": {**_QUALITY, "warn": 0.05, "critical": 0.2},
         # A shift that drift already flags pushes a few % past the range (the demo's: 1-2 %);
         # a sentinel or a unit change pushes more.
-        "out_of_range_increase": {"direction": "above", "warn": 0.05, "critical": 0.2,
-                                  "category": "data_quality"},
-        "absent": {"direction": "above", "critical": 1.0, "category": "data_quality"},
-        "unexpected": {"direction": "above", "warn": 1.0, "category": "data_quality"},
+        "out_of_range_increase": {**_QUALITY, "warn": 0.05, "critical": 0.2},
+        "absent": {**_QUALITY, "critical": 1.0},
+        "unexpected": {**_QUALITY, "warn": 1.0},
         # Timeliness per version and window: delays are yours to bound (a backfill or a
         # replay has event times from long ago); late arrivals are not normal.
-        **{f"{what}_{level}_seconds": {"direction": "above", "enabled": False,
-                                       "category": "data_quality"}
+        **{f"{what}_{level}_seconds": {**_QUALITY, "enabled": False}
            for what in ("event_delay", "processing_delay") for level in ("p50", "p95", "max")},
-        "late_share": {"direction": "above", "warn": 0.05, "critical": 0.2,
-                       "category": "data_quality"},
+        "late_share": {**_QUALITY, "warn": 0.05, "critical": 0.2},
         # Volume against the mean of the version's previous 5 windows: a sudden drop to
         # half (or a fifth), a sudden tripling (or tenfold). Daily cycles move slower.
-        "volume_drop": {"direction": "above", "warn": 0.5, "critical": 0.8,
-                        "category": "data_quality"},
-        "volume_spike": {"direction": "above", "warn": 3.0, "critical": 10.0,
-                         "category": "data_quality"},
+        "volume_drop": {**_QUALITY, "warn": 0.5, "critical": 0.8},
+        "volume_spike": {**_QUALITY, "warn": 3.0, "critical": 10.0},
         # A model with no predictions for this many windows of its partition's event time
         # while the partition's other models go on (models/data_quality/silence.py).
-        "silent_windows": {"direction": "above", "critical": 5.0, "category": "data_quality"},
+        "silent_windows": {**_QUALITY, "critical": 5.0},
         # The share of a feature's values outside the range its rules declare (range =
         # [low, high] in its [models."m".features.f] table): a declared range is a promise.
-        "out_of_declared_range": {"direction": "above", "warn": 0.001, "critical": 0.05,
-                                  "category": "data_quality"},
+        "out_of_declared_range": {**_QUALITY, "warn": 0.001, "critical": 0.05},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",

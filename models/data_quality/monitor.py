@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from driftline.models.alerting.alerts import Alert
-from driftline.models.alerting.evaluation import Finding, Score, evaluate_window, worst_per_feature
+from driftline.models.alerting.evaluation import (
+    Finding,
+    Score,
+    Verdict,
+    evaluate_window,
+    verdict,
+    worst_per_feature,
+)
 from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.data_quality.checks import (
@@ -28,9 +35,6 @@ from driftline.models.drift.reference import ReferenceProfile
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
 __all__ = ["DataQualityMonitor", "DataQualityRow"]
-
-Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
-
 
 @dataclasses.dataclass(frozen=True)
 class DataQualityRow:
@@ -110,9 +114,7 @@ class DataQualityMonitor:
 
 def _row(model: str, version: str, start: int, end: int, check: Check, finding: Finding | None,
          source: str, profile_id: str) -> DataQualityRow:
-    verdict: Verdict = "not_evaluated" if finding is None else (
-        "ok" if finding.severity is None else finding.severity)
     return DataQualityRow(model, version, check.feature, start, end, check.check, check.value,
                           check.observed, check.expected, check.events, check.affected,
-                          None if finding is None else finding.threshold, verdict, source,
-                          profile_id)
+                          None if finding is None else finding.threshold, verdict(finding),
+                          source, profile_id)

@@ -30,7 +30,9 @@ from driftline.models.alerting.evaluation import (
     Evaluation,
     Finding,
     Score,
+    Verdict,
     evaluate_window,
+    verdict,
     worst_per_feature,
 )
 from driftline.models.alerting.incidents import IncidentTracker
@@ -54,7 +56,6 @@ from driftline.models.events.wire import SERVICE, EventBlock
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-Verdict = Literal["ok", "warning", "critical", "not_evaluated"]
 DETECTOR_METRICS = frozenset({"adwin", "kswin", "page_hinkley", "ddm", "eddm", "hddm_a"})
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 
@@ -356,12 +357,10 @@ def _on_spans(evaluation: Evaluation, spans: dict[str, tuple[int, int]]) -> Eval
 
 def _row(score: Score, drift: DriftScore, finding: Finding | None, start: int, end: int,
          reference: ReferenceProfile, span_start: int) -> DriftScoreRow:
-    verdict: Verdict = "not_evaluated" if finding is None else (
-        "ok" if finding.severity is None else finding.severity)
     return DriftScoreRow(
         score.model, score.version, score.feature, start, end, score.metric, drift.value,
         drift.p_value, drift.error_bound, drift.n_reference, drift.n_window,
-        None if finding is None else finding.threshold, verdict, reference.source,
+        None if finding is None else finding.threshold, verdict(finding), reference.source,
         reference.profile_id, span_start)
 
 

@@ -225,14 +225,15 @@ def _keep(block: EventBlock, name: str, column: list[Any], allowed: frozenset[ty
     if set(map(type, column)) <= allowed:
         return column
     bad = [i for i, value in enumerate(column) if type(value) not in allowed]
-    _mark_invalid(block, name, bad)
+    mark_invalid(block, name, bad)
     kept = list(column)
     for i in bad:
         kept[i] = None
     return kept
 
 
-def _mark_invalid(block: EventBlock, name: str, positions: list[int]) -> None:
+def mark_invalid(block: EventBlock, name: str, positions: list[int]) -> None:
+    """Add ``positions`` (events whose value of ``name`` was dropped) to ``block.invalid``."""
     if positions:
         known = block.invalid.get(name)
         block.invalid[name] = positions if known is None else sorted({*known, *positions})

@@ -29,7 +29,7 @@ from driftline.models.drift.reference import (
     ReferenceProfile,
     category_labels,
 )
-from driftline.models.events.wire import EventBlock
+from driftline.models.events.wire import EventBlock, mark_invalid
 from driftline.models.windows.accumulators import (
     CategoricalAccumulator,
     NumericAccumulator,
@@ -205,8 +205,6 @@ class FeatureProfiles:
 
 def _drop_column(block: EventBlock, name: str) -> None:
     column = block.features[name]
-    dropped = [i for i, value in enumerate(column) if value is not None]
-    known = block.invalid.get(name, [])
-    block.invalid[name] = sorted({*known, *dropped}) if known else dropped
+    mark_invalid(block, name, [i for i, value in enumerate(column) if value is not None])
     block.features[name] = [None] * len(column)
     block.feature_kinds[name] = "missing"

@@ -26,7 +26,7 @@ reproduces it exactly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -336,10 +336,8 @@ class PartitionWindows:
             declared = self.ranges(model, name) if profile.kind == "numeric" else None
             if declared is not None:
                 outside = (values < declared[0]) | (values > declared[1])  # NaN: neither
-                for start, in_window in selections:
-                    if n := int(outside[in_window].sum()):
-                        window = self._windows[(model, version, int(start))]
-                        window.outside[name] = window.outside.get(name, 0) + n
+                for window, n in self._per_window(model, version, selections, outside):
+                    window.outside[name] = window.outside.get(name, 0) + n
             for start, in_window in selections:
                 window = self._windows[(model, version, int(start))]
                 acc = self._accumulator(window, name, profile)
@@ -367,11 +365,10 @@ class PartitionWindows:
                     parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
                     keep: npt.NDArray[np.bool_], times: npt.NDArray[np.int64],
                     selections: list[tuple[Any, Any]]) -> None:
-        nan = float("nan")
-        broker = np.concatenate([np.full(len(b), nan if b.broker_time_ms is None
-                                         else float(b.broker_time_ms)) for b, _ in parts])[keep]
-        read = np.concatenate([np.full(len(b), nan if b.received_ms is None
-                                       else float(b.received_ms)) for b, _ in parts])[keep]
+        sizes = [len(b) for b, _ in parts]
+        broker = np.repeat(np.array([b.broker_time_ms for b, _ in parts], np.float64),
+                           sizes)[keep]  # None becomes NaN: not measured
+        read = np.repeat(np.array([b.received_ms for b, _ in parts], np.float64), sizes)[keep]
         event_delays, processing = broker - times, read - broker
         for start, in_window in selections:
             window = self._windows[(model, version, int(start))]
@@ -394,11 +391,15 @@ class PartitionWindows:
         for block, _ in parts:
             invalid[[at + i for i in block.invalid.get(name, ())]] = True
             at += len(block)
-        invalid = invalid[keep]
+        for window, n in self._per_window(model, version, selections, invalid[keep]):
+            window.invalid[name] = window.invalid.get(name, 0) + n
+
+    def _per_window(self, model: str, version: str, selections: list[tuple[Any, Any]],
+                    flags: npt.NDArray[np.bool_]) -> Iterator[tuple[_Window, int]]:
+        """Each window the flagged events fall in, with how many of them do."""
         for start, in_window in selections:
-            if n := int(invalid[in_window].sum()):
-                window = self._windows[(model, version, int(start))]
-                window.invalid[name] = window.invalid.get(name, 0) + n
+            if n := int(flags[in_window].sum()):
+                yield self._windows[(model, version, int(start))], n
 
     def _accumulator(self, window: _Window, name: str, profile: FeatureProfile) -> Accumulator:
         acc = window.features.get(name)
