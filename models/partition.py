@@ -12,6 +12,7 @@ from driftline.models.data_quality.monitor import DataQualityMonitor
 from driftline.models.data_quality.silence import SilenceWatch, Silent
 from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
 from driftline.models.events.wire import EventBlock
+from driftline.models.outcomes.monitor import OutcomeConfig, OutcomeMonitor
 from driftline.models.quality.monitor import PerformanceConfig, PerformanceMonitor
 from driftline.models.telemetry.service_monitor import ServiceConfig, ServiceMonitor
 from driftline.models.windows.feature_profiles import ReferenceLookup
@@ -30,29 +31,33 @@ class PartitionState:
 
     def __init__(self, windows: PartitionWindows, monitor: Monitor,
                  performance: PerformanceMonitor, service: ServiceMonitor,
-                 data_quality: DataQualityMonitor) -> None:
+                 data_quality: DataQualityMonitor, outcomes: OutcomeMonitor) -> None:
         self.windows = windows
         self.monitor = monitor
         self.performance = performance
         self.service = service
         self.data_quality = data_quality
+        self.outcomes = outcomes
         self.silent = Silent()
 
     @classmethod
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
             references: ReferenceLookup | None = None,
-            performance_config: PerformanceConfig | None = None) -> PartitionState:
+            performance_config: PerformanceConfig | None = None,
+            outcome_config: OutcomeConfig | None = None) -> PartitionState:
         return cls(PartitionWindows(window_config, references, rules.declared_range),
                    Monitor(monitor_config, rules, references),
                    PerformanceMonitor(performance_config or PerformanceConfig(), rules),
                    ServiceMonitor(_service_config(window_config, monitor_config), rules),
-                   DataQualityMonitor(rules))
+                   DataQualityMonitor(rules), OutcomeMonitor(outcome_config or OutcomeConfig(),
+                                                             rules))
 
     @classmethod
     def from_bytes(cls, data: bytes, window_config: WindowConfig,
                    monitor_config: MonitorConfig, rules: RulesConfig,
                    references: ReferenceLookup | None = None,
-                   performance_config: PerformanceConfig | None = None) -> PartitionState:
+                   performance_config: PerformanceConfig | None = None,
+                   outcome_config: OutcomeConfig | None = None) -> PartitionState:
         state = state_codec.decode(data)
         monitor = Monitor(monitor_config, rules, references)
         monitor.load_state(state["monitor"])
@@ -65,9 +70,12 @@ class PartitionState:
         data_quality = DataQualityMonitor(rules)
         if "data_quality" in state:
             data_quality.load_state(state["data_quality"])
+        outcomes = OutcomeMonitor(outcome_config or OutcomeConfig(), rules)
+        if "outcomes" in state:
+            outcomes.load_state(state["outcomes"])
         loaded = cls(PartitionWindows.from_state(window_config, state["windows"], references,
                                                  rules.declared_range),
-                     monitor, performance, service, data_quality)
+                     monitor, performance, service, data_quality, outcomes)
         loaded.silent = Silent(*state.get("silent", (None, "")))
         return loaded
 
@@ -85,6 +93,7 @@ class PartitionState:
         def closed(rows: Sequence[FeatureWindowRow]) -> None:
             health.extend(self.monitor.observe(rows))
             self.performance.observe_closed(rows)
+            self.outcomes.observe_closed(rows)
             service_rows, alerts = self.service.observe(rows)
             health.service += service_rows
             health.alerts += alerts
@@ -108,6 +117,7 @@ class PartitionState:
                                    "performance": self.performance.to_state(),
                                    "service": self.service.to_state(),
                                    "data_quality": self.data_quality.to_state(),
+                                   "outcomes": self.outcomes.to_state(),
                                    "silent": [self.silent.since, self.silent.version]})
 
 

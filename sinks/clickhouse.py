@@ -23,9 +23,11 @@ from driftline.models.alerting.alerts import Alert
 from driftline.models.data_quality.monitor import DataQualityRow
 from driftline.models.drift.monitor import DriftScoreRow
 from driftline.models.drift.reference import ReferenceProfile
+from driftline.models.outcomes.monitor import OutcomeComparisonRow
 from driftline.models.telemetry.service_monitor import ServiceWindowRow
 from driftline.models.windows.feature_windows import FeatureWindowRow, LateEvents
 from driftline.sinks.clickhouse_options import clickhouse_client_options, connect_error
+from driftline.sinks.outcome_store import COLUMNS as OUTCOME_COLUMNS
 from driftline.sinks.performance_store import COLUMNS as PERFORMANCE_COLUMNS
 from driftline.sinks.schema import quantile_columns, statements
 from driftline.sinks.write_version import write_versions
@@ -64,11 +66,14 @@ class SinkBatch:
     performance: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     service: list[ServiceWindowRow] = dataclasses.field(default_factory=list)
     data_quality: list[DataQualityRow] = dataclasses.field(default_factory=list)
+    #: ``outcomes`` rows (driftline.sinks.outcome_store.COLUMNS order) of windows closing or due.
+    outcomes: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    outcome_comparisons: list[OutcomeComparisonRow] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.windows or self.late or self.dead_letters or self.scores
                     or self.alerts or self.references or self.performance or self.service
-                    or self.data_quality)
+                    or self.data_quality or self.outcomes or self.outcome_comparisons)
 
 
 _WINDOW_COLUMNS = [
@@ -91,6 +96,12 @@ _DATA_QUALITY_COLUMNS = [
     "model", "model_version", "feature", "window_start", "window_end", "check", "value",
     "observed", "expected", "events", "affected", "threshold", "verdict", "reference_source",
     "reference_id", "revision",
+]
+_COMPARISON_COLUMNS = [
+    "model", "model_version", "against", "against_version", "outcome", "window_start",
+    "window_end", "span_start", "windows", "n", "mean", "against_n", "against_mean",
+    "difference", "difference_low", "difference_high", "relative_change", "p_value", "verdict",
+    "revision",
 ]
 _LATE_COLUMNS = ["model", "model_version", "window_start", "source_partition", "source_offset",
                  "late_events"]
@@ -166,7 +177,9 @@ class ClickHouseSink:
                 [r.offset for r in late], [r.count for r in late]], True))
         for table, names, rows in (("drift_scores", _SCORE_COLUMNS, batch.scores),
                                    ("service_windows", _SERVICE_COLUMNS, batch.service),
-                                   ("data_quality", _DATA_QUALITY_COLUMNS, batch.data_quality)):
+                                   ("data_quality", _DATA_QUALITY_COLUMNS, batch.data_quality),
+                                   ("outcome_comparisons", _COMPARISON_COLUMNS,
+                                    batch.outcome_comparisons)):
             if rows:
                 tables.append((table, names, [
                     *([getattr(r, "version" if name == "model_version" else name) for r in rows]
@@ -186,6 +199,8 @@ class ClickHouseSink:
                 [r.to_json().decode() for r in refs]], True))
         if batch.performance:
             tables.append(("performance", PERFORMANCE_COLUMNS, batch.performance, False))
+        if batch.outcomes:
+            tables.append(("outcomes", OUTCOME_COLUMNS, batch.outcomes, False))
         if batch.dead_letters:
             letters = batch.dead_letters
             tables.append(("dead_letters", _DEAD_LETTER_COLUMNS, [

@@ -68,10 +68,10 @@ class LabelStore:
         # Written again, marked settled, after the waiting row: FINAL then leaves it out.
         rows += [(lb.model, lb.request_id, lb.event_time, _text(lb.label), lb.revision, 1)
                  for lb in settled]
-        await self._insert("waiting_labels", _LABEL_COLUMNS, _versioned(rows))
+        await self._insert("waiting_labels", _LABEL_COLUMNS, versioned(rows))
 
     async def put_pairs(self, pairs: Sequence[LabeledPrediction]) -> None:
-        await self._insert("labeled_predictions", _PAIR_COLUMNS, _versioned([
+        await self._insert("labeled_predictions", _PAIR_COLUMNS, versioned([
             (r.prediction.model, r.prediction.version, r.window_start, r.request_id,
              r.prediction.event_time, r.label.event_time, r.delay_seconds,
              _text(r.prediction.prediction), _text(r.label.label), r.prediction.score,
@@ -100,29 +100,35 @@ class LabelStore:
 
     async def _lookup(self, table: str, columns: list[str],
                       keys: Iterable[Key]) -> list[tuple[Any, ...]]:
-        by_model: dict[str, list[str]] = {}
-        for model, request_id in keys:
-            by_model.setdefault(model, []).append(request_id)
-        rows: list[tuple[Any, ...]] = []
-        shown = ", ".join(f"toUnixTimestamp64Milli({c})" if c.endswith("time") else c
-                          for c in columns)
-        for model, request_ids in by_model.items():
-            # Query parameters travel as an HTTP form field, whose size the server limits
-            # (128 KiB by default): look up a large batch's ids in chunks.
-            for at in range(0, len(request_ids), _LOOKUP_CHUNK):
-                result = await self.client.query(
-                    f"SELECT {shown} FROM {self.database}.{table} FINAL "
-                    "WHERE model = {model:String} AND request_id IN {ids:Array(String)}",
-                    parameters={"model": model, "ids": request_ids[at:at + _LOOKUP_CHUNK]})
-                rows += [tuple(row) for row in result.result_rows]
-        return rows
+        return await lookup(self.client, f"{self.database}.{table}", columns, keys)
 
     async def _insert(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
         if rows:
             await self.client.insert(table, rows, column_names=names, database=self.database)
 
 
-def _versioned(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+async def lookup(client: AsyncClient, table: str, columns: list[str],
+                 keys: Iterable[Key]) -> list[tuple[Any, ...]]:
+    """Rows of ``table`` (FINAL) for (model, request id) ``keys``; times as epoch ms."""
+    by_model: dict[str, list[str]] = {}
+    for model, request_id in keys:
+        by_model.setdefault(model, []).append(request_id)
+    rows: list[tuple[Any, ...]] = []
+    shown = ", ".join(f"toUnixTimestamp64Milli({c})" if c.endswith("time") else c
+                      for c in columns)
+    for model, request_ids in by_model.items():
+        # Query parameters travel as an HTTP form field, whose size the server limits
+        # (128 KiB by default): look up a large batch's ids in chunks.
+        for at in range(0, len(request_ids), _LOOKUP_CHUNK):
+            result = await client.query(
+                f"SELECT {shown} FROM {table} FINAL "
+                "WHERE model = {model:String} AND request_id IN {ids:Array(String)}",
+                parameters={"model": model, "ids": request_ids[at:at + _LOOKUP_CHUNK]})
+            rows += [tuple(row) for row in result.result_rows]
+    return rows
+
+
+def versioned(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Each row with its write version last; a later row of a key wins, also in one insert."""
     return [(*row, version) for row, version in zip(rows, write_versions(len(rows)),
                                                     strict=True)]

@@ -368,9 +368,111 @@ ORDER BY (model, model_version, feature, window_start, check)
 COMMENT 'Data quality per feature and window: invalid, missing, out of range, absent, unexpected'
 """
 
+OUTCOME_REPORTS = """
+CREATE TABLE IF NOT EXISTS {db}.outcome_reports
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version that made the prediction',
+    window_start DateTime64(3, 'UTC') COMMENT 'window of the prediction event time',
+    outcome LowCardinality(String) COMMENT 'outcome name: converted, revenue, ...',
+    request_id String COMMENT 'request id',
+    value Float64 COMMENT 'the outcome (booleans: 1 or 0)',
+    prediction_time DateTime64(3, 'UTC') COMMENT 'prediction event time',
+    outcome_time DateTime64(3, 'UTC') COMMENT 'outcome event time',
+    delay_seconds Float64 COMMENT 'outcome time - prediction time',
+    expired UInt8 COMMENT '1: came after the model outcome TTL and was not counted',
+    outcome_revision UInt64
+        COMMENT 'where the report is in the log: offset x 1e6 + position in its message',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start, outcome, request_id)
+COMMENT 'Each request outcome once: a repeat rewrites it, a later different value replaces it'
+"""
+
+WAITING_OUTCOMES = """
+CREATE TABLE IF NOT EXISTS {db}.waiting_outcomes
+(
+    model LowCardinality(String) COMMENT 'model name',
+    request_id String COMMENT 'the prediction this outcome is for',
+    outcome LowCardinality(String) COMMENT 'outcome name',
+    event_time DateTime64(3, 'UTC') COMMENT 'outcome event time',
+    value Float64 COMMENT 'the outcome',
+    outcome_revision UInt64 COMMENT 'where the report is in the log',
+    settled UInt8 COMMENT '1 once its prediction arrived: FINAL leaves it out',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins',
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the row was written'
+)
+ENGINE = ReplacingMergeTree(revision, settled)
+ORDER BY (model, request_id, outcome)
+TTL toDateTime(written_at) + INTERVAL {retention_days} DAY
+COMMENT 'Outcomes that arrived before their prediction'
+"""
+
+OUTCOMES = """
+CREATE TABLE IF NOT EXISTS {db}.outcomes
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    window_start DateTime64(3, 'UTC') COMMENT 'window of the predictions event time: start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    outcome LowCardinality(String) COMMENT 'outcome name',
+    n_predicted Nullable(UInt64) COMMENT 'predictions in the window (NULL while it is open)',
+    n_reported UInt64 COMMENT 'predictions that reported this outcome; add: sum',
+    n_expired UInt64 COMMENT 'reports after the outcome TTL (not counted)',
+    total Float64 COMMENT 'sum of the outcome; add: sum. Per prediction: total / n_predicted',
+    sum_squares Float64 COMMENT 'sum of squared values (variance); add: sum',
+    positive UInt64 COMMENT 'reports with a value other than 0 (true); add: sum',
+    mean Nullable(Float64) COMMENT 'total / n_reported: the mean where reported',
+    per_prediction Nullable(Float64) COMMENT 'total / n_predicted: unreported counts as 0',
+    rate Nullable(Float64) COMMENT 'positive / n_predicted: e.g. the conversion rate',
+    delay_sum_seconds Float64 COMMENT 'sum of outcome delays; / n_reported is the mean',
+    outcomes_final_at DateTime64(3, 'UTC') COMMENT 'window_end + outcome TTL: later reports expire',
+    updated_at DateTime64(6, 'UTC') COMMENT 'when computed: the latest row of a window wins'
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, model_version, window_start, outcome)
+COMMENT 'Business outcomes per model version and prediction window, rewritten as reports come'
+"""
+
+OUTCOME_COMPARISONS = """
+CREATE TABLE IF NOT EXISTS {db}.outcome_comparisons
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'the version judged',
+    against LowCardinality(String)
+        COMMENT 'baseline: its own first windows; champion: the champion version, same windows',
+    against_version LowCardinality(String) COMMENT 'the champion (the version itself for baseline)',
+    outcome LowCardinality(String) COMMENT 'outcome name',
+    window_start DateTime64(3, 'UTC') COMMENT 'the window judged',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    span_start DateTime64(3, 'UTC') COMMENT 'champion: first window of the running comparison',
+    windows UInt32 COMMENT 'windows in the comparison (1 for baseline)',
+    n UInt64 COMMENT 'predictions of the version judged',
+    mean Float64 COMMENT 'its outcome per prediction',
+    against_n UInt64 COMMENT 'predictions of the baseline or champion',
+    against_mean Float64 COMMENT 'their outcome per prediction',
+    difference Float64 COMMENT 'mean - against_mean',
+    difference_low Nullable(Float64) COMMENT 'confidence interval of the difference: low',
+    difference_high Nullable(Float64) COMMENT 'and high (champion: valid at every look)',
+    relative_change Nullable(Float64) COMMENT 'difference / |against_mean|',
+    p_value Float64 COMMENT 'baseline: two-sided z-test; champion: always-valid p-value',
+    verdict Enum8('ok' = 1, 'warning' = 2, 'critical' = 3, 'not_evaluated' = 4)
+        COMMENT 'the rules verdict',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (model, outcome, model_version, against, window_start)
+COMMENT 'Each version outcome judged per window: against its baseline and its champion'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
-          DATA_QUALITY, GPU_WINDOWS, HOST_WINDOWS)
+          DATA_QUALITY, OUTCOME_REPORTS, WAITING_OUTCOMES, OUTCOMES, OUTCOME_COMPARISONS,
+          GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.
@@ -404,4 +506,4 @@ def statements(database: str, retention_days: int = 8) -> list[str]:
             # Only new parts get the changed TTL at once; old ones on their next merge.
             *(f"ALTER TABLE {database}.{table} MODIFY TTL toDateTime(written_at) + "
               f"INTERVAL {retention_days} DAY SETTINGS materialize_ttl_after_modify = 0"
-              for table in ("predictions", "waiting_labels"))]
+              for table in ("predictions", "waiting_labels", "waiting_outcomes"))]

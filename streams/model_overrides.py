@@ -1,4 +1,4 @@
-"""Per-model label settings, from one JSON object in ``DRIFTLINE_MODELS``.
+"""Per-model label and outcome settings, from one JSON object in ``DRIFTLINE_MODELS``.
 
 Models differ in how their labels come: a click within seconds, a chargeback within 90
 days. Each key overrides the worker-wide default for one model::
@@ -29,7 +29,7 @@ Task = Literal["classification", "regression"]
 
 @dataclasses.dataclass(frozen=True)
 class ModelOverrides:
-    """One model's label settings; None keeps the worker-wide default."""
+    """One model's label and outcome settings; None keeps the worker-wide default."""
 
     #: Event time a prediction waits for its label; later labels are expired.
     label_ttl_seconds: int | None = None
@@ -37,6 +37,12 @@ class ModelOverrides:
     early_label_ttl_seconds: int | None = None
     #: Event time after a window's end at which its quality is judged (alerts).
     judge_after_seconds: int | None = None
+    #: Event time a prediction waits for its business outcomes.
+    outcome_ttl_seconds: int | None = None
+    #: Event time after a window's end at which its outcomes are judged.
+    outcome_judge_after_seconds: int | None = None
+    #: The version challengers are compared with; None: the version that served first.
+    champion: str | None = None
     task: Task | None = None
     #: The class a bare ``score`` is the probability of.
     positive_class: str | None = None
@@ -67,8 +73,8 @@ def _overrides(var: str, model: str, fields: Any) -> ModelOverrides:
             raise ValueError(f"{var}: {model!r} {key} must be a positive whole number of seconds")
         if key == "task" and value not in ("classification", "regression"):
             raise ValueError(f"{var}: {model!r} task must be classification or regression")
-        if key == "positive_class" and not isinstance(value, str):
-            raise ValueError(f"{var}: {model!r} positive_class must be a string")
+        if key in ("positive_class", "champion") and not isinstance(value, str):
+            raise ValueError(f"{var}: {model!r} {key} must be a string")
     return ModelOverrides(**fields)
 
 

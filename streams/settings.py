@@ -113,8 +113,17 @@ class Settings:
     #: A window's quality is judged (alerts) once the model's event time is this far past
     #: its end: most of its labels should have come by then.
     judge_after_seconds: int = 3600
-    #: JSON object of per-model overrides of the three above, and the model's task and
-    #: positive class (see streams/model_overrides.py).
+
+    # Business outcomes (reported on the labels topic, joined like labels)
+    #: How long (event time) a prediction waits for its outcomes (a chargeback: 90 days).
+    outcome_ttl_seconds: int = 7 * 24 * 3600
+    #: A window's outcomes are judged (baseline, champion vs challenger) once the model's
+    #: event time is this far past its end.
+    outcome_judge_after_seconds: int = 3600
+    #: Always-valid confidence of the champion/challenger comparison (1 - alpha).
+    outcome_confidence: float = 0.95
+    #: JSON object of per-model overrides of the TTLs and judge times above, and the
+    #: model's task, positive class and champion version (see streams/model_overrides.py).
     models: Mapping[str, ModelOverrides] = dataclasses.field(default_factory=dict)
 
     # Drift
@@ -167,8 +176,10 @@ class Settings:
     def label_retention_days(self) -> int:
         """Days predictions and early labels are kept: a day past the longest TTL."""
         longest = max([self.label_ttl_seconds, self.early_label_ttl_seconds,
+                       self.outcome_ttl_seconds,
                        *(o.label_ttl_seconds or 0 for o in self.models.values()),
-                       *(o.early_label_ttl_seconds or 0 for o in self.models.values())])
+                       *(o.early_label_ttl_seconds or 0 for o in self.models.values()),
+                       *(o.outcome_ttl_seconds or 0 for o in self.models.values())])
         return -(-longest // 86_400) + 1
 
     @property
@@ -221,11 +232,14 @@ class Settings:
                     "fine_histogram_bins", "baseline_windows",
                     "top_k_categories", "max_tracked_categories", "batch_max_messages",
                     "stream_buffer_messages",
-                    "label_ttl_seconds", "early_label_ttl_seconds", "judge_after_seconds")
+                    "label_ttl_seconds", "early_label_ttl_seconds", "judge_after_seconds",
+                    "outcome_ttl_seconds", "outcome_judge_after_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_PREFIX}{name.upper()} must be positive, "
                                  f"got {getattr(self, name)}")
+        if not 0.5 <= self.outcome_confidence < 1:
+            raise ValueError(f"{_PREFIX}OUTCOME_CONFIDENCE must be in [0.5, 1), e.g. 0.95")
         if self.release_memory_seconds < 0:
             raise ValueError(f"{_PREFIX}RELEASE_MEMORY_SECONDS must be >= 0 (0: never)")
         if self.allowed_lateness_seconds < 0:

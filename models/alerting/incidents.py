@@ -204,6 +204,8 @@ class IncidentTracker:
             head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
         elif incident.category == "service":  # feature "latency" or "errors"
             head += f"service {incident.feature} "
+        elif incident.category == "outcome":  # feature "outcome.<name>"
+            head += f"outcome '{incident.feature.removeprefix('outcome.')}' "
         elif incident.feature:
             head += f"feature '{incident.feature}' "
         since = datetime.datetime.fromtimestamp(incident.first_seen / 1000, datetime.UTC)
@@ -215,7 +217,7 @@ class IncidentTracker:
             return (f"{head}escalated to critical ({finding.reason}); bad in "
                     f"{_windows(incident.bad_windows)} since {when}")
         verb = {"drift": "drifted", "performance": "degraded", "service": "degraded",
-                "data_quality": "failed a data-quality check"}.get(
+                "data_quality": "failed a data-quality check", "outcome": "got worse"}.get(
             incident.category, "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 

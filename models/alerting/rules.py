@@ -139,6 +139,18 @@ DEFAULTS: Mapping[str, Any] = {
         # The share of a feature's values outside the range its rules declare (range =
         # [low, high] in its [models."m".features.f] table): a declared range is a promise.
         "out_of_declared_range": {**_QUALITY, "warn": 0.001, "critical": 0.05},
+        # Business outcomes per version and window, per prediction (models/outcomes/monitor.py),
+        # judged when the window is due. outcome_change: the window against the version's
+        # first judged windows (z-test); challenger_test: a challenger against the champion
+        # over the windows both served (always-valid, so judging every window keeps its
+        # level). Bad when significant and the fall reaches its floor; for an outcome where
+        # higher is worse, take outcome_rise / challenger_rise as the effect metric.
+        "outcome_change": {"kind": "test", "effect_metric": "outcome_drop", "effect_floor": 0.1,
+                           "category": "outcome"},
+        "challenger_test": {"kind": "test", "effect_metric": "challenger_drop",
+                            "effect_floor": 0.02, "category": "outcome"},
+        **{name: {"direction": "above", "enabled": False, "category": "outcome"}
+           for name in ("outcome_drop", "outcome_rise", "challenger_drop", "challenger_rise")},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",

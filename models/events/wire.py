@@ -2,8 +2,8 @@
 
 Two wire forms share the topics, both JSON, keyed by model name:
 
-* a single event per message: ``{"type": "prediction", ...}`` or ``{"type": "label", ...}``,
-  what any Kafka producer in any language can send;
+* a single event per message: ``{"type": "prediction", ...}``, ``{"type": "label", ...}``
+  or ``{"type": "outcome", ...}``, what any Kafka producer in any language can send;
 * a batch envelope of one model (and, for predictions, one version) whose fields are
   columns: ``{"type": "prediction_batch", "event_time": [...], "features": {"x": [...]}}``,
   what driftline's publisher sends. Each column becomes a numpy array in one call.
@@ -40,12 +40,13 @@ driftline.models.events.wire.BadMessage: prediction event lacks required field '
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import orjson
 
-BlockKind = Literal["prediction", "label", "watermark"]
+BlockKind = Literal["prediction", "label", "outcome", "watermark"]
 
 #: Event times must be UTC epoch milliseconds between 2000-01-01 and 2200-01-01.
 MIN_EVENT_TIME_MS = 946_684_800_000
@@ -57,6 +58,8 @@ SCORE_FEATURE = "output.score"
 PREDICTION_FEATURE = "output.prediction"
 #: The serving service's own measures are watched too (service windows, not drift).
 SERVICE = "service."
+#: Business outcomes are judged under ``outcome.<name>`` (rules, alerts, invalid counts).
+OUTCOME = "outcome."
 LATENCY_FEATURE = "service.latency_ms"
 STATUS_FEATURE = "service.status"
 _RESERVED = (OUTPUT, SERVICE)
@@ -99,6 +102,9 @@ class EventBlock:
     latency_ms: list[float | None] | None = None
     status: list[str | None] | None = None
     label: list[Any] | None = None
+    #: Business outcomes of the requests, per name: a number per event, None where the
+    #: event does not report that outcome (booleans arrive as 1.0 / 0.0).
+    outcomes: dict[str, list[float | None]] | None = None
     #: Per feature (outputs and service measures by their reserved names), the positions of
     #: the events whose value was dropped for its type; the feature's column holds None there.
     invalid: dict[str, list[int]] = dataclasses.field(default_factory=dict)
@@ -257,6 +263,53 @@ def _decode_label_batch(doc: Mapping[str, Any]) -> EventBlock:
     return block
 
 
+def _decode_outcome(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "outcome", with_version=False)
+    block.request_id = [_name(doc, "request_id", "outcome event")]
+    outcomes = doc.get("outcomes")
+    if not isinstance(outcomes, dict) or not outcomes:
+        raise BadMessage("outcome event needs 'outcomes' as an object of name -> number or "
+                         "boolean, e.g. {\"converted\": true, \"revenue\": 12.5}")
+    _set_outcomes(block, {name: [value] for name, value in outcomes.items()})
+    return block
+
+
+def _decode_outcome_batch(doc: Mapping[str, Any]) -> EventBlock:
+    block = _header(doc, "outcome", with_version=False, batch=True)
+    n = len(block)
+    block.request_id = _request_ids(doc, n)
+    outcomes = doc.get("outcomes")
+    if not isinstance(outcomes, dict) or not outcomes:
+        raise BadMessage("outcome batch needs 'outcomes' as an object of name -> column")
+    for name, column in outcomes.items():
+        if not isinstance(column, list) or len(column) != n:
+            raise BadMessage(f"outcome {name!r:.80} must be a list of {n} values")
+    _set_outcomes(block, outcomes)
+    return block
+
+
+def _set_outcomes(block: EventBlock, columns: Mapping[str, list[Any]]) -> None:
+    """Outcome columns as floats; a value that is not a finite number or boolean is
+    dropped (None) and its position kept in ``block.invalid`` under ``outcome.<name>``."""
+    block.outcomes = {}
+    for name, column in columns.items():
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise BadMessage(f"outcome name {name[:40]!r} must be 1 to {MAX_NAME_LENGTH} "
+                             "characters")
+        values: list[float | None] = []
+        bad = []
+        for i, value in enumerate(column):
+            if value is None:
+                values.append(None)
+            elif type(value) in _NUMBER_TYPES and math.isfinite(value):
+                values.append(float(value))
+            else:
+                values.append(None)
+                bad.append(i)
+        mark_invalid(block, OUTCOME + name, bad)
+        block.outcomes[name] = values
+
+
 def _decode_watermark(doc: Mapping[str, Any]) -> EventBlock:
     model = _name(doc, "model", "watermark") if doc.get("model") is not None else ""
     return EventBlock("watermark", model, "", [_event_time(doc.get("event_time"))])
@@ -267,6 +320,8 @@ _DECODERS = {
     "prediction_batch": _decode_prediction_batch,
     "label": _decode_label,
     "label_batch": _decode_label_batch,
+    "outcome": _decode_outcome,
+    "outcome_batch": _decode_outcome_batch,
     "watermark": _decode_watermark,
 }
 

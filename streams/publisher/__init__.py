@@ -1,4 +1,4 @@
-"""The publisher that serving code calls once per prediction and once per label.
+"""The publisher that serving code calls once per prediction, label and outcome report.
 
 Events are buffered in memory per (model, version) as columns and sent to Kafka as
 batch envelopes, keyed by model, by a background task. Logging never blocks on the

@@ -37,10 +37,10 @@ def options_from_settings(settings: Settings) -> dict[str, Any]:
 
 
 class AsyncPublisher:
-    """Publish predictions and labels to Kafka from asyncio serving code, in batches.
+    """Publish predictions, labels and outcomes to Kafka from asyncio serving code, in batches.
 
-    ``log_prediction`` and ``log_label`` are plain methods that only append to an
-    in-memory columnar buffer (a few microseconds) and never raise; a background task
+    ``log_prediction``, ``log_label`` and ``log_outcome`` are plain methods that only append
+    to an in-memory columnar buffer (a few microseconds) and never raise; a background task
     sends a buffer as one envelope when it holds ``max_batch_events`` events or its
     oldest event is ``linger_ms`` old. Each model's envelopes are keyed by its name, so
     they land, in order, on one partition.
@@ -50,7 +50,7 @@ class AsyncPublisher:
     bootstrap_servers
         Kafka bootstrap servers, ``"host:port[,host:port]"``.
     predictions_topic, labels_topic
-        Where prediction and label envelopes go.
+        Where prediction envelopes go, and where label and outcome envelopes go.
     max_batch_events
         A buffer holding this many events is sent at once.
     linger_ms
@@ -73,8 +73,10 @@ class AsyncPublisher:
             publisher.log_prediction("fraud", "v3", "r-1", {"amount": 12.5, "country": "DE"},
                                      prediction="fraud", score=0.93)
             publisher.log_label("fraud", "r-1", "fraud")
+            publisher.log_outcome("fraud", "r-1", {"chargeback": True,
+                                                   "chargeback_amount": 129.9})
             await publisher.flush()
-            print(publisher.stats.sent_events)  # 2
+            print(publisher.stats.sent_events)  # 3
 
     Without a broker nothing is sent, but logging is the same:
 
@@ -100,7 +102,8 @@ class AsyncPublisher:
         self._buffer = EventBuffer(max_batch_events=max_batch_events, linger_ms=linger_ms,
                                    max_buffered_events=max_buffered_events,
                                    max_envelope_bytes=max_envelope_bytes)
-        self._topics = {"prediction": predictions_topic, "label": labels_topic}
+        self._topics = {"prediction": predictions_topic, "label": labels_topic,
+                        "outcome": labels_topic}
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,6 +150,23 @@ class AsyncPublisher:
                   event_time_ms: int | None = None) -> bool:
         """Buffer the ground truth of one request; return False if it was dropped."""
         return self._buffer.add_label(model, request_id, label, event_time_ms)
+
+    def log_outcome(self, model: str, request_id: str,
+                    outcomes: Mapping[str, bool | SupportsFloat], *,
+                    event_time_ms: int | None = None) -> bool:
+        """Buffer business outcomes of one request; return False if they were dropped.
+
+        An outcome is a business result of the prediction, reported when it is known,
+        often long after: ``converted``, ``revenue``, ``clicked``, ``chargeback_amount``.
+        ``outcomes`` maps names (1 to 256 characters) to finite numbers or bools (sent as
+        1/0). Several calls for one request may report different outcomes; a later report
+        of the same outcome for the same request replaces the earlier one. The whole call
+        is dropped, and counted in ``stats.dropped_invalid``, if ``outcomes`` is empty or
+        any name or value is invalid (NaN and ±inf included: an outcome is a measured
+        fact). Never raises and never waits. ``event_time_ms`` defaults to now (UTC epoch
+        milliseconds).
+        """
+        return self._buffer.add_outcome(model, request_id, outcomes, event_time_ms)
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Serving code appends one event at a time; the worker wants columns it can turn into
 numpy arrays without a per-event loop. So events go straight into columns (one list per
-field and per feature name), and a drained buffer is encoded as one JSON document.
+field and per feature or outcome name), and a drained buffer is encoded as one JSON
+document.
 
 >>> buffer = EventBuffer(max_batch_events=100, linger_ms=0, max_buffered_events=1000,
 ...                      max_envelope_bytes=10_000)
@@ -35,6 +36,7 @@ from driftline.streams.publisher._values import (
     null_if_nonfinite,
     to_event_time,
     to_mapping,
+    to_outcomes,
     to_request_id,
     to_scalar,
     to_text,
@@ -43,10 +45,14 @@ from driftline.streams.publisher._values import (
 
 log = logging.getLogger("driftline.streams.publisher")
 
-Kind = Literal["prediction", "label"]
+Kind = Literal["prediction", "label", "outcome"]
 
 # The wire format lets an envelope omit these when every one of its events lacks them.
 _OPTIONAL = frozenset({"prediction", "score", "probabilities", "latency_ms"})
+# Null in these means "not reported", so a piece of a split envelope leaves out the names
+# none of its events report: smaller pieces, and a name that cannot be encoded loses only
+# the events reporting it.
+_SPARSE = frozenset({"outcomes"})
 _WARN_EVERY_S = 10.0
 
 
@@ -95,13 +101,15 @@ class Envelope:
 
 
 class _Batch:
-    """The columns of one buffer: predictions of one (model, version), or labels of a model."""
+    """The columns of one buffer: predictions of one (model, version), or the labels or
+    the outcomes of a model."""
 
-    __slots__ = ("event_time", "features", "label", "latency_ms", "model", "opened",
-                 "prediction", "probabilities", "request_id", "score", "status", "version")
+    __slots__ = ("event_time", "features", "kind", "label", "latency_ms", "model", "opened",
+                 "outcomes", "prediction", "probabilities", "request_id", "score", "status",
+                 "version")
 
-    def __init__(self, model: str, version: str | None, opened: float) -> None:
-        self.model, self.version, self.opened = model, version, opened
+    def __init__(self, kind: Kind, model: str, version: str | None, opened: float) -> None:
+        self.kind, self.model, self.version, self.opened = kind, model, version, opened
         self.request_id: Column = []
         self.event_time: Column = []
         self.features: dict[str, Column] = {}
@@ -111,27 +119,28 @@ class _Batch:
         self.latency_ms: Column = []
         self.status: Column = []
         self.label: Column = []
-
-    @property
-    def kind(self) -> Kind:
-        return "label" if self.version is None else "prediction"
+        self.outcomes: dict[str, Column] = {}
 
     def document(self, lo: int, hi: int) -> dict[str, Any]:
         """The envelope of events ``lo:hi``, before JSON encoding."""
-        if self.version is None:
-            doc: dict[str, Any] = {"type": "label_batch", "model": self.model}
-            columns: dict[str, Any] = {"request_id": self.request_id,
-                                       "event_time": self.event_time, "label": self.label}
+        doc: dict[str, Any] = {"type": f"{self.kind}_batch", "model": self.model}
+        columns: dict[str, Any] = {"request_id": self.request_id,
+                                   "event_time": self.event_time}
+        if self.kind == "prediction":
+            doc["version"] = self.version
+            columns.update(features=self.features, prediction=self.prediction,
+                           score=self.score, probabilities=self.probabilities,
+                           latency_ms=self.latency_ms, status=self.status)
+        elif self.kind == "label":
+            columns["label"] = self.label
         else:
-            doc = {"type": "prediction_batch", "model": self.model, "version": self.version}
-            columns = {"request_id": self.request_id, "event_time": self.event_time,
-                       "features": self.features, "prediction": self.prediction,
-                       "score": self.score, "probabilities": self.probabilities,
-                       "latency_ms": self.latency_ms, "status": self.status}
+            columns["outcomes"] = self.outcomes
         whole = lo == 0 and hi == len(self.request_id)
         for name, column in columns.items():
             if isinstance(column, dict):
                 part: Any = column if whole else {k: c[lo:hi] for k, c in column.items()}
+                if name in _SPARSE and not whole:
+                    part = {k: c for k, c in part.items() if c.count(None) != len(c)}
                 present = any(c.count(None) != len(c) for c in part.values())
             else:
                 part = column if whole else column[lo:hi]
@@ -146,7 +155,8 @@ class _Batch:
 
 class EventBuffer:
     """Thread-safe columnar buffers, one per (model, version) of predictions and per model
-    of labels, bounded to ``max_buffered_events`` counting events still in flight.
+    of labels and of outcomes, bounded to ``max_buffered_events`` counting events still in
+    flight.
 
     ``add_*`` never raise: invalid events are counted and dropped. ``on_ready`` (if set)
     is called, outside the lock, when a buffer opens or fills, so a flusher can wake up.
@@ -171,6 +181,7 @@ class EventBuffer:
         self._stats = PublisherStats()
         self._predictions: dict[tuple[str, str], _Batch] = {}
         self._labels: dict[str, _Batch] = {}
+        self._outcomes: dict[str, _Batch] = {}
         self._sealed: list[_Batch] = []  # full buffers waiting for the flusher, oldest first
         self._held = 0  # events buffered or in flight
         self._closed = False
@@ -218,7 +229,7 @@ class EventBuffer:
                 wake = batch is None  # a new buffer brings a new deadline to the flusher
                 if batch is None:
                     key = (to_text(model, "model"), to_text(version, "version"))
-                    batch = _Batch(*key, opened=self._clock())
+                    batch = _Batch("prediction", *key, opened=self._clock())
                 n = len(batch.request_id)
                 width = len(batch.features)
                 append_row(batch.features, n, features, numeric=False)
@@ -269,7 +280,8 @@ class EventBuffer:
                 wake = batch is None
                 if batch is None:
                     name = to_text(model, "model")
-                    batch = self._labels[name] = _Batch(name, None, opened=self._clock())
+                    batch = self._labels[name] = _Batch("label", name, None,
+                                                        opened=self._clock())
                 batch.request_id.append(request_id)
                 batch.event_time.append(event_time_ms)
                 batch.label.append(label)
@@ -283,6 +295,42 @@ class EventBuffer:
             self.on_ready()
         return True
 
+    def add_outcome(self, model: str, request_id: str, outcomes: Mapping[str, Any],
+                    event_time_ms: int | None = None) -> bool:
+        """Buffer the business outcomes of one request; False (and counted) when invalid,
+        full or closed. A name this buffer has not seen yet gets nulls for earlier events.
+        """
+        if event_time_ms is None:
+            event_time_ms = time.time_ns() // 1_000_000
+        try:
+            if type(request_id) is not str or not request_id:
+                request_id = to_request_id(request_id)
+            if type(event_time_ms) is not int or event_time_ms < 0:
+                event_time_ms = to_event_time(event_time_ms)
+            row = to_outcomes(outcomes)
+            with self._lock:
+                if self._closed or self._held >= self.max_buffered_events:
+                    return self._refuse("outcome")
+                batch = self._outcomes.get(model)
+                wake = batch is None
+                if batch is None:
+                    name = to_text(model, "model")
+                    batch = _Batch("outcome", name, None, opened=self._clock())
+                append_row(batch.outcomes, len(batch.request_id), row, numeric=True)
+                batch.request_id.append(request_id)
+                batch.event_time.append(event_time_ms)
+                if wake:  # only now: a rejected first event must leave no empty buffer
+                    self._outcomes[batch.model] = batch
+                self._held += 1
+                self._stats.accepted += 1
+                if len(batch.request_id) >= self.max_batch_events:
+                    wake = self._seal(self._outcomes, batch.model)
+        except Exception as error:  # noqa: BLE001 - serving code must never see an exception
+            return self._reject("outcome", model, error)
+        if wake and self.on_ready is not None:
+            self.on_ready()
+        return True
+
     def seconds_until_due(self) -> float | None:
         """How long until some buffer is due for sending; None when nothing is buffered."""
         with self._lock:
@@ -290,6 +338,7 @@ class EventBuffer:
                 return 0.0
             opened = [b.opened for b in self._predictions.values()]
             opened += [b.opened for b in self._labels.values()]
+            opened += [b.opened for b in self._outcomes.values()]
         if not opened:
             return None
         return max(0.0, min(opened) + self.linger_ms / 1000 - self._clock())
@@ -299,7 +348,8 @@ class EventBuffer:
         now, linger = self._clock(), self.linger_ms / 1000
         with self._lock:
             batches, self._sealed = self._sealed, []
-            books: tuple[dict[Any, _Batch], ...] = (self._predictions, self._labels)
+            books: tuple[dict[Any, _Batch], ...] = (self._predictions, self._labels,
+                                                    self._outcomes)
             for book in books:
                 due = [key for key, b in book.items() if force or b.opened + linger <= now]
                 batches.extend(book.pop(key) for key in due)
@@ -333,8 +383,9 @@ class EventBuffer:
     def discard(self) -> int:
         """Drop whatever is still buffered, counted as failed sends; return how many."""
         with self._lock:
-            batches = [*self._sealed, *self._predictions.values(), *self._labels.values()]
-            self._sealed, self._predictions, self._labels = [], {}, {}
+            batches = [*self._sealed, *self._predictions.values(), *self._labels.values(),
+                       *self._outcomes.values()]
+            self._sealed, self._predictions, self._labels, self._outcomes = [], {}, {}, {}
             dropped = sum(len(b.request_id) for b in batches)
             self._held -= dropped
             self._stats.dropped_send_failed += dropped

@@ -27,13 +27,14 @@ _JOIN_TIMEOUT_S = 5.0
 
 
 class Publisher:
-    """Publish predictions and labels to Kafka from synchronous serving code.
+    """Publish predictions, labels and outcomes to Kafka from synchronous serving code.
 
     For Flask/Django views, gunicorn workers and batch jobs: an :class:`AsyncPublisher`
     runs on its own event loop in a daemon thread, started by the constructor.
-    ``log_prediction`` and ``log_label`` are thread-safe, take a few microseconds, never
-    wait for the network and never raise. Buffered events are flushed by :meth:`close`,
-    which also runs when the publisher is garbage collected or the interpreter exits.
+    ``log_prediction``, ``log_label`` and ``log_outcome`` are thread-safe, take a few
+    microseconds, never wait for the network and never raise. Buffered events are flushed
+    by :meth:`close`, which also runs when the publisher is garbage collected or the
+    interpreter exits.
     A publisher inherited through a fork (gunicorn ``--preload``, multiprocessing) starts
     afresh in the child on first use; what the parent had buffered is the parent's to send.
 
@@ -51,6 +52,7 @@ max_buffered_events, max_envelope_bytes, **producer_options
         publisher.log_prediction("fraud", "v3", "r-1", {"amount": 12.5, "country": "DE"},
                                  prediction="fraud", score=0.93, latency_ms=4.2)
         publisher.log_label("fraud", "r-1", "fraud")     # when the truth is known
+        publisher.log_outcome("fraud", "r-1", {"chargeback": True})  # the business result
         publisher.close(timeout=10.0)                    # at shutdown: flushes
 
     or ``with Publisher("localhost:9092") as publisher: ...``.
@@ -134,6 +136,19 @@ max_buffered_events, max_envelope_bytes, **producer_options
         if self._forked:
             self._relaunch_after_fork()
         return self._publisher.log_label(model, request_id, label, event_time_ms=event_time_ms)
+
+    def log_outcome(self, model: str, request_id: str,
+                    outcomes: Mapping[str, bool | SupportsFloat], *,
+                    event_time_ms: int | None = None) -> bool:
+        """Buffer business outcomes of one request (``converted``, ``revenue``, ...);
+        return False if they were dropped. Several calls for one request may report
+        different outcomes, and a later report of the same outcome replaces the earlier
+        one. See :meth:`AsyncPublisher.log_outcome`.
+        """
+        if self._forked:
+            self._relaunch_after_fork()
+        return self._publisher.log_outcome(model, request_id, outcomes,
+                                           event_time_ms=event_time_ms)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything buffered and wait (at most ``timeout`` s) for the broker's acks.

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from driftline.models.events.wire import MAX_NAME_LENGTH
+
 Column = list[Any]
 
 _I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # orjson refuses integers outside this range
@@ -92,6 +94,33 @@ def to_mapping(value: Any, where: str) -> dict[Any, Any]:
     if isinstance(value, Mapping):
         return dict(value)
     raise Rejected(f"{where} must be a mapping, not {type(value).__name__}")
+
+
+def to_outcomes(outcomes: Any) -> dict[str, float | int]:
+    """One event's outcomes as name -> finite number (bools as 1/0), or :class:`Rejected`.
+
+    Unlike a feature, an outcome is never nulled: it is a measured fact, so a NaN or an
+    infinity is a bug in the caller, and null on the wire means "not reported".
+    """
+    if not isinstance(outcomes, Mapping):
+        raise Rejected(f"outcomes must be a mapping of name -> number or bool, "
+                       f"not {type(outcomes).__name__}")
+    if not outcomes:
+        raise Rejected("outcomes is empty: report at least one name -> number or bool")
+    row: dict[str, float | int] = {}
+    for name, value in outcomes.items():
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+            raise Rejected(f"outcome name {name!r:.80} must be a string of 1 to "
+                           f"{MAX_NAME_LENGTH} characters")
+        try:
+            number = to_scalar(value, name, numeric=True)
+        except (Rejected, OverflowError):  # OverflowError: an int too large for a float
+            number = None
+        if not isinstance(number, int | float) or number - number != 0:  # NaN, ±inf too
+            raise Rejected(f"outcome {name!r:.80} must be a finite number or bool, "
+                           f"not {value!r:.80}")
+        row[str(name)] = number
+    return row
 
 
 def column_name(name: Any, *, numeric: bool) -> str:

@@ -30,7 +30,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 
 import faust
 from faust.types import EventT, TableT
@@ -40,6 +40,7 @@ from driftline.models.alerting.rules import RulesConfig
 from driftline.models.data_quality.silence import SilenceWatch
 from driftline.models.drift.monitor import MonitorConfig, MonitorResult
 from driftline.models.events.wire import BadMessage, EventBlock, decode
+from driftline.models.outcomes.monitor import OutcomeConfig
 from driftline.models.partition import PartitionModels, PartitionState
 from driftline.models.quality.monitor import PerformanceConfig
 from driftline.models.windows.feature_profiles import ReferenceLookup
@@ -53,6 +54,7 @@ from driftline.streams.worker.checkpoint import Checkpointer, WriteRows
 from driftline.streams.worker.commits import DurableOffsets
 from driftline.streams.worker.idle import Backlog, IdleWatch
 from driftline.streams.worker.label_join import LabelJoiner
+from driftline.streams.worker.outcomes import OutcomeJoiner, OutcomeTracker, judge_due
 from driftline.streams.worker.performance import PerformanceTracker
 from driftline.streams.worker.retry import PartitionSteps, Patience
 
@@ -93,6 +95,18 @@ def performance_config(settings: Settings) -> PerformanceConfig:
     return PerformanceConfig(enabled=settings.label_join, window_ms=settings.window_ms,
                              baseline_windows=settings.baseline_windows,
                              judge_after_ms=judge_after_ms)
+
+
+def outcome_config(settings: Settings) -> OutcomeConfig:
+    def judge_after_ms(model: str) -> int:
+        return int(settings.for_model(model, "outcome_judge_after_seconds")) * 1000
+
+    def champion(model: str) -> str | None:
+        return settings.for_model(model, "champion")  # type: ignore[no-any-return]
+
+    return OutcomeConfig(window_ms=settings.window_ms, baseline_windows=settings.baseline_windows,
+                         judge_after_ms=judge_after_ms, confidence=settings.outcome_confidence,
+                         champion=champion)
 
 
 def load_rules(settings: Settings) -> RulesConfig:
@@ -138,6 +152,10 @@ class FeatureWindowProcessor:
         self.joiner: LabelJoiner | None = None
         #: Computes performance rows of windows labels changed or that are due to be judged.
         self.performance: PerformanceTracker | None = None
+        #: The outcome join and the ``outcomes`` rows; set with the two above.
+        self.outcomes: OutcomeJoiner | None = None
+        self.outcome_tracker: OutcomeTracker | None = None
+        self.outcome_config = outcome_config(settings)
         self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionModels] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
@@ -201,11 +219,15 @@ class FeatureWindowProcessor:
         last = events[-1].message.offset
 
         async def step() -> None:
-            touched, clock, dead_letters = await joiner.on_labels(events)
+            read = await joiner.on_labels(events)
+            outcomes, names = (await self.outcomes.on_reports(read.outcomes)
+                               if self.outcomes is not None else (set(), {}))
             # Before the offsets are acked: a crash replays the labels, which touch the
             # same windows again.
-            await performance.refresh(touched)
-            await self.labels_read(partition, clock, dead_letters)
+            await performance.refresh(read.labelled)
+            if self.outcome_tracker is not None:
+                await self.outcome_tracker.refresh(outcomes)
+            await self.labels_read(partition, read.clock, read.dead_letters, names)
             self.offsets.applied(topic, partition, last)
 
         await self.label_steps.run(partition, step)
@@ -225,6 +247,7 @@ class FeatureWindowProcessor:
         self.stats.skipped_offsets += batches.skipped(fresh, models.applied_offset)
         batch = SinkBatch(revision=fresh[-1].message.offset, partition=partition)
         health, touched, labelled = MonitorResult(), set[str](), set[WindowKey]()
+        reported = set[WindowKey]()  # windows whose outcomes changed
         events_applied, seen = 0, dict[str, None]()
         # Decoded in parts of bounded size: a batch of large envelopes decoded at once held
         # ~5x its bytes in Python lists (1.3 GB for 100 envelopes of 400 features).
@@ -236,8 +259,11 @@ class FeatureWindowProcessor:
             health.extend(part_health)
             touched |= part_touched
             if self.joiner is not None and self.settings.label_join:
-                labelled |= await self.joiner.on_predictions([block for _, block in blocks],
-                                                             clock=models.event_time)
+                predictions = [block for _, block in blocks]
+                labelled |= await self.joiner.on_predictions(predictions, clock=models.event_time)
+                if self.outcomes is not None:  # after the predictions are stored
+                    reported |= await self.outcomes.on_predictions(predictions,
+                                                                   clock=models.event_time)
             for _, block in blocks:
                 if block.kind == "prediction":
                     events_applied += len(block)
@@ -247,7 +273,7 @@ class FeatureWindowProcessor:
                                                         health.baselines)
         batch.service, batch.data_quality = health.service, health.data_quality
         if self.joiner is not None and self.settings.label_join:
-            touched |= await self._judge(models, labelled, batch)
+            touched |= await self._judge(models, labelled, batch, reported)
         await self._make_durable(partition, models, touched, batch)
         self._count(events_applied, batch, len(fresh))
         now = time.monotonic()
@@ -263,35 +289,56 @@ class FeatureWindowProcessor:
                 > self.settings.for_model(model, "judge_after_seconds")}
 
     async def labels_read(self, partition: int, clock: Mapping[str, int],
-                          dead_letters: Sequence[DeadLetter] = ()) -> None:
-        """The labels agent read labels up to ``clock`` (event time per model): judge the
-        windows that makes due, and write the label messages it could not read. Call under
-        the partition's lock."""
+                          dead_letters: Sequence[DeadLetter] = (),
+                          outcome_names: Mapping[str, Collection[str]] | None = None) -> None:
+        """The labels agent read labels (and outcomes: ``outcome_names`` per model) up to
+        ``clock`` (event time per model): judge the windows that makes due, and write the
+        label messages it could not read. Call under the partition's lock."""
         models = self._state(partition)
         now = time.monotonic()
         # A model may be labelled before its first prediction reaches this partition.
         moved = {model for model, t in clock.items()
                  if t > models.state(model).performance.label_clock.get(model, t - 1)
                  } if self.settings.label_join else set()
-        if not moved and not dead_letters:
+        named = {model for model, names in (outcome_names or {}).items()
+                 if set(names) - set(models.state(model).outcomes.names.get(model, ()))}
+        if not moved and not dead_letters and not named:
             return  # nothing can have become due
+        for model in named:
+            models.states[model].outcomes.reported(model, (outcome_names or {})[model])
         batch = SinkBatch(revision=models.applied_offset, partition=partition,
                           dead_letters=list(dead_letters))
         if moved:
             self._labels_moved.update(dict.fromkeys(moved, now))
             for model in moved:
-                models.states[model].performance.advance_label_clock({model: clock[model]})
+                state = models.states[model]
+                state.performance.advance_label_clock({model: clock[model]})
+                state.outcomes.advance_clock({model: clock[model]})
             moved |= await self._judge(models, set(), batch)
+        moved |= named
         # Checkpointed even without alerts: the label clock must survive a restart.
         await self._make_durable(partition, models, moved, batch)
         self.stats.alerts += len(batch.alerts)
         self.stats.dead_letters += len(batch.dead_letters)
 
     async def _judge(self, models: PartitionModels, touched: set[WindowKey],
-                     batch: SinkBatch) -> set[str]:
-        """Rows of windows whose labels changed; quality verdicts of windows now due.
-        Returns the models whose state this changed."""
+                     batch: SinkBatch, reported: Collection[WindowKey] = ()) -> set[str]:
+        """Rows of windows whose labels (or outcomes: ``reported``) changed or that close;
+        quality and outcome verdicts of windows now due. Returns the models whose state
+        this changed."""
         stalled = self._stalled_labels(models)
+        changed = await self._judge_quality(models, touched, batch, stalled)
+        if self.outcome_tracker is not None:
+            closing: dict[WindowKey, int] = {}
+            for row in batch.windows:
+                key = (row.model, row.version, row.window_start)
+                closing[key] = max(closing.get(key, 0), row.count)
+            changed |= await judge_due(self.outcome_tracker, models, stalled, closing, reported,
+                                       batch)
+        return changed
+
+    async def _judge_quality(self, models: PartitionModels, touched: set[WindowKey],
+                             batch: SinkBatch, stalled: set[str]) -> set[str]:
         due = [window for state in models.states.values()
                for window in state.performance.due(state.windows.event_time, stalled)]
         # Windows closing now get a row with their prediction count (coverage) at once.
@@ -367,7 +414,7 @@ class FeatureWindowProcessor:
 
     def _new_state(self) -> PartitionState:
         return PartitionState.new(self.config, self.monitor_config, self.rules,
-                                  self.references, self.performance_config)
+                                  self.references, self.performance_config, self.outcome_config)
 
     def _load(self, partition: int) -> PartitionModels:
         models = PartitionModels(self._new_state, SilenceWatch(self.rules, self.config.window_ms))
@@ -380,7 +427,7 @@ class FeatureWindowProcessor:
             for key in [k for k in data if k.startswith(prefix)]:
                 models.states[key[len(prefix):].decode()] = PartitionState.from_bytes(
                     data[key], self.config, self.monitor_config, self.rules, self.references,
-                    self.performance_config)
+                    self.performance_config, self.outcome_config)
         except state_codec.StateFormatError as exc:
             raise state_codec.StateFormatError(
                 f"predictions partition {partition}: its checkpoint cannot be read ({exc}); "

@@ -16,9 +16,10 @@ are joined at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 from faust.types import EventT
 
@@ -31,7 +32,7 @@ from driftline.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 #: Label revisions order labels within a partition: offset, then position in an envelope.
-_PER_MESSAGE = 1_000_000
+PER_MESSAGE = 1_000_000
 
 
 class LabelJoinStats:
@@ -46,6 +47,20 @@ class LabelJoinStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
+
+
+@dataclasses.dataclass
+class LabelsRead:
+    """What one run of label messages did."""
+
+    #: Windows whose labels changed.
+    labelled: set[WindowKey] = dataclasses.field(default_factory=set)
+    #: Each model's latest event time on the labels topic (labels and outcomes).
+    clock: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Messages that could not be read (for the dead-letter topic and table).
+    dead_letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+    #: Outcome messages, (offset, block), for the outcome join.
+    outcomes: list[tuple[int, EventBlock]] = dataclasses.field(default_factory=list)
 
 
 class LabelJoiner:
@@ -80,7 +95,7 @@ class LabelJoiner:
         if not blocks:
             return set()
         await self.store.put_prediction_blocks(blocks)
-        ready = [p for b in blocks for p in self._awaited(b)] if self._waiting else []
+        ready = [p for b in blocks for p in awaited(b, self._waiting)] if self._waiting else []
         if not ready:
             return set()
         keys = [p.key for p in ready]
@@ -92,42 +107,34 @@ class LabelJoiner:
         await self._write(result, [waiting[key] for key in result.settled])
         return result.touched
 
-    def _awaited(self, block: EventBlock) -> list[Prediction]:
-        """The block's predictions a label is waiting for (objects only for those)."""
-        hits = [i for i, rid in enumerate(block.request_id)
-                if (block.model, rid) in self._waiting]
-        predictions = block.prediction or [None] * len(block)
-        scores = block.score or [None] * len(block)
-        return [Prediction(block.model, block.version, block.request_id[i],
-                           block.event_time[i], predictions[i], scores[i]) for i in hits]
-
-    async def on_labels(self, events: Sequence[EventT[bytes]]
-                        ) -> tuple[set[WindowKey], dict[str, int], list[DeadLetter]]:
+    async def on_labels(self, events: Sequence[EventT[bytes]]) -> LabelsRead:
         """Join a partition's label messages (offset order); call under its lock.
 
-        Returns the windows whose labels changed, each model's latest label event time, and
-        the messages that are not labels (for the dead-letter topic and table).
+        Outcome messages (the labels topic carries them too) are not joined here: they come
+        back in :attr:`LabelsRead.outcomes` for the outcome join.
         """
         labels: list[Label] = []
-        dead_letters: list[DeadLetter] = []
+        read = LabelsRead()
         for event in events:
             message = event.message
             try:
                 block = decode(message.key, message.value, self.settings.max_message_bytes)
-                if block.kind != "label":
+                if block.kind not in ("label", "outcome"):
                     raise BadMessage(f"a {block.kind} message on the labels topic")
             except BadMessage as exc:
-                dead_letters.append(DeadLetter(message.topic, message.partition,
-                                               message.offset, str(exc), message.key,
-                                               message.value))
+                read.dead_letters.append(DeadLetter(message.topic, message.partition,
+                                                    message.offset, str(exc), message.key,
+                                                    message.value))
                 continue
-            labels += _labels(block, message.offset)
+            latest = max(block.event_time)
+            read.clock[block.model] = max(read.clock.get(block.model, latest), latest)
+            if block.kind == "outcome":
+                read.outcomes.append((message.offset, block))
+            else:
+                labels += _labels(block, message.offset)
+        self.stats.bad_messages += len(read.dead_letters)
         if not labels:
-            self.stats.bad_messages += len(dead_letters)
-            return set(), {}, dead_letters
-        clock: dict[str, int] = {}
-        for label in labels:
-            clock[label.model] = max(clock.get(label.model, label.event_time), label.event_time)
+            return read
         keys = list({label.key for label in labels})
         window_ms = self.settings.window_ms
         result = join([], labels, window_ms=window_ms, ttl_ms=self.ttl_ms,
@@ -136,8 +143,8 @@ class LabelJoiner:
                       stored_pairs=await self.store.pairs(keys, window_ms))
         await self._write(result, [])
         self.stats.labels += len(labels)
-        self.stats.bad_messages += len(dead_letters)
-        return result.touched, clock, dead_letters
+        read.labelled = result.touched
+        return read
 
     async def _write(self, result: JoinResult, settled: list[Label]) -> None:
         await self.store.put_pairs(result.labeled)
@@ -153,8 +160,17 @@ class LabelJoiner:
         self.stats.expired += result.expired
 
 
+def awaited(block: EventBlock, waiting: Container[Key]) -> list[Prediction]:
+    """The block's predictions something is waiting for (objects only for those)."""
+    hits = [i for i, rid in enumerate(block.request_id) if (block.model, rid) in waiting]
+    predictions = block.prediction or [None] * len(block)
+    scores = block.score or [None] * len(block)
+    return [Prediction(block.model, block.version, block.request_id[i], block.event_time[i],
+                       predictions[i], scores[i]) for i in hits]
+
+
 def _labels(block: EventBlock, offset: int) -> list[Label]:
     values = block.label or []
-    return [Label(block.model, rid, t, value, offset * _PER_MESSAGE + i)
+    return [Label(block.model, rid, t, value, offset * PER_MESSAGE + i)
             for i, (rid, t, value) in enumerate(zip(block.request_id, block.event_time, values,
                                                     strict=True))]

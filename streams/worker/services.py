@@ -12,10 +12,12 @@ import logging
 
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.sinks.label_store import LabelStore
+from driftline.sinks.outcome_store import OutcomeStore
 from driftline.sinks.performance_store import PerformanceStore
 from driftline.streams.reference.profiles import ReferenceStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker.label_join import LabelJoiner
+from driftline.streams.worker.outcomes import OutcomeJoiner, OutcomeTracker
 from driftline.streams.worker.performance import PerformanceTracker
 from driftline.streams.worker.retry import Patience
 
@@ -29,6 +31,8 @@ class WorkerServices:
         self.references = ReferenceStore(settings)
         self._joiner: LabelJoiner | None = None
         self._performance: PerformanceTracker | None = None
+        self._outcomes: OutcomeJoiner | None = None
+        self._outcome_tracker: OutcomeTracker | None = None
         self._lock = asyncio.Lock()
         self._users = 0
         self._references_started = False
@@ -48,6 +52,18 @@ class WorkerServices:
         if self._performance is None:
             raise RuntimeError("WorkerServices.start() has not run")
         return self._performance
+
+    @property
+    def outcomes(self) -> OutcomeJoiner:
+        if self._outcomes is None:
+            raise RuntimeError("WorkerServices.start() has not run")
+        return self._outcomes
+
+    @property
+    def outcome_tracker(self) -> OutcomeTracker:
+        if self._outcome_tracker is None:
+            raise RuntimeError("WorkerServices.start() has not run")
+        return self._outcome_tracker
 
     async def start(self) -> None:
         async with self._lock:
@@ -77,8 +93,14 @@ class WorkerServices:
         joiner = LabelJoiner(self.settings, LabelStore(self.sink.client,
                                                       self.settings.clickhouse_database))
         await joiner.start()
-        self._performance = PerformanceTracker(self.settings, PerformanceStore(
-            self.sink.client, self.settings.clickhouse_database))
+        database = self.settings.clickhouse_database
+        performance = PerformanceStore(self.sink.client, database)
+        outcomes = OutcomeStore(self.sink.client, database)
+        outcome_joiner = OutcomeJoiner(self.settings, outcomes, joiner.store)
+        await outcome_joiner.start()
+        self._performance = PerformanceTracker(self.settings, performance)
+        self._outcomes = outcome_joiner
+        self._outcome_tracker = OutcomeTracker(self.settings, outcomes, performance)
         self._joiner = joiner
 
     def _forget_sink(self) -> None:

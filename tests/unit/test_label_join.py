@@ -135,7 +135,11 @@ def test_time_to_live_is_per_model() -> None:
     from driftline.streams.settings import Settings
 
     settings = Settings.from_env({"DRIFTLINE_LABEL_TTL_SECONDS": "3600",
+                                  "DRIFTLINE_OUTCOME_TTL_SECONDS": "3600",
                                   "DRIFTLINE_MODELS": '{"fraud": {"label_ttl_seconds": 86400}}'})
     assert settings.for_model("fraud", "label_ttl_seconds") == 86_400
     assert settings.for_model("ctr", "label_ttl_seconds") == 3_600
     assert settings.label_retention_days == 2  # a day past the longest time-to-live
+    chargebacks = Settings.from_env({"DRIFTLINE_MODELS": '{"fraud": {"outcome_ttl_seconds": '
+                                                          '7776000}}'})
+    assert chargebacks.label_retention_days == 91  # outcomes wait for predictions too

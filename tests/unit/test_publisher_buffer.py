@@ -471,3 +471,245 @@ def test_envelopes_reassemble_into_exactly_the_accepted_events(
             assert all(any(e == s for s in remaining) for e in events)
         assert sum(map(len, got.values())) + too_large == sum(map(len, sent.values()))
     assert buffer.held == sum(map(len, got.values()))
+
+
+# --- outcomes ------------------------------------------------------------------------
+
+
+def test_outcome_envelope_layout() -> None:
+    buffer = make_buffer()
+    assert buffer.add_outcome("m", "r1", {"converted": 1}, event_time_ms=T0)
+    assert buffer.add_outcome("m", "r2", {"revenue": 12.5}, event_time_ms=T0 + 1)
+    [envelope] = buffer.drain(force=True)
+    assert (envelope.kind, envelope.key, envelope.events) == ("outcome", b"m", 2)
+    assert orjson.loads(envelope.value) == {
+        "type": "outcome_batch", "model": "m", "request_id": ["r1", "r2"],
+        "event_time": [T0, T0 + 1], "outcomes": {"converted": [1, None], "revenue": [None, 12.5]}}
+
+
+def test_outcome_booleans_are_sent_as_one_and_zero() -> None:
+    buffer = make_buffer()
+    assert buffer.add_outcome("m", "r1", {"converted": True, "clicked": np.bool_(False)},
+                              event_time_ms=T0)
+    assert buffer.add_outcome("m", "r2", {"converted": False, "clicked": True},
+                              event_time_ms=T0)
+    [doc] = decoded(buffer.drain(force=True))
+    assert doc["outcomes"] == {"converted": [1, 0], "clicked": [0, 1]}
+    assert all(type(v) is int for c in doc["outcomes"].values() for v in c)
+
+
+def test_outcome_numbers_of_any_spelling_are_accepted() -> None:
+    import decimal
+
+    buffer = make_buffer()
+    outcomes = {"a": np.float32(2.5), "b": np.int64(7), "c": decimal.Decimal("1.25"),
+                "d": 2**70, np.str_("e"): -3}
+    assert buffer.add_outcome("m", 42, outcomes, event_time_ms=np.int64(T0))
+    [doc] = decoded(buffer.drain(force=True))
+    assert doc["request_id"] == ["42"] and doc["event_time"] == [T0]
+    assert doc["outcomes"] == {"a": [2.5], "b": [7], "c": [1.25], "d": [float(2**70)],
+                               "e": [-3]}
+
+
+def test_an_outcome_first_seen_mid_batch_is_null_for_earlier_events() -> None:
+    buffer = make_buffer()
+    assert buffer.add_outcome("m", "r0", {"converted": 1}, event_time_ms=T0)
+    assert buffer.add_outcome("m", "r1", {"converted": 0}, event_time_ms=T0)
+    assert buffer.add_outcome("m", "r2", {"refund": 3.0, "converted": 1}, event_time_ms=T0)
+    assert buffer.add_outcome("m", "r3", {"churned": True}, event_time_ms=T0)
+    [doc] = decoded(buffer.drain(force=True))
+    assert doc["outcomes"] == {"converted": [1, 0, 1, None], "refund": [None, None, 3.0, None],
+                               "churned": [None, None, None, 1]}
+
+
+def test_the_default_outcome_event_time_is_now_in_utc_milliseconds() -> None:
+    import time
+
+    buffer = make_buffer()
+    before = time.time_ns() // 1_000_000
+    assert buffer.add_outcome("m", "r1", {"converted": True})
+    [doc] = decoded(buffer.drain(force=True))
+    assert before <= doc["event_time"][0] <= time.time_ns() // 1_000_000
+
+
+INVALID_OUTCOMES: list[tuple[str, dict[str, Any]]] = [
+    ("model none", dict(model=None)),
+    ("model empty", dict(model="")),
+    ("model unhashable", dict(model=["m"])),
+    ("request id none", dict(request_id=None)),
+    ("request id empty", dict(request_id="")),
+    ("event time negative", dict(event_time_ms=-1)),
+    ("event time nan", dict(event_time_ms=math.nan)),
+    ("outcomes none", dict(outcomes=None)),
+    ("outcomes list", dict(outcomes=[("converted", 1)])),
+    ("outcomes empty", dict(outcomes={})),
+    ("name empty", dict(outcomes={"new": 1, "": 1})),
+    ("name too long", dict(outcomes={"x" * 257: 1})),
+    ("name int", dict(outcomes={1: 1})),
+    ("value none", dict(outcomes={"new": 1, "converted": None})),
+    ("value nan", dict(outcomes={"new": 1, "revenue": math.nan})),
+    ("value inf", dict(outcomes={"revenue": math.inf})),
+    ("value numpy nan", dict(outcomes={"revenue": np.float32("nan")})),
+    ("value decimal nan", dict(outcomes={"revenue": __import__("decimal").Decimal("NaN")})),
+    ("value too large for a float", dict(outcomes={"revenue": 10**400})),
+    ("value string", dict(outcomes={"converted": "yes"})),
+    ("value list", dict(outcomes={"converted": [1]})),
+    ("value array", dict(outcomes={"converted": np.zeros(2)})),
+    ("value object", dict(outcomes={"converted": Opaque()})),
+]
+
+
+@pytest.mark.parametrize("case", [c for _, c in INVALID_OUTCOMES],
+                         ids=[name for name, _ in INVALID_OUTCOMES])
+def test_invalid_outcomes_are_dropped_and_counted(case: dict[str, Any]) -> None:
+    buffer = make_buffer()
+    assert buffer.add_outcome("m", "r0", {"converted": 1}, event_time_ms=T0)
+    event: dict[str, Any] = dict(model="m", request_id="r1", outcomes={"converted": 0},
+                                 event_time_ms=T0)
+    event.update(case)
+    assert buffer.add_outcome(**event) is False
+    assert buffer.stats.dropped_invalid == 1 and buffer.stats.accepted == 1
+    assert buffer.stats.nonfinite_values_nulled == 0  # rejected, not nulled
+    # Nothing of the bad event is left behind, not even a new outcome column.
+    [doc] = decoded(buffer.drain(force=True))
+    assert doc["request_id"] == ["r0"] and doc["outcomes"] == {"converted": [1]}
+
+
+def test_a_name_of_256_characters_is_accepted() -> None:
+    buffer = make_buffer()
+    assert buffer.add_outcome("m", "r1", {"x" * 256: 1}, event_time_ms=T0)
+
+
+def test_a_rejected_first_outcome_opens_no_buffer() -> None:
+    buffer = make_buffer()
+    wakes: list[int] = []
+    buffer.on_ready = lambda: wakes.append(1)
+    assert not buffer.add_outcome("m", "r0", {"revenue": math.nan})
+    assert buffer.seconds_until_due() is None and wakes == []
+    assert buffer.drain(force=True) == []
+    assert buffer.add_outcome("m", "r1", {"revenue": 1.0})
+    assert wakes == [1]
+
+
+def test_outcomes_are_batched_per_model_apart_from_labels() -> None:
+    buffer = make_buffer()
+    for model, request_id in [("a", "a1"), ("b", "b1"), ("a", "a2")]:
+        assert buffer.add_outcome(model, request_id, {"converted": 1}, event_time_ms=T0)
+    assert buffer.add_label("a", "a1", 1, event_time_ms=T0)
+    envelopes = buffer.drain(force=True)
+    seen = {(e.kind, e.key, d["type"], d["model"], tuple(d["request_id"]))
+            for e, d in zip(envelopes, decoded(envelopes), strict=True)}
+    assert seen == {("outcome", b"a", "outcome_batch", "a", ("a1", "a2")),
+                    ("outcome", b"b", "outcome_batch", "b", ("b1",)),
+                    ("label", b"a", "label_batch", "a", ("a1",))}
+
+
+def test_full_outcome_buffers_are_sealed_and_linger_like_labels() -> None:
+    clock = Clock()
+    buffer = make_buffer(max_batch_events=3, linger_ms=200, clock=clock)
+    wakes: list[int] = []
+    buffer.on_ready = lambda: wakes.append(1)
+    for i in range(7):
+        assert buffer.add_outcome("m", f"r-{i}", {"revenue": float(i)}, event_time_ms=T0)
+    assert len(wakes) == 5  # opened, sealed, opened, sealed, opened
+    assert buffer.seconds_until_due() == 0.0
+    docs = decoded(buffer.drain())
+    assert [d["request_id"] for d in docs] == [["r-0", "r-1", "r-2"], ["r-3", "r-4", "r-5"]]
+    assert buffer.seconds_until_due() == pytest.approx(0.2)
+    clock.now += 0.2
+    [doc] = decoded(buffer.drain())
+    assert doc["outcomes"] == {"revenue": [6.0]}
+
+
+def test_outcomes_count_against_the_memory_bound_and_closing() -> None:
+    buffer = make_buffer(max_buffered_events=2)
+    results = [buffer.add_outcome("m", f"r-{i}", {"x": 1}, event_time_ms=T0) for i in range(3)]
+    assert results == [True, True, False]
+    assert buffer.stats.dropped_buffer_full == 1
+    buffer.close()
+    assert buffer.add_outcome("m", "late", {"x": 1}) is False
+    assert buffer.discard() == 2
+    stats = buffer.stats
+    assert (stats.accepted, stats.dropped_send_failed, buffer.held) == (2, 3, 0)
+
+
+def test_split_outcome_envelopes_fit_and_leave_out_names_no_event_of_theirs_reports() -> None:
+    buffer = make_buffer(max_envelope_bytes=400)
+    for i in range(40):
+        outcomes = {"converted": i % 2} if i < 20 else {"revenue": float(i)}
+        assert buffer.add_outcome("m", f"r-{i}", outcomes, event_time_ms=T0 + i)
+    envelopes = buffer.drain(force=True)
+    assert len(envelopes) > 2 and all(len(e.value) <= 400 for e in envelopes)
+    docs = decoded(envelopes)
+    assert [r for d in docs for r in d["request_id"]] == [f"r-{i}" for i in range(40)]
+    for doc in docs:
+        assert doc["outcomes"]  # every piece reports something for each of its events
+        for column in doc["outcomes"].values():
+            assert len(column) == len(doc["request_id"]) and column.count(None) < len(column)
+
+
+def test_an_unencodable_outcome_name_loses_only_the_events_reporting_it() -> None:
+    buffer = make_buffer()
+    for i in range(4):
+        outcomes = {"bad\ud800": 1} if i == 2 else {"converted": 1}
+        assert buffer.add_outcome("m", f"r-{i}", outcomes, event_time_ms=T0)
+    docs = decoded(buffer.drain(force=True))
+    assert [r for d in docs for r in d["request_id"]] == ["r-0", "r-1", "r-3"]
+    assert all(d["outcomes"] == {"converted": [1] * len(d["request_id"])} for d in docs)
+    assert buffer.stats.dropped_invalid == 1 and buffer.held == 3
+
+
+OUTCOME_VALUES = st.one_of(
+    st.booleans(), st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not math.isfinite(v)),
+    st.none(), st.text(max_size=2))
+OUTCOME = st.fixed_dictionaries({
+    "model": st.sampled_from(["m1", "m2"]), "request_id": st.text(min_size=1, max_size=6),
+    "outcomes": st.dictionaries(st.sampled_from(["converted", "revenue", "clicked", "n"]),
+                                OUTCOME_VALUES, max_size=3),
+    "event_time_ms": st.integers(0, 2**41),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations=st.lists(st.one_of(OUTCOME, st.just("drain")), max_size=60),
+       max_batch_events=st.integers(1, 8),
+       max_envelope_bytes=st.sampled_from([300, 600, 100_000]))
+def test_every_accepted_outcome_arrives_exactly_once(
+        operations: list[Any], max_batch_events: int, max_envelope_bytes: int) -> None:
+    buffer = make_buffer(max_batch_events=max_batch_events,
+                         max_envelope_bytes=max_envelope_bytes)
+    sent: list[tuple[str, str, int, str, Any]] = []
+    got: list[tuple[str, str, int, str, Any]] = []
+
+    def drain() -> None:
+        for envelope in buffer.drain(force=True):
+            assert len(envelope.value) <= max_envelope_bytes
+            doc = orjson.loads(envelope.value)
+            assert doc["type"] == "outcome_batch" and envelope.key == doc["model"].encode()
+            assert envelope.events == len(doc["request_id"]) == len(doc["event_time"])
+            for name, column in doc["outcomes"].items():
+                assert len(column) == envelope.events
+                got.extend((doc["model"], doc["request_id"][i], doc["event_time"][i], name, v)
+                           for i, v in enumerate(column) if v is not None)
+
+    for operation in operations:
+        if operation == "drain":
+            drain()
+            continue
+        valid = bool(operation["outcomes"]) and all(
+            isinstance(v, int | float) and math.isfinite(v)
+            for v in operation["outcomes"].values())
+        accepted = buffer.add_outcome(**operation)
+        assert accepted == valid
+        if accepted:
+            sent.extend((operation["model"], operation["request_id"],
+                         operation["event_time_ms"], name, normalized(value))
+                        for name, value in operation["outcomes"].items())
+    drain()
+    # A multiset: an outcome logged twice is sent twice, one logged once is sent once.
+    assert sorted(got, key=repr) == sorted(sent, key=repr)
+    stats = buffer.stats
+    assert stats.accepted + stats.dropped_invalid == sum(1 for o in operations if o != "drain")
+    assert buffer.held == stats.accepted  # drained, none settled yet

@@ -33,7 +33,8 @@ from driftline.models.events.wire import (
 
 SCHEMA_DIR = Path(str(resources.files("driftline.models") / "schemas"))
 BASE = "https://driftline.dev/schemas/"
-WIRE_TYPES = ("prediction", "label", "prediction_batch", "label_batch", "watermark")
+WIRE_TYPES = ("prediction", "label", "prediction_batch", "label_batch", "outcome", "outcome_batch",
+              "watermark")
 SCHEMAS: dict[str, dict[str, Any]] = {
     name: json.loads((SCHEMA_DIR / f"{name}.json").read_text("utf-8"))
     for name in (*WIRE_TYPES, "message")
@@ -148,6 +149,8 @@ BAD = {
     "batch event_time empty": envelope(2, event_time=[]),
     "batch without request_id": envelope(2, request_id=None),
     "batch probabilities column null": envelope(1, probabilities={"ok": None}),
+    "outcomes empty": {**LABEL, "type": "outcome", "outcomes": {}},
+    "outcome name empty": {**LABEL, "type": "outcome", "outcomes": {"": 1}},
 }
 
 
@@ -166,6 +169,7 @@ DROPPED = {
     "score as a boolean": prediction(score=True),
     "batch feature of two kinds": envelope(2, features={"x": [1.0, "a"]}),
     "batch score as text": envelope(2, score=["a", "b"]),
+    "outcome as text": {**LABEL, "type": "outcome", "outcomes": {"revenue": "12.5"}},
 }
 
 
@@ -197,6 +201,10 @@ LABEL_BATCH = {"type": "label_batch", "model": "fraud", "request_id": ["r1", "r2
 VALID = {"prediction": prediction(), "prediction_batch": envelope(2, prediction=[1, 0],
                                                                   latency_ms=[1, 2]),
          "label": LABEL, "label_batch": LABEL_BATCH,
+         "outcome": {"type": "outcome", "model": "fraud", "request_id": "r1", "event_time": T0,
+                     "outcomes": {"converted": True, "revenue": 12.5}},
+         "outcome_batch": {"type": "outcome_batch", "model": "fraud", "request_id": ["r1", "r2"],
+                           "event_time": [T0, T0], "outcomes": {"revenue": [12.5, None]}},
          "watermark": {"type": "watermark", "event_time": T0}}
 PROBES = [None, True, 0, 0.5, T0, float(T0), MAX_EVENT_TIME_MS + 1, "", "ok",
           "x" * MAX_NAME_LENGTH, "x" * (MAX_NAME_LENGTH + 1), [], {}]
@@ -216,6 +224,8 @@ def within_json_schema_reach(doc: dict[str, Any]) -> bool:
         return type(times) is int
     cols = [doc.get(field) for field in ("request_id", "prediction", "score", "latency_ms",
                                          "status", "label")]
+    if doc["type"] == "outcome_batch" and isinstance(doc.get("outcomes"), dict):
+        cols += doc["outcomes"].values()
     if doc["type"] == "prediction_batch":
         cols += [*(doc.get("features") or {}).values(),
                  *(doc.get("probabilities") or {}).values()]

@@ -29,6 +29,8 @@ def attach(app: faust.App, settings: Settings, topics: Topics, services: WorkerS
         await services.start()
         processor.joiner = services.joiner
         processor.performance = services.performance
+        processor.outcomes = services.outcomes
+        processor.outcome_tracker = services.outcome_tracker
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                     settings.batch_max_messages, within=settings.checkpoint_seconds):
