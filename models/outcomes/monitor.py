@@ -136,14 +136,12 @@ class OutcomeMonitor:
                 known.append(name)
 
     def observe_closed(self, rows: Sequence[FeatureWindowRow]) -> None:
-        """Remember closed windows (and their predictions) until they are due, once the
-        model has reported outcomes."""
+        """Remember closed windows (and their predictions) until they are due."""
         for row in rows:
             state = self._versions.setdefault((row.model, row.version), _Version())
             if state.first_window < 0:
                 state.first_window = row.window_start
-            # Windows of a model that has never reported an outcome are not kept.
-            if row.window_start > state.last_judged and self.names.get(row.model):
+            if row.window_start > state.last_judged:
                 state.pending[row.window_start] = max(state.pending.get(row.window_start, 0),
                                                       row.count)
 
@@ -153,18 +151,24 @@ class OutcomeMonitor:
 
     def due(self, event_times: Mapping[str, int],
             stalled: Collection[str] = ()) -> list[DueWindow]:
-        """Windows of models with outcomes whose end is ``judge_after_ms`` behind both the
-        predictions' and the labels topic's event time (the predictions' alone if stalled)."""
+        """Windows whose end is ``judge_after_ms`` behind both the predictions' and the
+        labels topic's event time (the predictions' alone if stalled). Due windows of a
+        model that has reported no outcome are forgotten here: there is nothing to judge."""
         out = []
         for (model, version), state in sorted(self._versions.items()):
             now = event_times.get(model)
-            if now is None or not self.names.get(model):
+            if now is None:
                 continue
             if model not in stalled:
                 now = min(now, self.clock.get(model, _NEVER))
             horizon = now - self.config.judge_after_ms(model) - self.config.window_ms
-            out += [DueWindow(model, version, start, start + self.config.window_ms, n)
-                    for start, n in sorted(state.pending.items()) if start <= horizon]
+            due = [DueWindow(model, version, start, start + self.config.window_ms, n)
+                   for start, n in sorted(state.pending.items()) if start <= horizon]
+            if self.names.get(model):
+                out += due
+            else:
+                for window in due:
+                    del state.pending[window.window_start]
         return out
 
     # -- judging ------------------------------------------------------------------

@@ -119,18 +119,21 @@ class LabelJoiner:
             message = event.message
             try:
                 block = decode(message.key, message.value, self.settings.max_message_bytes)
-                if block.kind not in ("label", "outcome"):
-                    raise BadMessage(f"a {block.kind} message on the labels topic")
+                if block.kind == "prediction":
+                    raise BadMessage("a prediction message on the labels topic")
             except BadMessage as exc:
                 read.dead_letters.append(DeadLetter(message.topic, message.partition,
                                                     message.offset, str(exc), message.key,
                                                     message.value))
                 continue
+            if not block.model:
+                continue  # a watermark for every model: labels name their models
             latest = max(block.event_time)
+            # A watermark says the model's labels and outcomes are in up to its time.
             read.clock[block.model] = max(read.clock.get(block.model, latest), latest)
             if block.kind == "outcome":
                 read.outcomes.append((message.offset, block))
-            else:
+            elif block.kind == "label":
                 labels += _labels(block, message.offset)
         self.stats.bad_messages += len(read.dead_letters)
         if not labels:

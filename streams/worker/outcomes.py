@@ -181,8 +181,8 @@ async def judge_due(tracker: OutcomeTracker, models: PartitionModels, stalled: C
     state this changed."""
     names = {model: state.outcomes.names[model] for model, state in models.states.items()
              if state.outcomes.names.get(model)}
-    due = [window for model in names for window in models.states[model].outcomes.due(
-        models.states[model].windows.event_time, stalled)]
+    due = [window for state in models.states.values()
+           for window in state.outcomes.due(state.windows.event_time, stalled)]
     predicted = {key: n for key, n in closing.items() if key[0] in names}
     predicted.update({(d.model, d.version, d.window_start): d.n_predicted for d in due})
     if not (predicted or touched):

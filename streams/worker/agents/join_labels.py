@@ -45,5 +45,7 @@ def attach(app: faust.App, settings: Settings, topics: Topics, services: WorkerS
     @app.timer(interval=10.0, name="log_label_join_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         if services.started:
-            log.info("label join: %s; performance rows written: %d",
-                     services.joiner.stats.as_dict(), services.performance.windows_written)
+            log.info("label join: %s; performance rows written: %d; outcome join: %s; "
+                     "outcome rows written: %d", services.joiner.stats.as_dict(),
+                     services.performance.windows_written, services.outcomes.stats.as_dict(),
+                     services.outcome_tracker.windows_written)
