@@ -152,7 +152,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "settings it reads: those of `driftline worker --help`, except DRIFTLINE_KAFKA_BOOTSTRAP, "
         "DRIFTLINE_BROKER_FLAVOR, DRIFTLINE_CLICKHOUSE_URL and DRIFTLINE_STATE_DIR, which point "
         "at the embedded stack under --home; DRIFTLINE_IDLE_CLOSE_SECONDS is capped at 3 and "
-        "DRIFTLINE_JUDGE_AFTER_SECONDS at 120, so that the last window and its judgement come "
+        "DRIFTLINE_JUDGE_AFTER_SECONDS and DRIFTLINE_OUTCOME_JUDGE_AFTER_SECONDS at 120, so that the last window and its judgement come "
         "within the run.")
     demo = _command(sub, "demo", "run the main job on the embedded broker and ClickHouse",
                     epilog, _demo, extra="embedded")
@@ -297,7 +297,9 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
     # Quiet partitions close their windows soon, so the demo's last window lands quickly.
     settings = settings.replace(idle_close_seconds=min(settings.idle_close_seconds, 3.0),
                                 # Its labels come within minutes of event time, not hours.
-                                judge_after_seconds=min(settings.judge_after_seconds, 120))
+                                judge_after_seconds=min(settings.judge_after_seconds, 120),
+                                outcome_judge_after_seconds=min(
+                                    settings.outcome_judge_after_seconds, 120))
     return run_demo(settings, _plan(args, settings), args.home, console)
 
 

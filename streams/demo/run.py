@@ -219,6 +219,21 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
          f"WHERE model = 'fraud-detector' AND model_version = 'v2'\n"
          f"  AND window_start >= '{since}'\n"
          f"ORDER BY window_start"),
+        ("Business outcomes: completed purchases and revenue per prediction, per version",
+         f"SELECT model_version, outcome, sum(n_predicted) AS predictions,\n"
+         f"       round(sum(total) / sum(n_predicted), 3) AS per_prediction\n"
+         f"FROM {database}.outcomes FINAL\n"
+         f"WHERE model = 'fraud-detector' AND window_start >= '{since}'\n"
+         f"GROUP BY model_version, outcome ORDER BY outcome, model_version"),
+        ("Champion v1 against challenger v2, always valid at every window: v2 completes fewer "
+         "purchases once the shift starts",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window, outcome, windows,\n"
+         f"       round(against_mean, 3) AS v1, round(mean, 3) AS v2,\n"
+         f"       round(relative_change, 3) AS change, round(difference_low, 3) AS low,\n"
+         f"       round(difference_high, 3) AS high, round(p_value, 4) AS p, verdict\n"
+         f"FROM {database}.outcome_comparisons FINAL\n"
+         f"WHERE model = 'fraud-detector' AND against = 'champion'\n"
+         f"ORDER BY outcome, window_start"),
         ("The model, its service and its GPU side by side: churn-predictor's slow spell",
          side_by_side_sql(database, "churn-predictor", since)),
         ("Data quality: churn-predictor's account_days goes missing in the slow spell",
@@ -270,7 +285,8 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
     console.print(f"\n[bold]Results[/] are in ClickHouse at {settings.clickhouse_url}, "
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters, drift_scores, alerts, references, performance, "
-                  f"labeled_predictions, service_windows, data_quality, gpu_windows, "
+                  f"labeled_predictions, service_windows, data_quality, outcomes, "
+                  f"outcome_reports, outcome_comparisons, gpu_windows, "
                   f"host_windows. They "
                   f"stay until the next `driftline demo` starts afresh; `driftline embedded` "
                   f"serves them again for your own queries.\n")

@@ -9,6 +9,11 @@ Later the churn model's service slows down (3x latency, some timeouts) for a whi
 its feature store with it: ``account_days`` comes back empty for 40 % of its requests (a
 data-quality incident: missing far more often than in its baseline).
 
+The fraud detector's two versions serve side by side, and the shop reports each request's
+business outcome a little later: whether the customer ``completed`` the purchase (an
+approved one does, a blocked one does not) and its ``revenue``. In the shift v2 blocks far
+more customers than v1: a challenger doing worse than its champion.
+
 Event time is simulated: ``windows`` windows of event time are replayed as fast as the
 publisher takes them (or at ``events_per_second``), so a run of seconds fills many windows.
 """
@@ -45,6 +50,9 @@ MODELS = (
 #: Median label delay (event time, seconds) per model, and the share never labelled.
 LABEL_DELAY_SECONDS = {"fraud-detector": 40.0, "churn-predictor": 150.0}
 UNLABELLED_SHARE = 0.15
+#: The model whose requests report business outcomes, and their median delay (seconds).
+OUTCOME_MODEL = "fraud-detector"
+OUTCOME_DELAY_SECONDS = 20.0
 #: The model whose service slows down part-way.
 SLOW_MODEL = "churn-predictor"
 
@@ -108,7 +116,9 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
     slow = range(int(plan.windows * plan.slow_at), int(plan.windows * plan.slow_until))
     accepted = 0
     began = time.monotonic()
-    labels: list[tuple[int, str, str, str]] = []  # heap of (label time, model, request, label)
+    # Heaps of (time, model, request, label or outcomes), published when their time comes.
+    labels: list[tuple[int, str, str, str]] = []
+    outcomes: list[tuple[int, str, str, dict[str, float]]] = []
     for window in range(plan.windows):
         window_start = start_ms + window * plan.window_ms
         batches = [_WindowTraffic(spec, int(plan.events_per_window * spec.share),
@@ -119,10 +129,13 @@ async def send_traffic(publisher: AsyncPublisher, plan: TrafficPlan,
         for tick in range(window_start, window_start + plan.window_ms, plan.tick_ms):
             for batch in batches:
                 accepted += batch.publish(publisher, tick, tick + plan.tick_ms, f"{window}",
-                                          labels)
+                                          labels, outcomes)
             while labels and labels[0][0] < tick + plan.tick_ms:
                 label_time, model, request_id, label = heapq.heappop(labels)
                 publisher.log_label(model, request_id, label, event_time_ms=label_time)
+            while outcomes and outcomes[0][0] < tick + plan.tick_ms:
+                at, model, request_id, reported = heapq.heappop(outcomes)
+                publisher.log_outcome(model, request_id, reported, event_time_ms=at)
             await publisher.flush()
             if on_tick is not None:
                 await on_tick(tick, window in slow)
@@ -156,10 +169,14 @@ class _WindowTraffic:
         median = LABEL_DELAY_SECONDS.get(spec.model, 60.0) * 1000
         self.label_delay = rng.lognormal(np.log(median), 0.8, n).astype(np.int64)
         self.labelled = rng.random(n) >= UNLABELLED_SHARE
+        self.outcome_delay = rng.lognormal(np.log(OUTCOME_DELAY_SECONDS * 1000), 0.5,
+                                           n).astype(np.int64)
 
     def publish(self, publisher: AsyncPublisher, start: int, end: int, tag: str,
-                labels: list[tuple[int, str, str, str]]) -> int:
-        """Publish the predictions sent in [start, end); queue their labels on ``labels``."""
+                labels: list[tuple[int, str, str, str]],
+                outcomes: list[tuple[int, str, str, dict[str, float]]]) -> int:
+        """Publish the predictions sent in [start, end); queue their labels on ``labels``
+        and their business outcomes on ``outcomes``."""
         lo, hi = np.searchsorted(self.send_at, [start, end])
         names = list(self.features)
         accepted = 0
@@ -175,6 +192,12 @@ class _WindowTraffic:
             if self.labelled[i]:
                 heapq.heappush(labels, (event_time + int(self.label_delay[i]), self.spec.model,
                                         request_id, str(self.truth[i])))
+            if self.spec.model == OUTCOME_MODEL:  # approved customers complete the purchase
+                completed = self.scores[i] <= 0.5
+                revenue = round(float(self.features["amount"][i]), 2) if completed else 0.0
+                heapq.heappush(outcomes, (event_time + int(self.outcome_delay[i]),
+                                          self.spec.model, request_id,
+                                          {"completed": float(completed), "revenue": revenue}))
         return accepted
 
 
