@@ -258,7 +258,9 @@ class OutcomeMonitor:
         duel.challenger = duel.challenger + summary
         look = duel.test.update(duel.champion, duel.challenger)
         rel = look.relative_difference
-        bounds = [b if math.isfinite(b) else None for b in look.running]
+        # This look's interval, valid on its own at every look: the running intersection
+        # assumes the difference never moved, and a challenger going bad is exactly that.
+        bounds = [b if math.isfinite(b) else None for b in look.interval]
         if look.ready:
             scores += _scores(model, version, name, "challenger", look.p_value,
                               look.difference if rel is None else rel, rel,
