@@ -152,8 +152,8 @@ def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "settings it reads: those of `driftline worker --help`, except DRIFTLINE_KAFKA_BOOTSTRAP, "
         "DRIFTLINE_BROKER_FLAVOR, DRIFTLINE_CLICKHOUSE_URL and DRIFTLINE_STATE_DIR, which point "
         "at the embedded stack under --home; DRIFTLINE_IDLE_CLOSE_SECONDS is capped at 3 and "
-        "DRIFTLINE_JUDGE_AFTER_SECONDS and DRIFTLINE_OUTCOME_JUDGE_AFTER_SECONDS at 120, so that the last window and its judgement come "
-        "within the run.")
+        "DRIFTLINE_JUDGE_AFTER_SECONDS and DRIFTLINE_OUTCOME_JUDGE_AFTER_SECONDS at 120, so "
+        "that the last window and its judgement come within the run.")
     demo = _command(sub, "demo", "run the main job on the embedded broker and ClickHouse",
                     epilog, _demo, extra="embedded")
     _traffic_args(demo)
