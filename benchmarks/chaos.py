@@ -20,7 +20,8 @@ Experiments (each in fresh topics, database and consumer group):
 
 Traffic is deterministic from the seed: four models (one changes version half-way, one
 drifts), 13 features, labels for 30 % of the predictions (some before their prediction,
-some windows later, some twice), GPU and host samples of two hosts (one GPU runs hot),
+some windows later, some twice), a "revenue" outcome for 20 % (some before their
+prediction, some twice, some corrected later), GPU and host samples of two hosts (one GPU runs hot),
 a few single events sent after their window closed (late on purpose), and poison
 messages (invalid JSON, a label without request_id, a message over
 ``DRIFTLINE_MAX_MESSAGE_BYTES``). It is produced by a plain aiokafka producer, as the
@@ -29,7 +30,8 @@ README documents the JSON, at a pace spread over the experiment.
 The oracle reads ClickHouse over plain HTTP once the consumer group has caught up and
 the tables stop changing: per model x version x feature x window ``count`` and
 ``missing_count`` (``feature_windows FINAL``), per window labelled predictions and
-positive labels (``labeled_predictions FINAL``), per host (x GPU) x window samples
+positive labels (``labeled_predictions FINAL``), per window outcomes reported and their
+total (``outcomes FINAL``), per host (x GPU) x window samples
 (``gpu_windows`` / ``host_windows FINAL``) must equal what was sent, exactly; a cell
 below is *lost*, above (or never sent) *double*, absent *missing*. Also: each poison
 message in ``dead_letters`` once, with a reason; ``late_events`` exactly the late events

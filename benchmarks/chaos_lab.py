@@ -331,6 +331,9 @@ class Run:
             "SELECT model, model_version, toUnixTimestamp64Milli(window_start), count(), "
             "countIf(label = '1') FROM labeled_predictions FINAL WHERE expired = 0 "
             "GROUP BY ALL")}
+        outcomes = {(m, v, s): (n, int(total)) for m, v, s, n, total in q(
+            "SELECT model, model_version, toUnixTimestamp64Milli(window_start), n_reported, "
+            "total FROM outcomes FINAL WHERE outcome = 'revenue' AND n_reported > 0")}
         gpus = {(h, g, s): (n,) for h, g, s, n in q(
             "SELECT host, gpu_index, toUnixTimestamp64Milli(window_start), samples "
             "FROM gpu_windows FINAL")}
@@ -338,6 +341,7 @@ class Run:
             "SELECT host, toUnixTimestamp64Milli(window_start), samples FROM host_windows FINAL")}
         kinds = {"features": compare({k: tuple(v) for k, v in e.features.items()}, features),
                  "labels": compare({k: tuple(v) for k, v in e.labelled.items()}, labelled),
+                 "outcomes": compare({k: tuple(v) for k, v in e.outcomes.items()}, outcomes),
                  "gpus": compare({k: (v,) for k, v in e.gpus.items()}, gpus),
                  "hosts": compare({k: (v,) for k, v in e.hosts.items()}, hosts)}
         for kind in kinds.values():

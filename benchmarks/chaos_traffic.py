@@ -59,6 +59,9 @@ class Expected:
         default_factory=lambda: defaultdict(lambda: [0, 0]))  # [count, missing_count]
     labelled: defaultdict[WindowKey, list[int]] = dataclasses.field(
         default_factory=lambda: defaultdict(lambda: [0, 0]))  # [labelled, positives]
+    #: Per window, the business outcome "revenue" (whole numbers): [reported, total].
+    outcomes: defaultdict[WindowKey, list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(lambda: [0, 0]))
     gpus: Counter[GpuKey] = dataclasses.field(default_factory=Counter)
     hosts: Counter[HostKey] = dataclasses.field(default_factory=Counter)
     late: Counter[WindowKey] = dataclasses.field(default_factory=Counter)
@@ -78,6 +81,7 @@ class TrafficPlan:
     poison: str = "standard"  # or "all"
     envelope_events: int = 500
     label_share: float = 0.3
+    outcome_share: float = 0.2
     late_per_model: int = 1
 
 
@@ -132,6 +136,7 @@ def _model_traffic(rng: np.random.Generator, plan: TrafficPlan, model: str, t0: 
                                float(dues[b - 1])) for a, b in chunks]
     out += _labels(rng, plan, model, ids, times, rel, version, columns, dues, pace,
                    expected, unlabelled)
+    out += _outcomes(rng, plan, model, ids, times, rel, version, dues, pace, expected)
     out += _late(plan, model, rel, dues, t0, expected)
     return out
 
@@ -245,6 +250,50 @@ def _labels(rng: np.random.Generator, plan: TrafficPlan, model: str, ids: list[s
     expected.labels_sent += len(labels)
     unlabelled += [(model, ids[i]) for i in np.flatnonzero(~chosen)[:4].tolist()]
     return _label_messages(plan, model, labels)
+
+
+def _outcomes(rng: np.random.Generator, plan: TrafficPlan, model: str, ids: list[str],
+              times: np.ndarray, rel: np.ndarray, version: np.ndarray, dues: np.ndarray,
+              pace: float, expected: Expected) -> list[Message]:
+    """A "revenue" outcome for a share of the predictions, seconds after; some before their
+    prediction, some sent twice, some corrected by a later report (the later one counts)."""
+    n = len(ids)
+    chosen = np.flatnonzero(rng.random(n) < plan.outcome_share).tolist()
+    kind, value, fixed = rng.random(n), rng.integers(1, 100, n), rng.integers(100, 200, n)
+    delay = rng.integers(1_000, 20_000, n) // (4 if plan.live else 1)
+    reports: list[tuple[float, str, str, int, int]] = []  # due, group, request id, time, value
+    for i in chosen:
+        if kind[i] < 0.1:  # before its prediction
+            due, t = float(dues[i]) - 0.01, int(times[i]) + 1000
+            reports.append((due, "early", ids[i], t, int(value[i])))
+        else:
+            d = int(delay[i])
+            due, t = (rel[i] + d) / 1000 * pace + (0.05 if plan.live else 0.0), int(times[i]) + d
+            reports.append((due, "", ids[i], t, int(value[i])))
+        total = int(value[i])
+        if 0.1 <= kind[i] < 0.15:  # the same again
+            reports.append((due + 2.0, "again", ids[i], t, int(value[i])))
+        elif 0.15 <= kind[i] < 0.2:  # corrected later in the log
+            reports.append((due + 2.0, "fixed", ids[i], t + 500, int(fixed[i])))
+            total = int(fixed[i])
+        cell = expected.outcomes[(model, str(version[i]), int(times[i]) - int(times[i]) % W)]
+        cell[0] += 1
+        cell[1] += total
+    expected.labels_sent += len(reports)
+    reports.sort()
+    if plan.wire == "single":
+        return [Message("labels", model.encode(), orjson.dumps(
+            {"type": "outcome", "model": model, "request_id": rid, "event_time": t,
+             "outcomes": {"revenue": v}}), due) for due, _, rid, t, v in reports]
+    batches: defaultdict[tuple[int, str], list[tuple[float, str, str, int, int]]] = \
+        defaultdict(list)
+    for item in reports:  # one batch per wall second, and per kind of report
+        batches[(int(item[0]), item[1])].append(item)
+    return [Message("labels", model.encode(), orjson.dumps(
+        {"type": "outcome_batch", "model": model, "request_id": [g[2] for g in group],
+         "event_time": [g[3] for g in group], "outcomes": {"revenue": [g[4] for g in group]}}),
+        min(g[0] for g in group) if group[0][1] == "early" else max(g[0] for g in group))
+        for group in batches.values()]
 
 
 def _label_messages(plan: TrafficPlan, model: str,
