@@ -174,6 +174,17 @@ def volume_checks(events: int, previous: Sequence[int]) -> list[Check]:
             Check(VOLUME, "volume_spike", ratio, ratio, 1.0, events, 0, round(mean))]
 
 
+def duplicate_checks(events: int, distinct: int | None) -> list[Check]:
+    """``duplicate_share``: events whose request id another event of the version's window
+    already had, by the window's distinct-id sketch (about 1.6 % error, so shares within
+    a few points of 0 are noise; a window of no ids is not checked)."""
+    if distinct is None or not events:
+        return []
+    duplicates = max(0, events - distinct)
+    share = duplicates / events
+    return [Check(VOLUME, "duplicate_share", share, share, None, events, duplicates, events)]
+
+
 def declared_range_checks(window: Sequence[FeatureWindowRow],
                           declared: Callable[[str], bool]) -> list[Check]:
     """``out_of_declared_range``: the share of a feature's values outside the range its

@@ -27,6 +27,7 @@ from driftline.models.alerting.rules import RulesConfig
 from driftline.models.data_quality.checks import (
     Check,
     declared_range_checks,
+    duplicate_checks,
     timeliness_checks,
     volume_checks,
     window_checks,
@@ -82,7 +83,8 @@ class DataQualityMonitor:
         events = max(row.window_events or row.count for row in window)
         volumes = self._volumes.setdefault((model, version), [])
         checks = [*window_checks(window, reference, incidents), *timeliness_checks(window),
-                  *volume_checks(events, volumes), *declared_range_checks(
+                  *volume_checks(events, volumes),
+                  *duplicate_checks(events, first.distinct_requests), *declared_range_checks(
                       window, lambda feature: self.rules.declared_range(model, feature)
                       is not None)]
         volumes.append(events)

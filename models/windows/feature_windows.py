@@ -39,6 +39,7 @@ from driftline.models.windows.accumulators import (
     NumericAccumulator,
     update_rows,
 )
+from driftline.models.windows.distinct import DistinctCounter, request_hashes
 from driftline.models.windows.feature_profiles import (
     NO_EDGES,
     Accumulator,
@@ -124,6 +125,9 @@ class FeatureWindowRow:
     late_arrivals: int = 0
     #: Values outside the range the rules declare for the feature (none declared: 0).
     outside_range_count: int = 0
+    #: Distinct request ids among the version's window events, estimated (HyperLogLog,
+    #: ~1.6 % error): ``window_events`` minus this are duplicates. None: no ids counted.
+    distinct_requests: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +145,7 @@ class _Window:
     """Accumulators of one model × version × window; numeric ones wait for frozen edges."""
 
     __slots__ = ("event_delays", "events", "features", "invalid", "outside", "pending",
-                 "processing_delays")
+                 "processing_delays", "requests")
 
     def __init__(self) -> None:
         self.features: dict[str, Accumulator] = {}
@@ -152,6 +156,7 @@ class _Window:
         self.event_delays: QuantileSketch | None = None
         self.processing_delays: QuantileSketch | None = None
         self.outside: dict[str, int] = {}  # per feature: values outside its declared range
+        self.requests: DistinctCounter | None = None  # distinct request ids (duplicates)
 
 
 class PartitionWindows:
@@ -322,6 +327,7 @@ class PartitionWindows:
                 len(times) if isinstance(in_window, slice) else int(in_window.sum()))
         if any(b.broker_time_ms is not None for b, _ in parts):
             self._add_delays(model, version, parts, keep, times, selections)
+        self._add_requests(model, version, parts, keep, selections)
         names = _feature_names(b for b, _ in parts)
         for name in names:
             if any(name in b.invalid for b, _ in parts):
@@ -381,6 +387,19 @@ class PartitionWindows:
                         sketch = QuantileSketch(self.config.relative_accuracy)
                         setattr(window, name, sketch)
                     sketch.update(delays)
+
+    def _add_requests(self, model: str, version: str,
+                      parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
+                      keep: npt.NDArray[np.bool_], selections: list[tuple[Any, Any]]) -> None:
+        ids = [rid for b, _ in parts for rid in b.request_id]
+        if len(ids) != len(keep):
+            return  # a message without request ids: nothing to count
+        hashes = request_hashes(ids)[keep]
+        for start, in_window in selections:
+            window = self._windows[(model, version, int(start))]
+            if window.requests is None:
+                window.requests = DistinctCounter()
+            window.requests.add_hashes(hashes[in_window])
 
     def _count_invalid(self, model: str, version: str, name: str,
                        parts: list[tuple[EventBlock, npt.NDArray[np.bool_]]],
@@ -480,7 +499,7 @@ class PartitionWindows:
                 bin_counts=(), categories=tuple(cats),
                 category_counts=tuple(counts.tolist()), other_count=int(other),
                 tracked_counts=acc.category_counts, invalid_count=invalid,
-                window_events=window.events,
+                window_events=window.events, distinct_requests=_distinct(window),
                 event_delay_ms=event_delay, processing_delay_ms=processing_delay,
                 late_arrivals=late)
         s = acc.summary(QUANTILE_LEVELS)
@@ -496,7 +515,8 @@ class PartitionWindows:
             fine_bin_edges=tuple(acc.fine_edges.tolist()),
             fine_bin_counts=tuple(s.fine_bin_counts.tolist()) if len(acc.fine_edges) else (),
             invalid_count=invalid, window_events=window.events,
-            event_delay_ms=event_delay, processing_delay_ms=processing_delay,
+            distinct_requests=_distinct(window), event_delay_ms=event_delay,
+            processing_delay_ms=processing_delay,
             late_arrivals=late, outside_range_count=window.outside.get(name, 0))
 
     # -- checkpoint ---------------------------------------------------------------
@@ -521,7 +541,8 @@ class PartitionWindows:
             "profiles": self.profiles.to_state(),
             "windows": [[*key, {n: [type(a).__name__, a.to_state()] for n, a in w.features.items()},
                          w.pending, w.events, w.invalid, _sketch_state(w.event_delays),
-                         _sketch_state(w.processing_delays), w.outside]
+                         _sketch_state(w.processing_delays), w.outside,
+                         None if w.requests is None else w.requests.registers]
                         for key, w in self._windows.items()],
             "late_since": [[m, v, n] for (m, v), n in self._late_since.items()],
             "last_event": [[m, t, v] for m, (t, v) in self.last_event.items()],
@@ -552,6 +573,8 @@ class PartitionWindows:
                 window.processing_delays = _sketch(counts[3])
             if len(counts) > 4:  # ... and before declared ranges
                 window.outside = dict(counts[4])
+            if len(counts) > 5 and counts[5] is not None:  # ... and before duplicates
+                window.requests = DistinctCounter(np.asarray(counts[5], dtype=np.uint8))
             for name, (kind, acc_state) in features.items():
                 window.features[name] = _ACCUMULATORS[kind].from_state(acc_state)
             window.pending = {n: [np.asarray(p, np.float64) for p in parts]
@@ -569,6 +592,10 @@ class _Timeliness(NamedTuple):
     event_delay_ms: tuple[float, ...]
     processing_delay_ms: tuple[float, ...]
     late_arrivals: int
+
+
+def _distinct(window: _Window) -> int | None:
+    return None if window.requests is None else round(window.requests.estimate())
 
 
 def _delay_summary(sketch: QuantileSketch | None) -> tuple[float, ...]:

@@ -34,7 +34,9 @@ def reference(seed: int = 1) -> ReferenceProfile:
     return build_profile("m", "v1", {"x": x, "c": c}, created_at_ms=T0)
 
 
-def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None, n: int = N) -> bytes:
+def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None, n: int = N,
+             repeats: float = 0.0) -> bytes:
+    """One window's envelope; ``repeats``: that share of its events reuse a request id."""
     x = rng.normal(0.0, 1.0, n)
     features: dict[str, list[Any]] = {
         "x": [None if m else v for v, m in zip(x.tolist(), rng.random(n) < 0.05, strict=True)],
@@ -43,13 +45,14 @@ def envelope(i: int, rng: np.random.Generator, corrupt: Corrupt | None, n: int =
         corrupt(features, rng)
     times = (T0 + i * W + np.sort(rng.integers(0, W, n))).tolist()
     return orjson.dumps({"type": "prediction_batch", "model": "m", "version": "v1",
-                         "request_id": [f"r{i}-{j}" for j in range(n)], "event_time": times,
+                         "request_id": [f"r{i}-{j % round(n * (1 - repeats))}"
+                                        for j in range(n)], "event_time": times,
                          "features": features, "score": rng.random(n).tolist()})
 
 
 def run(corrupt: Corrupt | None, bad_windows: range = range(0), windows: int = 16,
         ref: ReferenceProfile | None = None, seed: int = 0, sizes: dict[int, int] | None = None,
-        late: dict[int, int] | None = None
+        late: dict[int, int] | None = None, repeats: dict[int, float] | None = None
         ) -> tuple[list[tuple[int, str, str, str]], list[Any]]:
     """Alerts (window, state, dedup key, metric) and data-quality rows of a stream whose
     windows in ``bad_windows`` are corrupted, window i of ``sizes`` holding that many events
@@ -61,7 +64,7 @@ def run(corrupt: Corrupt | None, bad_windows: range = range(0), windows: int = 1
     alerts, rows = [], []
     for i in range(windows):
         block = decode(b"m", envelope(i, rng, corrupt if i in bad_windows else None,
-                                      (sizes or {}).get(i, N)))
+                                      (sizes or {}).get(i, N), (repeats or {}).get(i, 0.0)))
         blocks = [block]
         if (late or {}).get(i):
             blocks.append(decode(b"m", envelope(i - 2, rng, None, late[i])))
@@ -104,7 +107,9 @@ def test_healthy_traffic_opens_nothing(baseline: bool) -> None:
     assert {r.verdict for r in rows} <= {"ok", "not_evaluated"}
     assert {r.check for r in rows} == ({"invalid_share", "missing_increase", "absent",
                                         "out_of_range_increase", "late_share", "volume_drop",
-                                        "volume_spike"})
+                                        "volume_spike", "duplicate_share"})
+    duplicates = [r.value for r in rows if r.check == "duplicate_share"]
+    assert len(duplicates) == 30 and max(duplicates) < 0.04  # sketch noise only
 
 
 @pytest.mark.parametrize(("corrupt", "key", "metric"), [
@@ -135,6 +140,17 @@ def test_a_sudden_drop_in_volume_opens_an_incident_that_resolves() -> None:
     drop = {(r.window_start - T0) // W: r for r in rows if r.check == "volume_drop"}
     assert drop[8].value == pytest.approx(0.8) and drop[8].verdict == "critical"
     assert drop[7].verdict == "ok" and 0 not in drop  # nothing to compare the first with
+
+
+def test_repeated_request_ids_open_a_volume_incident_that_resolves() -> None:
+    # Windows 8..10: a tenth of the events reuse another event's request id (a retry storm).
+    alerts, rows = run(None, windows=20, ref=reference(), repeats=dict.fromkeys(range(8, 11), 0.1))
+    assert [(i, s, k, m) for i, s, k, m in alerts] == [
+        (9, "open", "data_quality:m:v1:(volume)", "duplicate_share"),
+        (13, "resolved", "data_quality:m:v1:(volume)", "duplicate_share")]
+    share = {(r.window_start - T0) // W: r for r in rows if r.check == "duplicate_share"}
+    assert share[9].value == pytest.approx(0.1, abs=0.03) and share[9].verdict == "warning"
+    assert share[9].affected == round(share[9].value * share[9].events)
 
 
 def test_late_arrivals_open_a_timeliness_incident_and_delays_are_reported() -> None:
