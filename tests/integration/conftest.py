@@ -47,7 +47,8 @@ def worker_settings(embedded_stack: EmbeddedStack, unique_name: str,
             alerts_topic=f"alerts-{unique_name}", references_topic=f"references-{unique_name}",
             telemetry_topic=f"telemetry-{unique_name}",
             clickhouse_database=f"t_{unique_name}", app_id=f"driftline-{unique_name}",
-            state_dir=str(tmp_path / "state"), partitions=2, idle_close_seconds=2.0,
+            state_dir=str(tmp_path / "state"), partitions=overrides.pop("partitions", 2),
+            idle_close_seconds=2.0,
             checkpoint_seconds=0.5, **overrides)
         asyncio.run(ensure_topics(settings))
         return settings

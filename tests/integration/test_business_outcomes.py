@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from stranger import http_rows, read_alerts
 
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
@@ -114,32 +113,6 @@ async def watermark(settings: Settings, topic: str, event_time: int) -> None:
         await producer.stop()
 
 
-async def read_alerts(settings: Settings, wanted: set[str],
-                      worker: WorkerProcess) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    alerts: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 120
-    try:
-        while not wanted <= {a["dedup_key"] for a in alerts}:
-            assert time.monotonic() < deadline and worker.is_running(), worker.log_tail()
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                alerts += [orjson.loads(r.value) for r in records]
-        for records in (await consumer.getmany(timeout_ms=3000)).values():
-            alerts += [orjson.loads(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return alerts
-
-
-def http_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    url = settings.clickhouse_url.rstrip("/") + "/?" + urllib.parse.urlencode(
-        {"query": sql + " FORMAT JSONEachRow"})
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return [orjson.loads(line) for line in response.read().splitlines()]
-
-
 def stored_sums(settings: Settings) -> dict[Key, tuple]:
     rows = http_rows(settings, (
         "SELECT model, model_version, toUnixTimestamp64Milli(window_start) AS start, outcome, "
@@ -170,7 +143,8 @@ def test_outcomes_sum_exactly_and_a_worse_challenger_is_flagged_an_equal_one_not
         asyncio.run(watermark(settings, settings.predictions_topic, T0 + (WINDOWS + 4) * W))
         asyncio.run(publish(settings, reports=reports))
         asyncio.run(watermark(settings, settings.labels_topic, T0 + (WINDOWS + 4) * W))
-        alerts = asyncio.run(read_alerts(settings, wanted, worker))
+        alerts = asyncio.run(read_alerts(settings, worker, lambda got: wanted <= {
+            a["dedup_key"] for a in got}, wait_seconds=120))
         expected = expected_sums(predictions, reports)
         deadline = time.monotonic() + 60
         while not same(got := stored_sums(settings), expected) and time.monotonic() < deadline:

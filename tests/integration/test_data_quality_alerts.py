@@ -1,13 +1,12 @@
 """Data quality end to end on the embedded stack, as a stranger sees it: a plain Kafka
 producer sends the README's JSON envelopes, some with bad values, a feature gone, a
-feature new and request ids repeated; the alerts topic and ClickHouse (read over plain HTTP) say what happened."""
+feature new and request ids repeated; the alerts topic and ClickHouse (read over plain
+HTTP) say what happened."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from stranger import http_rows, read_alerts
 
 from driftline.models.drift.reference_build import build_profile
 from driftline.streams.reference.profiles import publish_profile
@@ -78,33 +78,6 @@ async def produce(settings: Settings, rng: np.random.Generator) -> None:
         await producer.stop()
 
 
-async def read_alerts(settings: Settings, resolved: set[str],
-                      worker: WorkerProcess) -> list[dict[str, Any]]:
-    """Alerts until every key of ``resolved`` has resolved, then what else was on its way."""
-    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    alerts: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 150
-    try:
-        while not resolved <= {a["dedup_key"] for a in alerts if a["state"] == "resolved"}:
-            assert time.monotonic() < deadline and worker.is_running(), worker.log_tail()
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                alerts += [orjson.loads(r.value) for r in records]
-        for records in (await consumer.getmany(timeout_ms=3000)).values():
-            alerts += [orjson.loads(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return alerts
-
-
-def http_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    url = settings.clickhouse_url.rstrip("/") + "/?" + urllib.parse.urlencode(
-        {"query": sql + " FORMAT JSONEachRow"})
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return [orjson.loads(line) for line in response.read().splitlines()]
-
-
 def test_each_problem_opens_one_incident_and_resolves_and_bad_values_keep_their_envelope(
         settings: Settings, tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
@@ -119,7 +92,8 @@ def test_each_problem_opens_one_incident_and_resolves_and_bad_values_keep_their_
         sent_from = time.time()
         asyncio.run(produce(settings, rng))
         sent_until = time.time()
-        alerts = asyncio.run(read_alerts(settings, set(expected), worker))
+        alerts = asyncio.run(read_alerts(settings, worker, lambda got: set(expected) <= {
+            a["dedup_key"] for a in got if a["state"] == "resolved"}))
     finally:
         worker.stop()
     quality = [a for a in alerts if a["dedup_key"].startswith("data_quality:")]
