@@ -37,7 +37,7 @@ from driftline.models.alerting.incidents import IncidentTracker
 from driftline.models.alerting.rules import RulesConfig
 from driftline.models.events.wire import OUTCOME
 from driftline.models.outcomes.compare import ChallengerTest, Summary, baseline_test
-from driftline.models.quality.monitor import DueWindow
+from driftline.models.quality.monitor import DueWindow, due_windows
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
 __all__ = ["MAX_NAMES", "OutcomeComparisonRow", "OutcomeConfig", "OutcomeMonitor"]
@@ -46,7 +46,6 @@ CATEGORY = "outcome"
 #: Outcome names tracked per model (rows for windows without a report, judging); reports of
 #: more names are still stored and summed per window.
 MAX_NAMES = 100
-_NEVER = -(2**62)
 _NONE = Summary(0, 0.0, 0.0)
 
 
@@ -154,22 +153,13 @@ class OutcomeMonitor:
         """Windows whose end is ``judge_after_ms`` behind both the predictions' and the
         labels topic's event time (the predictions' alone if stalled). Due windows of a
         model that has reported no outcome are forgotten here: there is nothing to judge."""
-        out = []
-        for (model, version), state in sorted(self._versions.items()):
-            now = event_times.get(model)
-            if now is None:
-                continue
-            if model not in stalled:
-                now = min(now, self.clock.get(model, _NEVER))
-            horizon = now - self.config.judge_after_ms(model) - self.config.window_ms
-            due = [DueWindow(model, version, start, start + self.config.window_ms, n)
-                   for start, n in sorted(state.pending.items()) if start <= horizon]
-            if self.names.get(model):
-                out += due
-            else:
-                for window in due:
-                    del state.pending[window.window_start]
-        return out
+        due = due_windows({key: state.pending for key, state in self._versions.items()},
+                          event_times, self.clock, stalled, self.config.judge_after_ms,
+                          self.config.window_ms)
+        for window in due:
+            if not self.names.get(window.model):
+                del self._versions[(window.model, window.version)].pending[window.window_start]
+        return [window for window in due if self.names.get(window.model)]
 
     # -- judging ------------------------------------------------------------------
     def judge(self, model: str, window_start: int,

@@ -44,7 +44,7 @@ from driftline.models.quality.performance import coverage
 from driftline.models.quality.performance_window import WindowPerformance
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["DueWindow", "PerformanceConfig", "PerformanceMonitor"]
+__all__ = ["DueWindow", "PerformanceConfig", "PerformanceMonitor", "due_windows"]
 
 QUALITY = "quality"
 LABELS = "labels"
@@ -124,17 +124,9 @@ class PerformanceMonitor:
             stalled: Collection[str] = ()) -> list[DueWindow]:
         """Windows whose predictions' and labels' event times passed their end by
         ``judge_after_ms``; for ``stalled`` models, the predictions' alone."""
-        out = []
-        for (model, version), state in sorted(self._versions.items()):
-            now = event_times.get(model)
-            if now is None:
-                continue
-            if model not in stalled:
-                now = min(now, self.label_clock.get(model, _NEVER))
-            horizon = now - self.config.judge_after_ms(model) - self.config.window_ms
-            out += [DueWindow(model, version, start, start + self.config.window_ms, n)
-                    for start, n in sorted(state.pending.items()) if start <= horizon]
-        return out
+        return due_windows({key: state.pending for key, state in self._versions.items()},
+                           event_times, self.label_clock, stalled, self.config.judge_after_ms,
+                           self.config.window_ms)
 
     def judge(self, window: DueWindow, perf: WindowPerformance) -> list[Alert]:
         """Judge one due window (in window order per version); the alerts it causes."""
@@ -249,6 +241,26 @@ class PerformanceMonitor:
 
 
 _NEVER = -(2**62)
+
+
+def due_windows(pending: Mapping[tuple[str, str], Mapping[int, int]],
+                event_times: Mapping[str, int], clock: Mapping[str, int],
+                stalled: Collection[str], judge_after_ms: Callable[[str], int],
+                window_ms: int) -> list[DueWindow]:
+    """Of each version's ``pending`` windows (start -> predictions), those whose end is
+    ``judge_after_ms`` behind both the model's event time and its labels topic's
+    ``clock`` (the event time alone for ``stalled`` models), in version and window order."""
+    out = []
+    for (model, version), starts in sorted(pending.items()):
+        now = event_times.get(model)
+        if now is None:
+            continue
+        if model not in stalled:
+            now = min(now, clock.get(model, _NEVER))
+        horizon = now - judge_after_ms(model) - window_ms
+        out += [DueWindow(model, version, start, start + window_ms, n)
+                for start, n in sorted(starts.items()) if start <= horizon]
+    return out
 _DETECTOR_METRICS = frozenset({*(s.kind for s in ERROR_DETECTORS), LOSS_METRIC})
 
 

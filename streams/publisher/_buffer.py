@@ -34,10 +34,9 @@ from driftline.streams.publisher._values import (
     append_row,
     count_nonfinite,
     null_if_nonfinite,
-    to_event_time,
+    request_and_time,
     to_mapping,
     to_outcomes,
-    to_request_id,
     to_scalar,
     to_text,
     truncate,
@@ -202,14 +201,9 @@ class EventBuffer:
                        probabilities: Mapping[str, Any] | None = None, latency_ms: Any = None,
                        status: str = "ok", event_time_ms: int | None = None) -> bool:
         """Buffer one prediction; False (and counted) when invalid, full or closed."""
-        if event_time_ms is None:
-            event_time_ms = time.time_ns() // 1_000_000
         nulled = 0
         try:
-            if type(request_id) is not str or not request_id:
-                request_id = to_request_id(request_id)
-            if type(event_time_ms) is not int or event_time_ms < 0:
-                event_time_ms = to_event_time(event_time_ms)
+            request_id, event_time_ms = request_and_time(request_id, event_time_ms)
             if type(features) is not dict:
                 features = to_mapping(features, "features")
             if probabilities is not None and type(probabilities) is not dict:
@@ -262,13 +256,8 @@ class EventBuffer:
     def add_label(self, model: str, request_id: str, label: Any,
                   event_time_ms: int | None = None) -> bool:
         """Buffer one label; False (and counted) when invalid, full or closed."""
-        if event_time_ms is None:
-            event_time_ms = time.time_ns() // 1_000_000
         try:
-            if type(request_id) is not str or not request_id:
-                request_id = to_request_id(request_id)
-            if type(event_time_ms) is not int or event_time_ms < 0:
-                event_time_ms = to_event_time(event_time_ms)
+            request_id, event_time_ms = request_and_time(request_id, event_time_ms)
             if type(label) is not str:
                 label = to_scalar(label, "label", numeric=False)
                 if label is None or label != label or label in (math.inf, -math.inf):
@@ -300,13 +289,8 @@ class EventBuffer:
         """Buffer the business outcomes of one request; False (and counted) when invalid,
         full or closed. A name this buffer has not seen yet gets nulls for earlier events.
         """
-        if event_time_ms is None:
-            event_time_ms = time.time_ns() // 1_000_000
         try:
-            if type(request_id) is not str or not request_id:
-                request_id = to_request_id(request_id)
-            if type(event_time_ms) is not int or event_time_ms < 0:
-                event_time_ms = to_event_time(event_time_ms)
+            request_id, event_time_ms = request_and_time(request_id, event_time_ms)
             row = to_outcomes(outcomes)
             with self._lock:
                 if self._closed or self._held >= self.max_buffered_events:

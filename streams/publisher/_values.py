@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,6 +82,17 @@ def to_request_id(value: Any) -> str:
     if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
         return str(value)
     return to_text(value, "request_id")
+
+
+def request_and_time(request_id: Any, event_time_ms: Any) -> tuple[str, int]:
+    """An event's request id and event time, checked; the time defaults to now (UTC ms)."""
+    if event_time_ms is None:
+        event_time_ms = time.time_ns() // 1_000_000
+    if type(request_id) is not str or not request_id:
+        request_id = to_request_id(request_id)
+    if type(event_time_ms) is not int or event_time_ms < 0:
+        event_time_ms = to_event_time(event_time_ms)
+    return request_id, event_time_ms
 
 
 def to_event_time(value: Any) -> int:
