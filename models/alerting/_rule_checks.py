@@ -18,9 +18,10 @@ class RulesError(ValueError):
 
 
 SETTINGS = ("min_windows", "min_count", "fdr_q")
-#: A metric may set min_windows/min_count too: telemetry counts samples, not events.
+#: A metric may set min_windows/min_count too (telemetry counts samples, not events), and
+#: fdr_q (a test judged every window against one baseline wants a stricter level).
 METRIC_KEYS = ("kind", "direction", "warn", "critical", "effect_metric", "effect_floor",
-                "enabled", "category", "min_windows", "min_count")
+               "enabled", "category", "min_windows", "min_count", "fdr_q")
 INCIDENT_KEYS = ("open_after", "resolve_after", "cooldown_windows")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -8,7 +8,7 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [incidents]                     # open_after, resolve_after, cooldown_windows
     [metrics.<metric>]              # kind, direction, warn, critical, effect_metric,
                                     # effect_floor, enabled, category, min_windows,
-                                    # min_count
+                                    # min_count, fdr_q
     [outputs.metrics.<metric>]      # the model's outputs: features named output.*
     [models."<model>"]              # min_windows, min_count, fdr_q
     [models."<model>".metrics.<metric>]
@@ -149,8 +149,11 @@ DEFAULTS: Mapping[str, Any] = {
         # over the windows both served (always-valid, so judging every window keeps its
         # level). Bad when significant and the fall reaches its floor; for an outcome where
         # higher is worse, take outcome_rise / challenger_rise as the effect metric.
+        # outcome_change at q 0.01: at 0.05, two windows in a row each 2 standard errors low
+        # by chance opened 22 incidents per 10,000 stationary version-windows (0.8 at 0.01;
+        # benchmarks/outcome_detection.py).
         "outcome_change": {"kind": "test", "effect_metric": "outcome_drop", "effect_floor": 0.1,
-                           "category": "outcome"},
+                           "fdr_q": 0.01, "category": "outcome"},
         "challenger_test": {"kind": "test", "effect_metric": "challenger_drop",
                             "effect_floor": 0.02, "category": "outcome"},
         **{name: {"direction": "above", "enabled": False, "category": "outcome"}
