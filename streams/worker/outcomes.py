@@ -30,12 +30,19 @@ from driftline.streams.worker.label_join import PER_MESSAGE, LabelJoinStats, awa
 WindowSums = dict[WindowKey, dict[str, OutcomeSums]]
 
 
+class OutcomeJoinStats(LabelJoinStats):
+    def __init__(self) -> None:
+        super().__init__()
+        #: Outcome values that were not numbers or booleans: dropped, the rest kept.
+        self.invalid_values = 0
+
+
 class OutcomeJoiner:
     def __init__(self, settings: Settings, store: OutcomeStore, labels: LabelStore) -> None:
         self.settings = settings
         self.store = store
         self.labels = labels
-        self.stats = LabelJoinStats()
+        self.stats = OutcomeJoinStats()
         #: Requests with a report waiting for its prediction: (model, request id) -> names.
         self._waiting: defaultdict[Key, set[str]] = defaultdict(set)
 
@@ -83,6 +90,7 @@ class OutcomeJoiner:
         reports: defaultdict[str, list[Label]] = defaultdict(list)
         names: defaultdict[str, set[str]] = defaultdict(set)
         for offset, block in blocks:
+            self.stats.invalid_values += sum(map(len, block.invalid.values()))
             for name, values in (block.outcomes or {}).items():
                 reports[name] += [
                     Label(block.model, rid, t, value, offset * PER_MESSAGE + i)

@@ -101,16 +101,20 @@ async def publish(settings: Settings, predictions: list[tuple[str, str, str, int
         await publisher.flush()
 
 
-async def watermark(settings: Settings, topic: str, event_time: int) -> None:
+async def send(settings: Settings, topic: str, *docs: dict[str, Any]) -> None:
+    """``docs`` as a plain Kafka producer sends the README's JSON, keyed by model."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        for model in ("shop", "twin"):
-            await producer.send_and_wait(topic, orjson.dumps(
-                {"type": "watermark", "model": model, "event_time": event_time}),
-                key=model.encode())
+        for doc in docs:
+            await producer.send_and_wait(topic, orjson.dumps(doc), key=doc["model"].encode())
     finally:
         await producer.stop()
+
+
+def watermarks(event_time: int) -> list[dict[str, Any]]:
+    return [{"type": "watermark", "model": model, "event_time": event_time}
+            for model in ("shop", "twin")]
 
 
 def stored_sums(settings: Settings) -> dict[Key, tuple]:
@@ -134,18 +138,28 @@ def test_outcomes_sum_exactly_and_a_worse_challenger_is_flagged_an_equal_one_not
         settings: Settings, tmp_path: Path) -> None:
     predictions, reports = traffic(11)
     first_window = [r for r in reports if r[2] < T0 + W and r[0] == "shop"][:20]
+    quiet = next(rid for m, v, rid, t in predictions if m == "shop" and rid not in {
+        r[1] for r in reports})  # no outcome reported yet
+    at = next(t for *_, rid, t in predictions if rid == quiet) + 30_000
+    odd = {"type": "outcome", "model": "shop", "request_id": quiet, "event_time": at,
+           "outcomes": {"converted": True, "revenue": "12.50"}}
+    counted = [*reports, ("shop", quiet, at, {"converted": True})]  # what counts of it
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     wanted = {f"outcome:shop:v2:outcome.{name}:challenger_test"
               for name in ("converted", "revenue")}
     try:
         asyncio.run(publish(settings, reports=first_window))  # before their predictions
         asyncio.run(publish(settings, predictions=predictions))
-        asyncio.run(watermark(settings, settings.predictions_topic, T0 + (WINDOWS + 4) * W))
+        asyncio.run(send(settings, settings.predictions_topic,
+                         *watermarks(T0 + (WINDOWS + 4) * W)))
         asyncio.run(publish(settings, reports=reports))
-        asyncio.run(watermark(settings, settings.labels_topic, T0 + (WINDOWS + 4) * W))
+        # From another producer, a single event with one value of the wrong type: the
+        # value is dropped, the event's other outcome kept.
+        asyncio.run(send(settings, settings.labels_topic, odd, *watermarks(
+            T0 + (WINDOWS + 4) * W)))
         alerts = asyncio.run(read_alerts(settings, worker, lambda got: wanted <= {
             a["dedup_key"] for a in got}, wait_seconds=120))
-        expected = expected_sums(predictions, reports)
+        expected = expected_sums(predictions, counted)
         deadline = time.monotonic() + 60
         while not same(got := stored_sums(settings), expected) and time.monotonic() < deadline:
             time.sleep(1)
@@ -154,10 +168,13 @@ def test_outcomes_sum_exactly_and_a_worse_challenger_is_flagged_an_equal_one_not
             "relative_change, difference_low, difference_high "
             f"FROM {settings.clickhouse_database}.outcome_comparisons FINAL"))
         readme = readme_query(settings)
+        letters = http_rows(settings, "SELECT count() AS n FROM "
+                                      f"{settings.clickhouse_database}.dead_letters FINAL")
     finally:
         worker.stop()
 
     assert same(got, expected), sorted(set(got.items()) ^ set(expected.items()))[:6]
+    assert int(letters[0]["n"]) == 0  # the odd value cost nothing else
     outcome_alerts = [a for a in alerts if a["dedup_key"].startswith("outcome:")]
     assert {a["dedup_key"] for a in outcome_alerts} == wanted  # nothing for twin, no baseline
     opened = {a["dedup_key"]: a for a in outcome_alerts if a["state"] == "open"}
