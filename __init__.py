@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         profile_from_frame,
     )
     from driftline.models.events.records import LabelEvent, PredictionEvent
+    from driftline.models.registry.records import Deployment, ModelVersion
     from driftline.models.telemetry.sample import TelemetrySample
     from driftline.streams.publisher import AsyncPublisher, Publisher, PublisherStats
     from driftline.streams.reference.profiles import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         publish_profile,
         publish_profiles,
     )
+    from driftline.streams.registry import publish_deployment, publish_model_version
     from driftline.streams.settings import Settings
 
 try:
@@ -63,6 +65,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "publish_profile": ("driftline.streams.reference.profiles", "reference"),
     "publish_profiles": ("driftline.streams.reference.profiles", "reference"),
     "ReferenceStore": ("driftline.streams.reference.profiles", "reference"),
+    # Training and deploy pipelines: register model versions and their deployments.
+    "ModelVersion": ("driftline.models.registry.records", None),
+    "Deployment": ("driftline.models.registry.records", None),
+    "publish_model_version": ("driftline.streams.registry", None),
+    "publish_deployment": ("driftline.streams.registry", None),
     # Consumers of the alert and telemetry topics.
     "Alert": ("driftline.models.alerting.alerts", None),
     "Severity": ("driftline.models.alerting.rules", None),
@@ -76,7 +83,9 @@ __all__ = [
     "Alert",
     "AsyncPublisher",
     "CategoricalReference",
+    "Deployment",
     "LabelEvent",
+    "ModelVersion",
     "NumericReference",
     "PredictionEvent",
     "Publisher",
@@ -90,6 +99,8 @@ __all__ = [
     "build_profile",
     "load_columns",
     "profile_from_frame",
+    "publish_deployment",
+    "publish_model_version",
     "publish_profile",
     "publish_profiles",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from driftline.models import state_codec
 from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.rules import RulesConfig
-from driftline.models.data_quality.monitor import DataQualityMonitor
+from driftline.models.data_quality.monitor import DataQualityMonitor, Registered
 from driftline.models.data_quality.silence import SilenceWatch, Silent
 from driftline.models.drift.monitor import Monitor, MonitorConfig, MonitorResult
 from driftline.models.events.wire import EventBlock
@@ -44,20 +44,22 @@ class PartitionState:
     def new(cls, window_config: WindowConfig, monitor_config: MonitorConfig, rules: RulesConfig,
             references: ReferenceLookup | None = None,
             performance_config: PerformanceConfig | None = None,
-            outcome_config: OutcomeConfig | None = None) -> PartitionState:
+            outcome_config: OutcomeConfig | None = None,
+            registered: Registered | None = None) -> PartitionState:
         return cls(PartitionWindows(window_config, references, rules.declared_range),
                    Monitor(monitor_config, rules, references),
                    PerformanceMonitor(performance_config or PerformanceConfig(), rules),
                    ServiceMonitor(_service_config(window_config, monitor_config), rules),
-                   DataQualityMonitor(rules), OutcomeMonitor(outcome_config or OutcomeConfig(),
-                                                             rules))
+                   DataQualityMonitor(rules, registered=registered),
+                   OutcomeMonitor(outcome_config or OutcomeConfig(), rules))
 
     @classmethod
     def from_bytes(cls, data: bytes, window_config: WindowConfig,
                    monitor_config: MonitorConfig, rules: RulesConfig,
                    references: ReferenceLookup | None = None,
                    performance_config: PerformanceConfig | None = None,
-                   outcome_config: OutcomeConfig | None = None) -> PartitionState:
+                   outcome_config: OutcomeConfig | None = None,
+                   registered: Registered | None = None) -> PartitionState:
         state = state_codec.decode(data)
         monitor = Monitor(monitor_config, rules, references)
         monitor.load_state(state["monitor"])
@@ -67,7 +69,7 @@ class PartitionState:
         service = ServiceMonitor(_service_config(window_config, monitor_config), rules)
         if "service" in state:
             service.load_state(state["service"])
-        data_quality = DataQualityMonitor(rules)
+        data_quality = DataQualityMonitor(rules, registered=registered)
         if "data_quality" in state:
             data_quality.load_state(state["data_quality"])
         outcomes = OutcomeMonitor(outcome_config or OutcomeConfig(), rules)

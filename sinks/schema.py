@@ -469,10 +469,47 @@ ORDER BY (model, outcome, model_version, against, window_start)
 COMMENT 'Each version outcome judged per window: against its baseline and its champion'
 """
 
+MODEL_VERSIONS = """
+CREATE TABLE IF NOT EXISTS {db}.model_versions
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    created_at DateTime64(3, 'UTC') COMMENT 'when it was trained',
+    training_run_id String COMMENT 'the training run (e.g. its Airflow run id)',
+    code_revision String COMMENT 'the code it was trained with',
+    training_data String COMMENT 'what it was trained on',
+    reference_profile_id String COMMENT 'profile_id of its reference profile',
+    parameters Map(String, String) COMMENT 'training parameters',
+    training_metrics Map(String, Float64) COMMENT 'training metrics',
+    description String COMMENT 'free text',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (model, model_version)
+COMMENT 'Registered model versions (driftline registry version): join on model, model_version'
+"""
+
+DEPLOYMENTS = """
+CREATE TABLE IF NOT EXISTS {db}.deployments
+(
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'model version',
+    at DateTime64(3, 'UTC') COMMENT 'when it happened',
+    event LowCardinality(String) COMMENT 'deployed, rolled_back or retired',
+    traffic_share Float64 COMMENT 'share of the model traffic it serves from then on',
+    environment String COMMENT 'e.g. prod',
+    note String COMMENT 'free text',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (model, at, model_version, event)
+COMMENT 'Deployment events of model versions (driftline registry deploy)'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
           DATA_QUALITY, OUTCOME_REPORTS, WAITING_OUTCOMES, OUTCOMES, OUTCOME_COMPARISONS,
-          GPU_WINDOWS, HOST_WINDOWS)
+          MODEL_VERSIONS, DEPLOYMENTS, GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.

@@ -27,6 +27,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +53,7 @@ _CLICKHOUSE = ("CLICKHOUSE_URL CLICKHOUSE_USER CLICKHOUSE_PASSWORD CLICKHOUSE_DA
 _WORKER_SETTINGS = (
     ("Kafka", f"{_KAFKA} BROKER_FLAVOR"),
     ("topics", "PREDICTIONS_TOPIC LABELS_TOPIC DEAD_LETTER_TOPIC REFERENCES_TOPIC ALERTS_TOPIC "
-               "TELEMETRY_TOPIC PARTITIONS REPLICATION_FACTOR"),
+               "TELEMETRY_TOPIC REGISTRY_TOPIC PARTITIONS REPLICATION_FACTOR"),
     ("ClickHouse", _CLICKHOUSE),
     ("worker", "APP_ID STATE_DIR WINDOW_SECONDS ALLOWED_LATENESS_SECONDS IDLE_CLOSE_SECONDS "
                "CHECKPOINT_SECONDS BATCH_MAX_MESSAGES STREAM_BUFFER_MESSAGES MAX_MESSAGE_BYTES "
@@ -110,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_embedded_parser(sub)
     _add_traffic_parser(sub)
     add_reference_parser(sub)
+    _add_registry_parser(sub)
     _add_agent_parser(sub)
     return parser
 
@@ -230,6 +232,46 @@ def add_reference_parser(
     return reference
 
 
+def _add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    registry = sub.add_parser("registry", help="register model versions and deployments",
+                              description="Register model versions and their deployments.",
+                              epilog=_wrap(_EVERY_SETTING),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = registry.add_subparsers(required=True, metavar="COMMAND", title="commands",
+                                       help="`driftline registry COMMAND --help` shows its "
+                                            "options")
+    epilog = _reads(("Kafka", _KAFKA), ("topic", "REGISTRY_TOPIC REPLICATION_FACTOR"))
+    version = _command(commands, "version", "register a model version: what it was trained "
+                       "on, with what, how well", epilog, _registry_version, extra="registry")
+    version.add_argument("--model", required=True, help="the model's name (required)")
+    version.add_argument("--version", required=True, help="the model version (required)")
+    version.add_argument("--created-at", type=int, default=None, metavar="MS",
+                         help="when it was trained, UTC epoch ms (default: now)")
+    for flag, what in (("training-run-id", "the training run (e.g. its Airflow run id)"),
+                       ("code-revision", "the code it was trained with (a git commit)"),
+                       ("training-data", "what it was trained on (a table, a path)"),
+                       ("reference-id", "the profile_id of its reference profile"),
+                       ("description", "free text")):
+        version.add_argument(f"--{flag}", default="", help=f"{what} (default: none)")
+    version.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="a training parameter; repeatable (default: none)")
+    version.add_argument("--metric", action="append", default=[], metavar="NAME=NUMBER",
+                         help="a training metric; repeatable (default: none)")
+    deploy = _command(commands, "deploy", "record that a version went live, was rolled back "
+                      "or retired", epilog, _registry_deploy, extra="registry")
+    deploy.add_argument("--model", required=True, help="the model's name (required)")
+    deploy.add_argument("--version", required=True, help="the model version (required)")
+    deploy.add_argument("--event", default="deployed",
+                        choices=("deployed", "rolled_back", "retired"),
+                        help="what happened (default: %(default)s)")
+    deploy.add_argument("--share", type=float, default=1.0,
+                        help="share of the model's traffic it serves, 0..1 (default: 1)")
+    deploy.add_argument("--at", type=int, default=None, metavar="MS",
+                        help="when, UTC epoch ms (default: now)")
+    deploy.add_argument("--environment", default="", help="e.g. prod (default: none)")
+    deploy.add_argument("--note", default="", help="free text (default: none)")
+
+
 def _add_build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     epilog = _reads(("profile", "HISTOGRAM_BINS FINE_HISTOGRAM_BINS TOP_K_CATEGORIES"))
     build = _command(sub, "build", "profile a training data file", epilog, _reference_build,
@@ -301,6 +343,50 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
                                 outcome_judge_after_seconds=min(
                                     settings.outcome_judge_after_seconds, 120))
     return run_demo(settings, _plan(args, settings), args.home, console)
+
+
+def _registry_version(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from driftline.models.registry.records import ModelVersion
+    from driftline.streams.registry import publish_model_version
+
+    record = ModelVersion(
+        args.model, args.version, args.created_at or time.time_ns() // 1_000_000,
+        training_run_id=args.training_run_id, code_revision=args.code_revision,
+        training_data=args.training_data, reference_profile_id=args.reference_id,
+        parameters=dict(_pairs(args.param, "--param")),
+        training_metrics={k: _number(v, "--metric") for k, v in _pairs(args.metric, "--metric")},
+        description=args.description)
+    asyncio.run(publish_model_version(settings, record))
+    console.print(f"registered {record.model} {record.version} on {settings.registry_topic}")
+    return 0
+
+
+def _registry_deploy(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from driftline.models.registry.records import Deployment
+    from driftline.streams.registry import publish_deployment
+
+    record = Deployment(args.model, args.version, args.event,
+                        args.at or time.time_ns() // 1_000_000, traffic_share=args.share,
+                        environment=args.environment, note=args.note)
+    asyncio.run(publish_deployment(settings, record))
+    console.print(f"{record.model} {record.version}: {record.event.replace('_', ' ')} "
+                  f"({record.traffic_share:.0%} of traffic)")
+    return 0
+
+
+def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    pairs = [item.split("=", 1) for item in items]
+    for pair in pairs:
+        if len(pair) != 2 or not pair[0]:
+            raise ValueError(f"{flag} takes NAME=VALUE, got {'='.join(pair)!r}")
+    return [(k, v) for k, v in pairs]
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag} values are numbers, got {text!r}") from None
 
 
 def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -58,6 +58,8 @@ class Settings:
     dead_letter_topic: str = "driftline.dead-letters"
     #: Compacted: the live reference profile per model version, read by every worker.
     references_topic: str = "driftline.references"
+    #: Compacted: model versions and their deployments (``driftline registry``).
+    registry_topic: str = "driftline.model-registry"
     #: Alert JSON, keyed by model, for any consumer (pager bridge, retraining trigger).
     alerts_topic: str = "driftline.alerts"
     partitions: int = 4

@@ -137,6 +137,10 @@ DEFAULTS: Mapping[str, Any] = {
         # (estimated, ~1.6 % error: healthy traffic reads 0 to 0.04): a retry storm, or a
         # publisher called twice per request.
         "duplicate_share": {**_QUALITY, "warn": 0.05, "critical": 0.2},
+        # Predictions from a version the model's registry does not know (only for models
+        # that register their versions: `driftline registry version`); judged from the
+        # version's first window, whatever its traffic.
+        "unregistered_version": {**_QUALITY, "warn": 1.0, "min_count": 1, "min_windows": 1},
         # A model with no predictions for this many windows of its partition's event time
         # while the partition's other models go on (models/data_quality/silence.py).
         "silent_windows": {**_QUALITY, "critical": 5.0},

@@ -61,6 +61,8 @@ __all__ = ["TIMELINESS", "VOLUME", "Check", "declared_range_checks", "timeliness
 #: feature a model sends.
 TIMELINESS = "(timeliness)"
 VOLUME = "(volume)"
+#: The pseudo-feature of a version the model registry does not know.
+REGISTRY = "(registry)"
 _DELAY_LEVELS = ("p50", "p95", "max")
 
 
@@ -183,6 +185,16 @@ def duplicate_checks(events: int, distinct: int | None) -> list[Check]:
     duplicates = max(0, events - distinct)
     share = duplicates / events
     return [Check(VOLUME, "duplicate_share", share, share, None, events, duplicates, events)]
+
+
+def registry_checks(registered: bool | None, events: int) -> list[Check]:
+    """``unregistered_version`` (pseudo-feature ``(registry)``): 1 while predictions come
+    from a version its model's registry does not know; none for a model without one."""
+    if registered is None:
+        return []
+    value = 0.0 if registered else 1.0
+    return [Check(REGISTRY, "unregistered_version", value, value, None, events,
+                  0 if registered else events, events)]
 
 
 def declared_range_checks(window: Sequence[FeatureWindowRow],

@@ -10,7 +10,7 @@ lifecycle of every other incident.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from driftline.models.alerting.alerts import Alert
@@ -28,6 +28,7 @@ from driftline.models.data_quality.checks import (
     Check,
     declared_range_checks,
     duplicate_checks,
+    registry_checks,
     timeliness_checks,
     volume_checks,
     window_checks,
@@ -35,7 +36,10 @@ from driftline.models.data_quality.checks import (
 from driftline.models.drift.reference import ReferenceProfile
 from driftline.models.windows.feature_windows import FeatureWindowRow
 
-__all__ = ["DataQualityMonitor", "DataQualityRow"]
+__all__ = ["DataQualityMonitor", "DataQualityRow", "Registered"]
+
+#: (model, version) -> registered, or None for a model that does not use the registry.
+Registered = Callable[[str, str], bool | None]
 
 @dataclasses.dataclass(frozen=True)
 class DataQualityRow:
@@ -61,9 +65,12 @@ class DataQualityRow:
 class DataQualityMonitor:
     """Checks, judges and tracks data-quality incidents per model version."""
 
-    def __init__(self, rules: RulesConfig, volume_windows: int = 5) -> None:
+    def __init__(self, rules: RulesConfig, volume_windows: int = 5,
+                 registered: Registered | None = None) -> None:
         self.rules = rules
         self.volume_windows = volume_windows
+        #: Whether a version is registered (None: its model does not use the registry).
+        self.registered = registered
         self.incidents = IncidentTracker.from_settings(rules.incidents)
         self._windows_seen: dict[tuple[str, str], int] = {}
         #: Events of each version's latest windows, oldest first (the volume baseline).
@@ -84,7 +91,10 @@ class DataQualityMonitor:
         volumes = self._volumes.setdefault((model, version), [])
         checks = [*window_checks(window, reference, incidents), *timeliness_checks(window),
                   *volume_checks(events, volumes),
-                  *duplicate_checks(events, first.distinct_requests), *declared_range_checks(
+                  *duplicate_checks(events, first.distinct_requests),
+                  *registry_checks(None if self.registered is None
+                                   else self.registered(model, version), events),
+                  *declared_range_checks(
                       window, lambda feature: self.rules.declared_range(model, feature)
                       is not None)]
         volumes.append(events)

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import logging
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
 
 import clickhouse_connect
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +31,7 @@ from driftline.models.drift.reference import FeatureReference, NumericReference,
 from driftline.models.drift.reference_build import build_profile, load_columns
 from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.sinks.schema import statements
+from driftline.streams.compacted import CompactedReader, ensure_compacted_topic
 from driftline.streams.kafka_options import kafka_client_options
 from driftline.streams.settings import Settings
 
@@ -53,7 +50,6 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = ["model", "model_version", "source", "profile_id", "created_at", "published_at",
             "features", "profile"]
-_TOPIC_WAIT_POLLS = 100
 
 
 # -- publishing -------------------------------------------------------------------
@@ -61,31 +57,7 @@ _TOPIC_WAIT_POLLS = 100
 
 async def ensure_references_topic(settings: Settings) -> list[int]:
     """Create the compacted references topic if missing; return its partition ids."""
-    topic = settings.references_topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **kafka_client_options(settings))
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            new = NewTopic(topic, 1, settings.replication_factor,
-                           topic_configs={"cleanup.policy": "compact"})
-            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
-                await admin.create_topics([new])
-        for _ in range(_TOPIC_WAIT_POLLS):  # just created: its metadata may lag a little
-            partitions = await _partitions(admin, topic)
-            if partitions:
-                return partitions
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topic {topic!r} has no partitions after {_TOPIC_WAIT_POLLS / 10} s")
-    finally:
-        await admin.close()
-
-
-async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
-    for described in await admin.describe_topics([topic]):
-        if described["topic"] == topic and described["error_code"] == 0:
-            return sorted(p["partition"] for p in described["partitions"])
-    return []
+    return await ensure_compacted_topic(settings, settings.references_topic)
 
 
 async def publish_profile(settings: Settings, profile: ReferenceProfile) -> None:
@@ -133,15 +105,11 @@ async def _insert_rows(settings: Settings, profiles: Sequence[ReferenceProfile],
 # -- following --------------------------------------------------------------------
 
 
-class ReferenceStore:
-    """The live reference profile of every model version, read from the references topic.
-
-    :meth:`start` assigns every partition of the topic (creating it if missing) to a
-    consumer without a group, seeks to the beginning and reads in a background task for
-    as long as the store runs; the last profile per key wins, as compaction would have it,
-    and a tombstone (null value) removes its key. :attr:`ready` turns true once the read
-    has reached the end offsets taken at start, so a worker can wait briefly for the
-    existing profiles (:meth:`wait_ready`). Malformed messages are logged and skipped.
+class ReferenceStore(CompactedReader):
+    """The live reference profile of every model version, read from the references topic
+    (a :class:`~driftline.streams.compacted.CompactedReader`): the last profile per key
+    wins, as compaction would have it, and a tombstone (null value) removes its key.
+    Malformed messages are logged and skipped.
 
     Parameters
     ----------
@@ -163,24 +131,9 @@ class ReferenceStore:
     """
 
     def __init__(self, settings: Settings, poll_timeout_ms: int = 500) -> None:
-        self.settings = settings
-        self.poll_timeout_ms = poll_timeout_ms
+        super().__init__(settings, settings.references_topic, "driftline-reference-store",
+                         poll_timeout_ms)
         self._profiles: dict[bytes, ReferenceProfile] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ends: dict[TopicPartition, int] = {}
-        self._ready = asyncio.Event()
-        self._updates = 0
-
-    @property
-    def ready(self) -> bool:
-        """Whether every profile on the topic at start-up has been read."""
-        return self._ready.is_set()
-
-    @property
-    def updates(self) -> int:
-        """Profiles applied so far (tombstones included): a cheap change counter."""
-        return self._updates
 
     def get(self, model: str, version: str) -> ReferenceProfile | None:
         """The live profile of ``model`` / ``version``, or None."""
@@ -193,88 +146,22 @@ class ReferenceStore:
     def __len__(self) -> int:
         return len(self._profiles)
 
-    async def wait_ready(self) -> None:
-        """Wait until :attr:`ready`; bound it with ``asyncio.timeout`` to wait briefly."""
-        await self._ready.wait()
-
-    async def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("ReferenceStore is already started")
-        topic = self.settings.references_topic
-        partitions = [TopicPartition(topic, p)
-                      for p in await ensure_references_topic(self.settings)]
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=self.settings.max_message_bytes,
-            fetch_max_bytes=self.settings.max_message_bytes,
-            client_id="driftline-reference-store", **kafka_client_options(self.settings))
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            self._ends = await consumer.end_offsets(partitions)
-            await self._check_ready(consumer)
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._follow(consumer), name="reference-store")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms)
-            except KafkaError as exc:  # the client reconnects by itself; keep polling
-                log.warning("reading %s failed (%r); retrying", self.settings.references_topic,
-                            exc)
-                await asyncio.sleep(1.0)
-                continue
-            for records in batches.values():
-                for record in records:
-                    self._apply(record.key, record.value, record.offset)
-            if not self.ready:
-                await self._check_ready(consumer)
-
-    async def _check_ready(self, consumer: AIOKafkaConsumer) -> None:
-        positions = [await consumer.position(tp) for tp in self._ends]
-        if all(pos >= end for pos, end in zip(positions, self._ends.values(), strict=True)):
-            self._ready.set()
-
-    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> bool:
         if key is not None and value is None:  # tombstone: the version has no reference
             self._profiles.pop(key, None)
-            self._updates += 1
-            return
+            return True
         try:
             profile = _checked(ReferenceProfile.from_json(value or b""))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping malformed reference profile at offset %d (key %r): %s",
                         offset, key, exc)
-            return
+            return False
         if key != profile.key:
             log.warning("skipping reference profile at offset %d: key %r is not %r",
                         offset, key, profile.key)
-            return
+            return False
         self._profiles[key] = profile
-        self._updates += 1
+        return True
 
 
 def _checked(profile: ReferenceProfile) -> ReferenceProfile:

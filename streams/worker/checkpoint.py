@@ -4,6 +4,7 @@ the offsets committed afterwards always lie inside a durable checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,6 +15,7 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import TableT
 
+from driftline.models.alerting.alerts import Alert
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ class Checkpointer:
         self.alerts_topic = alerts_topic
         self.write_rows = write_rows
         self.max_message_bytes = max_message_bytes
+        #: (model, version) -> what the registry says of it (when deployed, what it was
+        #: trained on), added to each alert's summary; set once the registry is read.
+        self.describe: Callable[[str, str], str] | None = None
 
     async def publish(self, batch: SinkBatch) -> None:
         """Write the batch's rows, send its dead letters and alerts, and wait for them."""
@@ -81,6 +86,9 @@ class Checkpointer:
             self.table.data[key] = value
 
     async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
+        if self.describe is not None and batch.alerts:
+            batch.alerts = [described(alert, self.describe(alert.model, alert.version))
+                            for alert in batch.alerts]
         if batch:
             await self.write_rows(batch)
         for letter in batch.dead_letters:
@@ -106,6 +114,17 @@ class Checkpointer:
         await (await self.dead_letter_topic.send(
             key=(letter.key or b"")[:TRUNCATED_BYTES], value=value[:TRUNCATED_BYTES],
             headers={**headers, **truncation_headers(value)}))
+
+
+def described(alert: Alert, description: str) -> Alert:
+    """``alert`` with what the registry says of its version after its summary (once: a
+    retried batch is described again)."""
+    if not description:
+        return alert
+    suffix = f" [{alert.version}: {description}]"
+    if alert.summary.endswith(suffix):
+        return alert
+    return dataclasses.replace(alert, summary=alert.summary + suffix)
 
 
 def truncation_headers(value: bytes) -> dict[str, Any]:

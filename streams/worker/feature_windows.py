@@ -37,6 +37,7 @@ from faust.types import EventT, TableT
 
 from driftline.models import state_codec
 from driftline.models.alerting.rules import RulesConfig
+from driftline.models.data_quality.monitor import Registered
 from driftline.models.data_quality.silence import SilenceWatch
 from driftline.models.drift.monitor import MonitorConfig, MonitorResult
 from driftline.models.events.wire import BadMessage, EventBlock, decode
@@ -156,6 +157,8 @@ class FeatureWindowProcessor:
         self.outcomes: OutcomeJoiner | None = None
         self.outcome_tracker: OutcomeTracker | None = None
         self.outcome_config = outcome_config(settings)
+        #: Whether a version is registered (the worker's registry, once it is read).
+        self.registry: Registered | None = None
         self.performance_config = performance_config(settings)
         self._states: dict[int, PartitionModels] = {}
         self.idle = IdleWatch(settings.idle_close_seconds, "partition-")
@@ -412,9 +415,13 @@ class FeatureWindowProcessor:
             self._states[partition] = models
         return models
 
+    def _registered(self, model: str, version: str) -> bool | None:
+        return None if self.registry is None else self.registry(model, version)
+
     def _new_state(self) -> PartitionState:
         return PartitionState.new(self.config, self.monitor_config, self.rules,
-                                  self.references, self.performance_config, self.outcome_config)
+                                  self.references, self.performance_config, self.outcome_config,
+                                  self._registered)
 
     def _load(self, partition: int) -> PartitionModels:
         models = PartitionModels(self._new_state, SilenceWatch(self.rules, self.config.window_ms))
@@ -427,7 +434,7 @@ class FeatureWindowProcessor:
             for key in [k for k in data if k.startswith(prefix)]:
                 models.states[key[len(prefix):].decode()] = PartitionState.from_bytes(
                     data[key], self.config, self.monitor_config, self.rules, self.references,
-                    self.performance_config, self.outcome_config)
+                    self.performance_config, self.outcome_config, self._registered)
         except state_codec.StateFormatError as exc:
             raise state_codec.StateFormatError(
                 f"predictions partition {partition}: its checkpoint cannot be read ({exc}); "

@@ -14,7 +14,9 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.sinks.label_store import LabelStore
 from driftline.sinks.outcome_store import OutcomeStore
 from driftline.sinks.performance_store import PerformanceStore
+from driftline.sinks.registry_store import write_registry
 from driftline.streams.reference.profiles import ReferenceStore
+from driftline.streams.registry import RegistryStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker.label_join import LabelJoiner
 from driftline.streams.worker.outcomes import OutcomeJoiner, OutcomeTracker
@@ -29,6 +31,7 @@ class WorkerServices:
         self.settings = settings
         self.sink = ClickHouseSink(settings)
         self.references = ReferenceStore(settings)
+        self.registry = RegistryStore(settings)
         self._joiner: LabelJoiner | None = None
         self._performance: PerformanceTracker | None = None
         self._outcomes: OutcomeJoiner | None = None
@@ -78,14 +81,30 @@ class WorkerServices:
             if self._users > 1:
                 return
             await self.references.start()
+            await self.registry.start()
             self._references_started = True
             try:
-                # Existing references first, so the first windows are binned on their edges.
+                # Existing references first, so the first windows are binned on their edges;
+                # the registry too, so a registered version is not flagged as unknown.
                 async with asyncio.timeout(self.settings.reference_wait_seconds):
                     await self.references.wait_ready()
+                    await self.registry.wait_ready()
             except TimeoutError:
-                log.warning("references not all read after %ss; going on without waiting",
-                            self.settings.reference_wait_seconds)
+                log.warning("references and the registry not all read after %ss; going on "
+                            "without waiting", self.settings.reference_wait_seconds)
+
+    async def write_registry(self) -> None:
+        """Mirror the registry records read since the last call into ClickHouse (kept for
+        the next call if the write fails)."""
+        records = self.registry.take_unwritten()
+        if not records or not self.started:
+            self.registry.put_back(records)
+            return
+        try:
+            await write_registry(self.sink.client, self.settings.clickhouse_database, records)
+        except Exception:
+            self.registry.put_back(records)
+            raise
 
     async def _start_sink(self) -> None:
         await self.sink.close()  # a client left by a failed try
@@ -112,6 +131,7 @@ class WorkerServices:
             if self._users == 0:
                 if self._references_started:
                     await self.references.stop()
+                    await self.registry.stop()
                     self._references_started = False
                 await self.sink.close()
                 self._joiner = None

@@ -78,7 +78,9 @@ def test_every_subcommand_is_walked() -> None:
     progs = {parser.prog for parser in all_parsers()}
     assert progs == {"driftline", "driftline demo", "driftline worker", "driftline embedded",
                      "driftline traffic", "driftline reference", "driftline reference build",
-                     "driftline reference publish", "driftline agent"}
+                     "driftline reference publish", "driftline registry",
+                     "driftline registry version", "driftline registry deploy",
+                     "driftline agent"}
 
 
 @pytest.mark.parametrize("parser", all_parsers(), ids=lambda p: p.prog)

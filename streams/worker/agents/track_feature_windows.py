@@ -39,6 +39,8 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
         processor.performance = services.performance
         processor.outcomes = services.outcomes
         processor.outcome_tracker = services.outcome_tracker
+        processor.registry = services.registry.registered
+        processor.checkpointer.describe = services.registry.describe
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                     settings.batch_max_messages, within=settings.checkpoint_seconds):
@@ -66,6 +68,13 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         source = topics.predictions.get_topic_name()
         processor.forget({tp.partition for tp in revoked if tp.topic == source})
+
+    @app.timer(interval=2.0, name="write_registry")  # type: ignore[untyped-decorator]
+    async def write_registry() -> None:
+        try:
+            await services.write_registry()
+        except Exception as exc:  # noqa: BLE001 - retried on the next tick
+            log.warning("writing the model registry to ClickHouse failed (%s); retrying", exc)
 
     @app.timer(interval=10.0, name="log_feature_window_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:

@@ -1,0 +1,1 @@
+"""Pipeline runs as OpenLineage reports them: the run-event decoder."""

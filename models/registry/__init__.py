@@ -1,0 +1,1 @@
+"""Model versions and deployments: the registry records training and deploy tools publish."""

@@ -1,0 +1,1 @@
+"""OpenTelemetry traces read from Kafka: OTLP messages decoded into columns of spans."""
