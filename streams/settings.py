@@ -143,6 +143,12 @@ class Settings:
     #: (each window's mean of each numeric feature).
     detector_streams: str = "score,feature_means"
 
+    # Webhooks
+    #: JSON array of webhook targets for alerts (see models/alerting/webhooks.py); empty: none.
+    webhooks: str = ""
+    #: Tries per alert and target before it is given up (logged and counted).
+    webhook_attempts: int = 8
+
     # Telemetry agent (`driftline agent`, one per inference host; streams/agent/)
     #: Host and GPU telemetry samples, JSON keyed by host name.
     telemetry_topic: str = "driftline.telemetry"
@@ -235,11 +241,14 @@ class Settings:
                     "top_k_categories", "max_tracked_categories", "batch_max_messages",
                     "stream_buffer_messages",
                     "label_ttl_seconds", "early_label_ttl_seconds", "judge_after_seconds",
-                    "outcome_ttl_seconds", "outcome_judge_after_seconds")
+                    "outcome_ttl_seconds", "outcome_judge_after_seconds", "webhook_attempts")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_PREFIX}{name.upper()} must be positive, "
                                  f"got {getattr(self, name)}")
+        from driftline.models.alerting.webhooks import parse_targets  # checked once, here
+
+        parse_targets(self.webhooks)
         if not 0.5 <= self.outcome_confidence < 1:
             raise ValueError(f"{_PREFIX}OUTCOME_CONFIDENCE must be in [0.5, 1), e.g. 0.95")
         if self.release_memory_seconds < 0:

@@ -38,10 +38,11 @@ def create_worker(settings: Settings) -> Worker:
     window_states = declare_window_states(app)
     services = WorkerServices(settings)
     agents = [importlib.import_module(name) for name in AGENT_MODULES]
-    track_feature_windows, join_labels, track_telemetry = agents
+    track_feature_windows, join_labels, track_telemetry, deliver_alerts = agents
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
     join_labels.attach(app, settings, topics, services, processor)
     telemetry = track_telemetry.attach(app, settings, topics, window_states, services)
+    deliver_alerts.attach(app, settings, topics)
     # One record of what is durable, and the consumer commits from it (not from acks).
     telemetry.offsets = processor.offsets
     sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic)
