@@ -108,10 +108,12 @@ async def test_a_conflict_is_delivered_a_bad_request_is_final_and_silence_gives_
         server: tuple[str, list[web.Request], list[int]]) -> None:
     url, seen, plan = server
     plan += [409, 400]
+    # Two requests, none retried: both answers are final.
     sender = WebhookSender([WebhookTarget(url)], attempts=3, first_pause=0.01)
     await sender.deliver(alert())  # 409: the receiver already had this key
     await sender.deliver(alert(state="resolved"))  # 400: retrying cannot help
     assert sender.stats.as_dict() == {"delivered": 1, "retries": 0, "failed": 1}
+    assert len(seen) == 2
     nobody = WebhookSender([WebhookTarget("http://127.0.0.1:9/hook")], attempts=3,
                            first_pause=0.01, timeout=1.0)
     await nobody.deliver(alert())
