@@ -506,10 +506,29 @@ ORDER BY (model, at, model_version, event)
 COMMENT 'Deployment events of model versions (driftline registry deploy)'
 """
 
+RETRAINING_REQUESTS = """
+CREATE TABLE IF NOT EXISTS {db}.retraining_requests
+(
+    id String COMMENT 'one per incident: a replay makes the same id',
+    model LowCardinality(String) COMMENT 'model name',
+    model_version LowCardinality(String) COMMENT 'the version whose incident asked',
+    requested_at DateTime64(3, 'UTC') COMMENT 'when the request was made',
+    incident_id String COMMENT 'the alert id of the incident',
+    dedup_key String COMMENT 'the incident key: category:model:version:feature[:metric]',
+    window_start DateTime64(3, 'UTC') COMMENT 'the incident first bad window',
+    window_end DateTime64(3, 'UTC') COMMENT 'the end of its last bad window when asked',
+    label_coverage Nullable(Float64) COMMENT 'labelled share of its predictions over the incident',
+    request String COMMENT 'the whole request JSON, as on the retraining topic'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (model, model_version, id)
+COMMENT 'Retraining requests made by the retraining policy (one per incident)'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
           DATA_QUALITY, OUTCOME_REPORTS, WAITING_OUTCOMES, OUTCOMES, OUTCOME_COMPARISONS,
-          MODEL_VERSIONS, DEPLOYMENTS, GPU_WINDOWS, HOST_WINDOWS)
+          MODEL_VERSIONS, DEPLOYMENTS, RETRAINING_REQUESTS, GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.

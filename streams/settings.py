@@ -148,6 +148,11 @@ class Settings:
     webhooks: str = ""
     #: Tries per alert and target before it is given up (logged and counted).
     webhook_attempts: int = 8
+    #: Retraining requests (the rules file's [retraining] policy), JSON keyed by model.
+    retraining_topic: str = "driftline.retraining"
+    #: JSON array of webhook targets for retraining requests (same shape; format "airflow"
+    #: posts an Airflow DAG run).
+    retraining_webhooks: str = ""
 
     # Telemetry agent (`driftline agent`, one per inference host; streams/agent/)
     #: Host and GPU telemetry samples, JSON keyed by host name.
@@ -249,6 +254,7 @@ class Settings:
         from driftline.models.alerting.webhooks import parse_targets  # checked once, here
 
         parse_targets(self.webhooks)
+        parse_targets(self.retraining_webhooks, "DRIFTLINE_RETRAINING_WEBHOOKS")
         if not 0.5 <= self.outcome_confidence < 1:
             raise ValueError(f"{_PREFIX}OUTCOME_CONFIDENCE must be in [0.5, 1), e.g. 0.95")
         if self.release_memory_seconds < 0:

@@ -14,6 +14,8 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [models."<model>".metrics.<metric>]
     [models."<model>".features.<feature>]          # also range = [low, high]
     [models."<model>".features.<feature>.metrics.<metric>]
+    [retraining], [models."<model>".retraining]   # the retraining policy (see
+                                    # driftline.models.alerting.retraining)
 
 Each key resolves separately, the most specific scope winning: feature, then model,
 then, for the model's outputs (``output.*`` features), ``outputs``, then defaults. A
@@ -51,6 +53,7 @@ from driftline.models.alerting._rule_checks import (
     quoted,
     table,
 )
+from driftline.models.alerting.retraining import RetrainingPolicy, check_policy, policy_for
 from driftline.models.events.wire import OUTPUT
 
 __all__ = ["DEFAULTS", "IncidentSettings", "RulesConfig", "RulesError", "Severity", "Threshold"]
@@ -303,6 +306,9 @@ class RulesConfig:
     #: out_of_declared_range (-inf / inf for an open end).
     ranges: Mapping[tuple[str, str], tuple[float, float]] = dataclasses.field(
         default_factory=dict)
+    #: The retraining policy's keys: the file's ``[retraining]`` (None) and per model.
+    retraining: Mapping[str | None, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict)
     #: Rules already resolved: every closing window asks for each feature's metrics.
     _resolved: dict[tuple[str, str | None, str], Threshold | None] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -391,7 +397,11 @@ class RulesConfig:
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any], base: RulesConfig | None) -> Self:
-        doc = table("", data, ("defaults", "incidents", "metrics", "outputs", "models"))
+        doc = table("", data, ("defaults", "incidents", "metrics", "outputs", "models",
+                               "retraining"))
+        retraining: dict[str | None, Mapping[str, Any]] = {}
+        if "retraining" in doc:
+            retraining[None] = _policy("retraining", doc["retraining"])
         defaults = _layer("defaults", table("defaults", doc.get("defaults", {}), SETTINGS),
                           "metrics", doc.get("metrics", {}))
         oscope = table("outputs", doc.get("outputs", {}), (*SETTINGS, "metrics"))
@@ -403,7 +413,9 @@ class RulesConfig:
         ranges: dict[tuple[str, str], tuple[float, float]] = {}
         for model, raw in table("models", doc.get("models", {})).items():
             where = f"models.{quoted(model)}"
-            scope = table(where, raw, (*SETTINGS, "metrics", "features"))
+            scope = table(where, raw, (*SETTINGS, "metrics", "features", "retraining"))
+            if "retraining" in scope:
+                retraining[model] = _policy(f"{where}.retraining", scope["retraining"])
             models[model] = _layer(where, scope, f"{where}.metrics", scope.get("metrics", {}))
             for feature, fraw in table(f"{where}.features", scope.get("features", {})).items():
                 fwhere = f"{where}.features.{quoted(feature)}"
@@ -417,9 +429,15 @@ class RulesConfig:
             defaults = defaults.over(base.defaults)
             outputs = outputs.over(base.outputs)
             settings = dataclasses.replace(base.incidents, **incidents)
-        rules = cls(defaults, outputs, models, features, settings, ranges)
+        if base is not None:
+            retraining = {**base.retraining, **retraining}
+        rules = cls(defaults, outputs, models, features, settings, ranges, retraining)
         rules._check_all()
         return rules
+
+    def retraining_policy(self, model: str) -> RetrainingPolicy:
+        """When incidents of ``model`` ask for retraining (off unless the file says so)."""
+        return policy_for(self.retraining, model)
 
     def declared_range(self, model: str, feature: str) -> tuple[float, float] | None:
         """The valid range the rules declare for a model's feature, if any."""
@@ -437,6 +455,13 @@ class RulesConfig:
                 rule = self.rule(model, feature, name)
                 if rule is not None:
                     _check_rule(f"{where}.{quoted(name)}", rule)
+
+
+def _policy(where: str, raw: Any) -> Mapping[str, Any]:
+    try:
+        return check_policy(where, raw)
+    except ValueError as e:
+        raise RulesError(str(e)) from None
 
 
 def _range(where: str, value: Any) -> tuple[float, float]:

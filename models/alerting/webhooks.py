@@ -6,8 +6,10 @@ Targets come from one JSON array (``DRIFTLINE_WEBHOOKS``)::
      {"url": "https://hooks.slack.com/services/T/B/X", "format": "slack",
       "min_severity": "critical", "categories": ["drift", "performance"]}]
 
-* ``format``: ``json`` (default: the alert document itself, as on the alerts topic) or
-  ``slack`` (``{"text": ...}``, what a Slack incoming webhook takes);
+* ``format``: ``json`` (default: the alert document itself, as on the alerts topic),
+  ``slack`` (``{"text": ...}``, what a Slack incoming webhook takes) or ``airflow``
+  (``{"dag_run_id": <idempotency key>, "conf": <document>}``, the body of Airflow's
+  ``POST /api/v1/dags/{dag_id}/dagRuns``: a second run with the same id is refused);
 * ``min_severity`` (``warning``), ``categories`` (all), ``states`` (open, escalated,
   resolved): which alerts it gets;
 * ``secret``: when set, every request carries ``X-Driftline-Timestamp`` and
@@ -29,15 +31,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 import orjson
 
 from driftline.models.alerting.alerts import Alert, State
 
-__all__ = ["WebhookError", "WebhookTarget", "headers", "parse_targets", "render", "sign"]
+__all__ = ["WebhookError", "WebhookTarget", "alert_key", "body", "headers", "parse_targets",
+           "render", "sign"]
 
-Format = Literal["json", "slack"]
+Format = Literal["json", "slack", "airflow"]
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
 _KEYS = {"url", "format", "secret", "min_severity", "categories", "states"}
 
@@ -109,13 +113,26 @@ def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 
 def render(alert: Alert, target: WebhookTarget) -> bytes:
-    """The request body for ``target``."""
+    """The request body of an alert for ``target``."""
+    mark = {"open": ":rotating_light:", "escalated": ":red_circle:",
+            "resolved": ":white_check_mark:"}[alert.state]
+    return body(orjson.loads(alert.to_json()),
+                f"{mark} *{alert.state.upper()} {alert.severity}* {alert.summary}",
+                alert_key(alert), target)
+
+
+def body(document: Mapping[str, Any], text: str, key: str, target: WebhookTarget) -> bytes:
+    """``document`` in ``target``'s format: as it is, as Slack text, or as an Airflow DAG
+    run whose id is the idempotency ``key``."""
     if target.format == "slack":
-        mark = {"open": ":rotating_light:", "escalated": ":red_circle:",
-                "resolved": ":white_check_mark:"}[alert.state]
-        return orjson.dumps({"text": f"{mark} *{alert.state.upper()} {alert.severity}* "
-                                     f"{alert.summary}"})
-    return alert.to_json()
+        return orjson.dumps({"text": text})
+    if target.format == "airflow":
+        return orjson.dumps({"dag_run_id": key, "conf": document, "note": text[:1000]})
+    return orjson.dumps(document)
+
+
+def alert_key(alert: Alert) -> str:
+    return f"{alert.id}:{alert.state}"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -124,10 +141,12 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def headers(alert: Alert, target: WebhookTarget, body: bytes, timestamp: int) -> dict[str, str]:
-    out = {"Content-Type": "application/json", "Idempotency-Key": f"{alert.id}:{alert.state}",
+def headers(key: str, target: WebhookTarget, payload: bytes,
+            timestamp: int) -> dict[str, str]:
+    """The request headers: the idempotency ``key``, and the signature where a secret is set."""
+    out = {"Content-Type": "application/json", "Idempotency-Key": key,
            "User-Agent": "driftline-webhooks"}
     if target.secret:
         out["X-Driftline-Timestamp"] = str(timestamp)
-        out["X-Driftline-Signature"] = sign(target.secret, timestamp, body)
+        out["X-Driftline-Signature"] = sign(target.secret, timestamp, payload)
     return out

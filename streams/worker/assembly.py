@@ -42,7 +42,7 @@ def create_worker(settings: Settings) -> Worker:
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
     join_labels.attach(app, settings, topics, services, processor)
     telemetry = track_telemetry.attach(app, settings, topics, window_states, services)
-    deliver_alerts.attach(app, settings, topics)
+    deliver_alerts.attach(app, settings, topics, services, processor.rules)
     # One record of what is durable, and the consumer commits from it (not from acks).
     telemetry.offsets = processor.offsets
     sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic)

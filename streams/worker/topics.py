@@ -24,6 +24,7 @@ class Topics:
     dead_letters: faust.TopicT
     alerts: faust.TopicT
     telemetry: faust.TopicT
+    retraining: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -35,16 +36,17 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                   labels=raw(settings.labels_topic),
                   dead_letters=raw(settings.dead_letter_topic),
                   alerts=raw(settings.alerts_topic),
-                  telemetry=raw(settings.telemetry_topic))
+                  telemetry=raw(settings.telemetry_topic),
+                  retraining=raw(settings.retraining_topic))
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the source (predictions, labels, telemetry), dead-letter, alerts and
-    (compacted) references topics if missing."""
+    """Create the source (predictions, labels, telemetry), dead-letter, alerts, retraining
+    and (compacted) references topics if missing."""
     from driftline.streams.reference.profiles import ensure_references_topic
 
     names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
-             settings.alerts_topic, settings.telemetry_topic)
+             settings.alerts_topic, settings.telemetry_topic, settings.retraining_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **kafka_client_options(settings))
     await admin.start()

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import aiohttp
 
 from driftline.models.alerting.alerts import Alert
-from driftline.models.alerting.webhooks import WebhookTarget, headers, render
+from driftline.models.alerting.webhooks import WebhookTarget, alert_key, body, headers, render
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,23 @@ class WebhookSender:
         """Send ``alert`` to every target that wants it (targets side by side)."""
         wanted = [t for t in self.targets if t.wants(alert)]
         if wanted:
-            await asyncio.gather(*(self._post(alert, t) for t in wanted))
+            key = alert_key(alert)
+            await asyncio.gather(*(self._post(render(alert, t), key, t) for t in wanted))
+
+    async def deliver_document(self, document: Mapping[str, Any], text: str, key: str) -> None:
+        """Send a document (a retraining request) to every target, under ``key``."""
+        await asyncio.gather(*(self._post(body(document, text, key, t), key, t)
+                               for t in self.targets))
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _post(self, alert: Alert, target: WebhookTarget) -> None:
-        body = render(alert, target)
+    async def _post(self, payload: bytes, key: str, target: WebhookTarget) -> None:
         pause, reason, attempt = self.first_pause, "", 0
         for attempt in range(1, self.attempts + 1):
-            outcome = await self._try(alert, target, body)
+            outcome = await self._try(payload, key, target)
             if outcome is None:
                 self.stats.delivered += 1
                 return
@@ -77,16 +83,16 @@ class WebhookSender:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE)
         self.stats.failed += 1
-        log.error("alert %s (%s) not delivered to %s after %d tries: %s", alert.id,
-                  alert.state, target.url, attempt, reason.removeprefix("final: "))
+        log.error("%s not delivered to %s after %d tries: %s", key, target.url, attempt,
+                  reason.removeprefix("final: "))
 
-    async def _try(self, alert: Alert, target: WebhookTarget, body: bytes) -> str | None:
+    async def _try(self, payload: bytes, key: str, target: WebhookTarget) -> str | None:
         """None when delivered; else why not ("final: ..." when retrying cannot help)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        sent = headers(alert, target, body, int(time.time()))
+        sent = headers(key, target, payload, int(time.time()))
         try:
-            async with self._session.post(target.url, data=body, headers=sent) as response:
+            async with self._session.post(target.url, data=payload, headers=sent) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"no answer ({type(exc).__name__})"

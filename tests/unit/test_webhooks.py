@@ -63,11 +63,13 @@ def test_bodies_and_signed_headers() -> None:
     slack = orjson.loads(render(a, WebhookTarget("http://x", format="slack")))
     assert slack == {"text": f":rotating_light: *OPEN critical* {a.summary}"}
     body = render(a, WebhookTarget("http://x"))
-    sent = headers(a, WebhookTarget("http://x", secret="k"), body, 1_764_230_400)
+    sent = headers(f"{a.id}:open", WebhookTarget("http://x", secret="k"), body, 1_764_230_400)
     expected = hmac.new(b"k", b"1764230400." + body, hashlib.sha256).hexdigest()
     assert sent["X-Driftline-Signature"] == f"sha256={expected}"
     assert sent["Idempotency-Key"] == f"{a.id}:open"
-    assert "X-Driftline-Signature" not in headers(a, WebhookTarget("http://x"), body, 1)
+    assert "X-Driftline-Signature" not in headers("k", WebhookTarget("http://x"), body, 1)
+    airflow = orjson.loads(render(a, WebhookTarget("http://x", format="airflow")))
+    assert airflow["dag_run_id"] == f"{a.id}:open" and airflow["conf"]["id"] == a.id
 
 
 @pytest.fixture
