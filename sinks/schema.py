@@ -525,10 +525,54 @@ ORDER BY (model, model_version, id)
 COMMENT 'Retraining requests made by the retraining policy (one per incident)'
 """
 
+PIPELINE_RUNS = """
+CREATE TABLE IF NOT EXISTS {db}.pipeline_runs
+(
+    job_namespace LowCardinality(String) COMMENT 'OpenLineage job namespace',
+    job_name String COMMENT 'OpenLineage job name',
+    run_id String COMMENT 'the run',
+    state LowCardinality(String) COMMENT 'RUNNING, COMPLETE, FAIL, ABORT or OTHER: the latest',
+    started_at Nullable(DateTime64(3, 'UTC')) COMMENT 'its START event time',
+    ended_at Nullable(DateTime64(3, 'UTC')) COMMENT 'its COMPLETE, FAIL or ABORT event time',
+    duration_seconds Nullable(Float64) COMMENT 'ended_at - started_at',
+    parent_run_id String COMMENT 'the run that spawned it (a DAG run), if any',
+    parent_job String COMMENT 'that run job: namespace/name',
+    inputs Array(String) COMMENT 'datasets read: namespace/name',
+    outputs Array(String) COMMENT 'datasets written: namespace/name',
+    error_message String COMMENT 'the errorMessage facet of a failed run',
+    event_time DateTime64(3, 'UTC') COMMENT 'the latest event of the run',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (job_namespace, job_name, run_id)
+COMMENT 'Pipeline runs from OpenLineage run events: each run once, its latest state'
+"""
+
+PIPELINE_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.pipeline_windows
+(
+    job String COMMENT 'namespace/name',
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    started UInt32 COMMENT 'runs started; add: sum',
+    completed UInt32 COMMENT 'runs completed',
+    failed UInt32 COMMENT 'runs failed or aborted',
+    duration_sum_seconds Float64 COMMENT 'durations of the completed runs; / completed: mean',
+    duration_max_seconds Nullable(Float64) COMMENT 'the longest completed run',
+    last_start Nullable(DateTime64(3, 'UTC')) COMMENT 'the job latest START so far',
+    last_success Nullable(DateTime64(3, 'UTC')) COMMENT 'the job latest COMPLETE so far',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (job, window_start)
+COMMENT 'Pipeline runs per job and window of event time'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
           DATA_QUALITY, OUTCOME_REPORTS, WAITING_OUTCOMES, OUTCOMES, OUTCOME_COMPARISONS,
-          MODEL_VERSIONS, DEPLOYMENTS, RETRAINING_REQUESTS, GPU_WINDOWS, HOST_WINDOWS)
+          MODEL_VERSIONS, DEPLOYMENTS, RETRAINING_REQUESTS, PIPELINE_RUNS, PIPELINE_WINDOWS,
+          GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.

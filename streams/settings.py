@@ -58,6 +58,10 @@ class Settings:
     dead_letter_topic: str = "driftline.dead-letters"
     #: Compacted: the live reference profile per model version, read by every worker.
     references_topic: str = "driftline.references"
+    #: OpenLineage run events of pipelines (what its Kafka transport writes); read only.
+    lineage_topic: str = "openlineage.events"
+    #: Those events re-keyed by job, and the worker's watermarks: driftline's own.
+    pipelines_topic: str = "driftline.pipelines"
     #: Compacted: model versions and their deployments (``driftline registry``).
     registry_topic: str = "driftline.model-registry"
     #: Alert JSON, keyed by model, for any consumer (pager bridge, retraining trigger).

@@ -200,10 +200,14 @@ class IncidentTracker:
     def _summary(self, incident: _Incident, state: State, finding: Finding) -> str:
         v = incident.version
         head = f"{incident.model} {'v' if v[:1].isdigit() else ''}{v}: "
+        if incident.category == "pipeline":  # the job in the place of the model
+            head = f"pipeline {incident.model}: "
         if incident.category == "performance":  # feature "quality" or "labels"
             head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
         elif incident.category == "service":  # feature "latency" or "errors"
             head += f"service {incident.feature} "
+        elif incident.category == "pipeline":
+            pass
         elif incident.category == "outcome":  # feature "outcome.<name>"
             head += f"outcome '{incident.feature.removeprefix('outcome.')}' "
         elif incident.feature:
@@ -217,7 +221,8 @@ class IncidentTracker:
             return (f"{head}escalated to critical ({finding.reason}); bad in "
                     f"{_windows(incident.bad_windows)} since {when}")
         verb = {"drift": "drifted", "performance": "degraded", "service": "degraded",
-                "data_quality": "failed a data-quality check", "outcome": "got worse"}.get(
+                "data_quality": "failed a data-quality check", "outcome": "got worse",
+                "pipeline": "broke its SLA"}.get(
             incident.category, "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 

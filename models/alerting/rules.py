@@ -16,6 +16,7 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [models."<model>".features.<feature>.metrics.<metric>]
     [retraining], [models."<model>".retraining]   # the retraining policy (see
                                     # driftline.models.alerting.retraining)
+    [pipelines."<namespace>/<job glob>"]  # every_minutes, grace_minutes: a job's schedule
 
 Each key resolves separately, the most specific scope winning: feature, then model,
 then, for the model's outputs (``output.*`` features), ``outputs``, then defaults. A
@@ -165,6 +166,16 @@ DEFAULTS: Mapping[str, Any] = {
                             "effect_floor": 0.02, "category": "outcome"},
         **{name: {"direction": "above", "enabled": False, "category": "outcome"}
            for name in ("outcome_drop", "outcome_rise", "challenger_drop", "challenger_rise")},
+        # Pipelines from OpenLineage run events (models/lineage/pipelines.py), per job (in the
+        # place of the model: override with [models."<namespace>/<job>".metrics.<metric>]):
+        # judged when a window with a run of the job closes, or every window for a job with a
+        # schedule ([pipelines."<pattern>"] every_minutes); from the first window.
+        **{name: {"direction": "above", **levels, "category": "pipeline", "min_count": 1,
+                  "min_windows": 1}
+           for name, levels in (("run_failed", {"critical": 1}),
+                                ("run_duration_ratio", {"warn": 3.0}),
+                                ("run_duration_minutes", {"enabled": False}),
+                                ("missed_run_minutes", {"critical": 0.01}))},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",
@@ -306,6 +317,8 @@ class RulesConfig:
     #: out_of_declared_range (-inf / inf for an open end).
     ranges: Mapping[tuple[str, str], tuple[float, float]] = dataclasses.field(
         default_factory=dict)
+    #: Pipeline schedules by job pattern: ``[pipelines."<namespace>/<job glob>"]``.
+    pipelines: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     #: The retraining policy's keys: the file's ``[retraining]`` (None) and per model.
     retraining: Mapping[str | None, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict)
@@ -398,7 +411,9 @@ class RulesConfig:
     @classmethod
     def _parse(cls, data: Mapping[str, Any], base: RulesConfig | None) -> Self:
         doc = table("", data, ("defaults", "incidents", "metrics", "outputs", "models",
-                               "retraining"))
+                               "retraining", "pipelines"))
+        pipelines = {pattern: _schedule(f"pipelines.{quoted(pattern)}", raw)
+                     for pattern, raw in table("pipelines", doc.get("pipelines", {})).items()}
         retraining: dict[str | None, Mapping[str, Any]] = {}
         if "retraining" in doc:
             retraining[None] = _policy("retraining", doc["retraining"])
@@ -431,7 +446,9 @@ class RulesConfig:
             settings = dataclasses.replace(base.incidents, **incidents)
         if base is not None:
             retraining = {**base.retraining, **retraining}
-        rules = cls(defaults, outputs, models, features, settings, ranges, retraining)
+            pipelines = {**base.pipelines, **pipelines}
+        rules = cls(defaults, outputs, models, features, settings, ranges, pipelines,
+                    retraining)
         rules._check_all()
         return rules
 
@@ -455,6 +472,16 @@ class RulesConfig:
                 rule = self.rule(model, feature, name)
                 if rule is not None:
                     _check_rule(f"{where}.{quoted(name)}", rule)
+
+
+def _schedule(where: str, raw: Any) -> Mapping[str, Any]:
+    """``every_minutes`` (a START expected at least this often) and ``grace_minutes``."""
+    fields = table(where, raw, ("every_minutes", "grace_minutes"))
+    for key, value in fields.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0 \
+                or (key == "every_minutes" and not value > 0):
+            raise RulesError(f"{where}.{key} must be a positive number of minutes")
+    return fields
 
 
 def _policy(where: str, raw: Any) -> Mapping[str, Any]:

@@ -25,6 +25,8 @@ class Topics:
     alerts: faust.TopicT
     telemetry: faust.TopicT
     retraining: faust.TopicT
+    lineage: faust.TopicT
+    pipelines: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -37,16 +39,19 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                   dead_letters=raw(settings.dead_letter_topic),
                   alerts=raw(settings.alerts_topic),
                   telemetry=raw(settings.telemetry_topic),
-                  retraining=raw(settings.retraining_topic))
+                  retraining=raw(settings.retraining_topic),
+                  lineage=raw(settings.lineage_topic),
+                  pipelines=raw(settings.pipelines_topic))
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the source (predictions, labels, telemetry), dead-letter, alerts, retraining
-    and (compacted) references topics if missing."""
+    """Create the source (predictions, labels, telemetry, OpenLineage), dead-letter, alerts,
+    retraining, pipelines and (compacted) references topics if missing."""
     from driftline.streams.reference.profiles import ensure_references_topic
 
     names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
-             settings.alerts_topic, settings.telemetry_topic, settings.retraining_topic)
+             settings.alerts_topic, settings.telemetry_topic, settings.retraining_topic,
+             settings.lineage_topic, settings.pipelines_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **kafka_client_options(settings))
     await admin.start()

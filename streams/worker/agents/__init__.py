@@ -6,4 +6,5 @@ AGENT_MODULES = (
     "driftline.streams.worker.agents.join_labels",
     "driftline.streams.worker.agents.track_telemetry",
     "driftline.streams.worker.agents.deliver_alerts",
+    "driftline.streams.worker.agents.track_pipelines",
 )
