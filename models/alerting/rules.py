@@ -16,7 +16,8 @@ root). Its layout, in TOML (YAML with the same shape works where PyYAML is insta
     [models."<model>".features.<feature>.metrics.<metric>]
     [retraining], [models."<model>".retraining]   # the retraining policy (see
                                     # driftline.models.alerting.retraining)
-    [pipelines."<namespace>/<job glob>"]  # every_minutes, grace_minutes: a job's schedule
+    [pipelines."<namespace>/<job glob>"]  # every_minutes, due_by, grace_minutes: a schedule
+    [datasets."<namespace>/<name glob>"]  # max_age_minutes, models: a dataset's freshness
 
 Each key resolves separately, the most specific scope winning: feature, then model,
 then, for the model's outputs (``output.*`` features), ``outputs``, then defaults. A
@@ -175,7 +176,8 @@ DEFAULTS: Mapping[str, Any] = {
            for name, levels in (("run_failed", {"critical": 1}),
                                 ("run_duration_ratio", {"warn": 3.0}),
                                 ("run_duration_minutes", {"enabled": False}),
-                                ("missed_run_minutes", {"critical": 0.01}))},
+                                ("missed_run_minutes", {"critical": 0.01}),
+                                ("stale_dataset_minutes", {"critical": 0.01}))},
         # GPUs and hosts per telemetry window (models/telemetry/infrastructure_monitor.py): judged
         # on the samples of one window (~12 at the agent's 5 s), from the first window on.
         **{name: {"direction": "above", **levels, "category": "infrastructure",
@@ -319,6 +321,8 @@ class RulesConfig:
         default_factory=dict)
     #: Pipeline schedules by job pattern: ``[pipelines."<namespace>/<job glob>"]``.
     pipelines: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Dataset freshness by dataset pattern: ``[datasets."<namespace>/<name glob>"]``.
+    datasets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     #: The retraining policy's keys: the file's ``[retraining]`` (None) and per model.
     retraining: Mapping[str | None, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict)
@@ -411,9 +415,11 @@ class RulesConfig:
     @classmethod
     def _parse(cls, data: Mapping[str, Any], base: RulesConfig | None) -> Self:
         doc = table("", data, ("defaults", "incidents", "metrics", "outputs", "models",
-                               "retraining", "pipelines"))
+                               "retraining", "pipelines", "datasets"))
         pipelines = {pattern: _schedule(f"pipelines.{quoted(pattern)}", raw)
                      for pattern, raw in table("pipelines", doc.get("pipelines", {})).items()}
+        datasets = {pattern: _freshness(f"datasets.{quoted(pattern)}", raw)
+                    for pattern, raw in table("datasets", doc.get("datasets", {})).items()}
         retraining: dict[str | None, Mapping[str, Any]] = {}
         if "retraining" in doc:
             retraining[None] = _policy("retraining", doc["retraining"])
@@ -447,7 +453,8 @@ class RulesConfig:
         if base is not None:
             retraining = {**base.retraining, **retraining}
             pipelines = {**base.pipelines, **pipelines}
-        rules = cls(defaults, outputs, models, features, settings, ranges, pipelines,
+            datasets = {**base.datasets, **datasets}
+        rules = cls(defaults, outputs, models, features, settings, ranges, pipelines, datasets,
                     retraining)
         rules._check_all()
         return rules
@@ -475,12 +482,30 @@ class RulesConfig:
 
 
 def _schedule(where: str, raw: Any) -> Mapping[str, Any]:
-    """``every_minutes`` (a START expected at least this often) and ``grace_minutes``."""
-    fields = table(where, raw, ("every_minutes", "grace_minutes"))
+    """``every_minutes`` (a START expected at least this often), ``due_by`` ("HH:MM" UTC: a
+    run completed each day by then) and ``grace_minutes``."""
+    fields = table(where, raw, ("every_minutes", "due_by", "grace_minutes"))
     for key, value in fields.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0 \
+        if key == "due_by":
+            hours, _, minutes = str(value).partition(":")
+            if not (isinstance(value, str) and hours.isdigit() and minutes.isdigit()
+                    and int(hours) < 24 and int(minutes) < 60):
+                raise RulesError(f'{where}.due_by must be a UTC time of day, e.g. "06:00"')
+        elif not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0 \
                 or (key == "every_minutes" and not value > 0):
             raise RulesError(f"{where}.{key} must be a positive number of minutes")
+    return fields
+
+
+def _freshness(where: str, raw: Any) -> Mapping[str, Any]:
+    """``max_age_minutes`` (required) and ``models``: the models that read the dataset."""
+    fields = table(where, raw, ("max_age_minutes", "models"))
+    age = fields.get("max_age_minutes")
+    if not isinstance(age, int | float) or isinstance(age, bool) or not age > 0:
+        raise RulesError(f"{where}.max_age_minutes must be a positive number of minutes")
+    models = fields.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise RulesError(f"{where}.models must be a list of model names")
     return fields
 
 

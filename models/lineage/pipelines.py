@@ -15,7 +15,11 @@ or with a schedule, is judged by the ``category = "pipeline"`` rules:
 * ``run_duration_minutes`` (off unless set per job) and ``run_duration_ratio``: the longest
   completed run, and it over the median of the job's previous runs (from 5 of them);
 * ``missed_run_minutes``: how far the clock is past ``last start + every + grace`` for a job
-  whose rules say ``every_minutes`` (good: a run started in time).
+  whose rules say ``every_minutes``, or past ``due_by`` (UTC) + grace on a day with no
+  completed run (good: a run started, or completed, in time);
+* ``stale_dataset_minutes``: for a dataset a ``[datasets."<pattern>"]`` rule watches, how
+  far it is past ``max_age_minutes`` since a completed run last wrote it; the alert names
+  the models the rule says read it.
 
 A job's incidents open on the first bad window and resolve on the first good one (a
 pipeline is fixed by one good run): ``pipeline:<job>::run:<metric>``.
@@ -50,21 +54,42 @@ def job_key(namespace: str, name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """When a job's runs are expected: a START at least every ``every_minutes``."""
+    """When a job's runs are expected: a START at least every ``every_minutes``, and/or a
+    completed run each day by ``due_by_minutes`` after midnight UTC."""
 
-    every_minutes: float
+    every_minutes: float | None = None
     grace_minutes: float = 0.0
+    due_by_minutes: float | None = None
+
+    def overdue_minutes(self, at: int, last_start: int | None,
+                        last_success: int | None) -> float | None:
+        """How late the job is at ``at`` (0: on time); None when nothing can be said yet."""
+        late: list[float] = []
+        if self.every_minutes is not None and last_start is not None:
+            deadline = last_start + (self.every_minutes + self.grace_minutes) * 60_000
+            late.append(max(0.0, (at - deadline) / 60_000))
+        if self.due_by_minutes is not None:
+            day = at - at % 86_400_000
+            deadline = day + (self.due_by_minutes + self.grace_minutes) * 60_000
+            done = last_success is not None and last_success >= day
+            late.append(0.0 if done or at <= deadline else (at - deadline) / 60_000)
+        return max(late) if late else None
+
+
+def _most_specific(table: Mapping[str, Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    matches = [p for p in table if fnmatch.fnmatchcase(name, p)]
+    return table[max(matches, key=len)] if matches else None
 
 
 def schedule_for(pipelines: Mapping[str, Mapping[str, Any]], job: str) -> Schedule | None:
     """The schedule of the most specific pattern of ``[pipelines."<pattern>"]`` matching."""
-    matches = [p for p in pipelines if fnmatch.fnmatchcase(job, p)]
-    if not matches:
+    rule = _most_specific(pipelines, job)
+    if rule is None or not ({"every_minutes", "due_by"} & rule.keys()):
         return None
-    rule = pipelines[max(matches, key=len)]
-    if "every_minutes" not in rule:
-        return None
-    return Schedule(float(rule["every_minutes"]), float(rule.get("grace_minutes", 0.0)))
+    due_by = rule.get("due_by")
+    hours, _, minutes = str(due_by or "0:0").partition(":")
+    return Schedule(rule.get("every_minutes"), float(rule.get("grace_minutes", 0.0)),
+                    int(hours) * 60 + int(minutes) if due_by is not None else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +163,8 @@ class PipelinePartition:
         self.windows: dict[tuple[str, int], _Window] = {}
         #: Per job, the last window judged (a scheduled job is judged every window).
         self.judged: dict[str, int] = {}
+        #: Per dataset (``namespace/name``), when a completed run last wrote it.
+        self.datasets: dict[str, int] = {}
         self.incidents = IncidentTracker(open_after=1, resolve_after=1, cooldown_windows=0)
 
     def apply(self, items: Sequence[tuple[int, RunEvent | int]]) -> PipelineResult:
@@ -179,6 +206,9 @@ class PipelinePartition:
             if e.event_type == "COMPLETE":
                 window.completed += 1
                 job.last_success = max(job.last_success or 0, e.event_time_ms)
+                for dataset in e.outputs:
+                    name = job_key(*dataset)
+                    self.datasets[name] = max(self.datasets.get(name, 0), e.event_time_ms)
                 if duration is not None:
                     window.durations.append(duration)
             else:
@@ -210,6 +240,9 @@ class PipelinePartition:
                 if start > self.judged.get(job, -1) and start >= 0:
                     result.alerts += self._judge(job, start, self.windows.get((job, start)))
                     self.judged[job] = start
+        if latest >= 0 and latest > self.judged.get("", -1):  # datasets: once a window
+            result.alerts += self._judge_datasets(latest)
+            self.judged[""] = latest
         for key in closing:
             closed = self.windows.pop(key)
             state = self.jobs[key[0]]
@@ -234,10 +267,10 @@ class PipelinePartition:
                 if median > 0:
                     scores.append(("run_duration_ratio", longest / median))
         schedule = schedule_for(self.rules.pipelines, job)
-        if schedule is not None and state.last_start is not None:
-            deadline = state.last_start + (schedule.every_minutes + schedule.grace_minutes) * 60_000
-            end = start + self.window_ms
-            scores.append(("missed_run_minutes", max(0.0, (end - deadline) / 60_000)))
+        overdue = (None if schedule is None else schedule.overdue_minutes(
+            start + self.window_ms, state.last_start, state.last_success))
+        if overdue is not None:
+            scores.append(("missed_run_minutes", overdue))
         if not scores:
             return []
         evaluation = evaluate_window(
@@ -246,12 +279,35 @@ class PipelinePartition:
             windows_seen=1_000_000)
         return self.incidents.update(evaluation)
 
+    def _judge_datasets(self, start: int) -> list[Alert]:
+        """``stale_dataset_minutes`` of each dataset a rule watches: minutes past its
+        ``max_age_minutes`` since a completed run last wrote it (0: fresh enough)."""
+        alerts: list[Alert] = []
+        end = start + self.window_ms
+        for name, written in sorted(self.datasets.items()):
+            rule = _most_specific(self.rules.datasets, name)
+            if rule is None:
+                continue
+            limit = float(rule["max_age_minutes"])
+            age = (end - written) / 60_000
+            value = max(0.0, age - limit)
+            evaluation = evaluate_window(
+                self.rules, name, "", start, end,
+                [Score(name, "", "dataset", "stale_dataset_minutes", value, None, 0, 1)],
+                windows_seen=1_000_000)
+            readers = ", ".join(rule.get("models", ())) or "no model named"
+            reason = f"not written for {age:.0f} minutes, limit {limit:g}; read by {readers}"
+            alerts += self.incidents.update(dataclasses.replace(evaluation, findings=tuple(
+                dataclasses.replace(f, reason=reason) for f in evaluation.findings)))
+        return alerts
+
     # -- checkpoint ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"applied_offset": self.applied_offset, "clock": self.clock,
                 "jobs": {k: dataclasses.asdict(v) for k, v in self.jobs.items()},
                 "windows": [[j, s, dataclasses.asdict(w)] for (j, s), w in self.windows.items()],
-                "judged": self.judged, "incidents": self.incidents.to_dict()}
+                "judged": self.judged, "datasets": self.datasets,
+                "incidents": self.incidents.to_dict()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], rules: RulesConfig, window_ms: int,
@@ -262,6 +318,7 @@ class PipelinePartition:
         self.jobs = {k: _Job(**v) for k, v in state["jobs"].items()}
         self.windows = {(j, int(s)): _Window(**w) for j, s, w in state["windows"]}
         self.judged = {k: int(v) for k, v in state["judged"].items()}
+        self.datasets = {k: int(v) for k, v in state.get("datasets", {}).items()}
         self.incidents = IncidentTracker.from_dict(state["incidents"])
         return self
 

@@ -62,3 +62,38 @@ def test_an_event_forwarded_twice_counts_once_and_a_checkpoint_resumes_exactly()
     saved = p.to_state()
     again = PipelinePartition.from_state(saved, RULES, M, 0)
     assert feed(again, [T0 + 30 * M]) == feed(p, [T0 + 30 * M])
+
+
+def test_a_job_due_by_a_time_of_day_is_late_until_it_completes_that_day() -> None:
+    rules = RulesConfig.from_toml('[pipelines."airflow/nightly_*"]\ndue_by = "09:00"\n')
+    p = PipelinePartition(rules, M, 0)
+    day = 24 * 60 * M  # T0 is 08:00 UTC
+    assert feed(p, [*run("nightly_features", "yesterday", T0 - day, 30), T0 + 59 * M]) == []
+    got = feed(p, [T0 + 63 * M])  # 09:03, and nothing completed today
+    assert got == [("pipeline:airflow/nightly_features::run:missed_run_minutes", "open", 62)]
+    got = feed(p, [*run("nightly_features", "today", T0 + 64 * M, 5), T0 + 80 * M])
+    assert got[-1][:2] == ("pipeline:airflow/nightly_features::run:missed_run_minutes",
+                           "resolved")
+
+
+def test_schedules_are_checked_with_one_line_errors() -> None:
+    import pytest
+
+    from driftline.models.alerting.rules import RulesError
+    for bad in ('due_by = "25:00"', "every_minutes = 0", 'grace_minutes = "5"', "cron = 1"):
+        with pytest.raises(RulesError):
+            RulesConfig.from_toml(f'[pipelines."a/*"]\n{bad}\n')
+
+
+def test_a_dataset_not_written_for_too_long_names_the_models_that_read_it() -> None:
+    rules = RulesConfig.from_toml('[datasets."warehouse/*"]\nmax_age_minutes = 60\n'
+                                  'models = ["fraud-detector", "churn"]\n')
+    p = PipelinePartition(rules, M, 0)
+    assert feed(p, [*run("daily_sales", "r1", T0, 5), T0 + 64 * M]) == []  # written at 5
+    p2_alerts = p.apply([(p.applied_offset + 1, T0 + 70 * M)]).alerts
+    assert [(a.dedup_key, a.state) for a in p2_alerts] == [
+        ("pipeline:warehouse/sales::dataset:stale_dataset_minutes", "open")]
+    assert "read by fraud-detector, churn" in p2_alerts[0].summary
+    got = feed(p, [*run("daily_sales", "r2", T0 + 71 * M, 2), T0 + 80 * M])
+    assert got[-1][:2] == ("pipeline:warehouse/sales::dataset:stale_dataset_minutes",
+                           "resolved")
