@@ -37,8 +37,20 @@ class RecordError(ValueError):
     """A registry record that cannot be used; the text says why, in one line."""
 
 
+class _Record:
+    """JSON both ways, every field by name (unknown fields refused)."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        record: Self = _from_json(cls, data)
+        return record
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelVersion:
+class ModelVersion(_Record):
     """One registered model version."""
 
     model: str
@@ -71,17 +83,9 @@ class ModelVersion:
     def key(self) -> bytes:
         return f"version:{self.model}/{self.version}".encode()
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Self:
-        record: Self = _from_json(cls, data)
-        return record
-
 
 @dataclasses.dataclass(frozen=True)
-class Deployment:
+class Deployment(_Record):
     """A version going live, rolled back or retired, at ``at_ms``."""
 
     model: str
@@ -108,14 +112,6 @@ class Deployment:
     @property
     def key(self) -> bytes:
         return f"deployment:{self.model}/{self.version}/{self.at_ms}/{self.event}".encode()
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Self:
-        record: Self = _from_json(cls, data)
-        return record
 
 
 def decode_record(value: bytes) -> ModelVersion | Deployment:
