@@ -26,6 +26,8 @@ from rich.table import Table
 from driftline.models.alerting.alerts import Alert
 from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.streams.demo.fresh import start_fresh
+from driftline.streams.demo.pipelines import RULES as PIPELINE_RULES
+from driftline.streams.demo.pipelines import publish_runs
 from driftline.streams.demo.telemetry import DemoTelemetry
 from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
 from driftline.streams.embedded.stack import EmbeddedStack
@@ -45,6 +47,10 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
     with EmbeddedStack(home / "embedded") as stack:
         settings = settings.replace(**stack.settings_overrides(),
                                     state_dir=str(home / "state"))
+        if settings.rules_file is None:  # the demo pipeline's schedule
+            rules = home / "demo-rules.toml"
+            rules.write_text(PIPELINE_RULES, "utf-8")
+            settings = settings.replace(rules_file=str(rules))
         console.print(f"  Kafka (tansu)  {settings.kafka_bootstrap}\n"
                       f"  ClickHouse     {settings.clickhouse_url}  "
                       f"database [bold]{settings.clickhouse_database}[/]")
@@ -95,6 +101,7 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
             telemetry = DemoTelemetry(settings, plan.tick_ms / 1000)
             await telemetry.start()
             try:
+                await publish_runs(settings, plan)
                 async with AsyncPublisher.from_settings(settings) as publisher:
                     await send_traffic(publisher, plan,
                                        lambda n: progress.update(sent, completed=n),
@@ -246,6 +253,12 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
          f"WHERE model = 'churn-predictor' AND check = 'missing_increase'\n"
          f"  AND feature = 'account_days' AND window_start >= '{since}'\n"
          f"ORDER BY window_start"),
+        ("The pipeline that refreshes fraud-detector's features: runs every 4 minutes, until "
+         "one does not come (a missed-run alert)",
+         f"SELECT job_name, formatDateTime(started_at, '%H:%i') AS started, state,\n"
+         f"       round(duration_seconds) AS seconds, outputs\n"
+         f"FROM {database}.pipeline_runs FINAL\n"
+         f"ORDER BY started_at"),
         ("Late events and dead letters: counted, never silently dropped",
          f"SELECT (SELECT sum(late_events) FROM {database}.late_events FINAL) AS late_events,\n"
          f"       (SELECT count() FROM {database}.dead_letters FINAL) AS dead_letters"),
@@ -288,7 +301,8 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
                   f"database [bold]{database}[/]: tables feature_windows, late_events, "
                   f"dead_letters, drift_scores, alerts, references, performance, "
                   f"labeled_predictions, service_windows, data_quality, outcomes, "
-                  f"outcome_reports, outcome_comparisons, gpu_windows, "
+                  f"outcome_reports, outcome_comparisons, pipeline_runs, pipeline_windows, "
+                  f"gpu_windows, "
                   f"host_windows. They "
                   f"stay until the next `driftline demo` starts afresh; `driftline embedded` "
                   f"serves them again for your own queries.\n")
