@@ -144,7 +144,9 @@ class Run:
             predictions_topic=f"chaos-{tag}-predictions", labels_topic=f"chaos-{tag}-labels",
             telemetry_topic=f"chaos-{tag}-telemetry", alerts_topic=f"chaos-{tag}-alerts",
             dead_letter_topic=f"chaos-{tag}-dead-letters",
-            references_topic=f"chaos-{tag}-references", clickhouse_database=f"chaos_{tag}",
+            references_topic=f"chaos-{tag}-references", registry_topic=f"chaos-{tag}-registry",
+            lineage_topic=f"chaos-{tag}-lineage", pipelines_topic=f"chaos-{tag}-pipelines",
+            retraining_topic=f"chaos-{tag}-retraining", clickhouse_database=f"chaos_{tag}",
             app_id=f"chaos-{tag}", partitions=4, idle_close_seconds=self.scale.idle_close_s,
             max_message_bytes=plan.max_message_bytes, **overrides)
         self.reader = ClickHouseReader(self.settings.clickhouse_url,
