@@ -253,8 +253,8 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
          f"WHERE model = 'churn-predictor' AND check = 'missing_increase'\n"
          f"  AND feature = 'account_days' AND window_start >= '{since}'\n"
          f"ORDER BY window_start"),
-        ("The pipeline that refreshes fraud-detector's features: runs every 4 minutes, until "
-         "one does not come (a missed-run alert)",
+        ("The pipeline that refreshes fraud-detector's features: runs every 3 minutes, until "
+         "it stops (a missed-run alert)",
          f"SELECT job_name, formatDateTime(started_at, '%H:%i') AS started, state,\n"
          f"       round(duration_seconds) AS seconds, outputs\n"
          f"FROM {database}.pipeline_runs FINAL\n"
