@@ -136,8 +136,16 @@ class PipelineProcessor:
         self.steps.revoked(partitions)
         self.offsets.forget(self.settings.pipelines_topic, partitions)
 
-    def quiet(self, now: float | None = None) -> list[int]:
-        """Partitions this worker holds that have read nothing for ``idle_close_seconds``."""
+    def assigned(self, partitions: set[int], now: float | None = None) -> None:
+        """Partitions given to this worker: quiet ones get watermarks too, even if nothing
+        arrives on them again (the job that stopped running is exactly that)."""
         now = time.monotonic() if now is None else now
-        return [p for p, seen in self._seen.items()
-                if now - seen >= self.settings.idle_close_seconds]
+        for partition in partitions:
+            self._seen.setdefault(partition, now)
+
+    def quiet(self, now: float | None = None) -> list[int]:
+        """Partitions this worker holds that have read nothing for ``idle_close_seconds``,
+        and at most once a window (a watermark read back counts as reading)."""
+        now = time.monotonic() if now is None else now
+        wait = max(self.settings.idle_close_seconds, self.settings.window_seconds)
+        return [p for p, seen in self._seen.items() if now - seen >= wait]

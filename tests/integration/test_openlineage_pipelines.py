@@ -93,3 +93,34 @@ def test_failed_and_missed_runs_open_incidents_from_the_clients_own_events(
         ("hourly_refresh", "COMPLETE", ""), ("hourly_refresh", "COMPLETE", "")]
     assert [round(r["duration_seconds"]) for r in runs] == [240, 180, 60, 60]
     assert runs[0]["outputs"] == ["warehouse/daily_sales_table"]
+
+
+def test_a_job_that_stops_while_the_worker_restarts_is_still_noticed(
+        settings: Settings, tmp_path: Path) -> None:
+    rules = Path(settings.rules_file or "")
+    rules.write_text('[pipelines."airflow/often_*"]\nevery_minutes = 0.5\n', "utf-8")
+    now = time.time_ns() // 1_000_000
+    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        pipeline = Pipeline(settings)
+        pipeline.run("often_sync", "0195f3a4-1c2b-7d3e-8f40-0000000000aa", now - 10_000, 0.05)
+        pipeline.client.close()
+        deadline = time.monotonic() + 60
+        while (time.monotonic() < deadline and not http_rows(settings, (
+                "SELECT 1 FROM system.tables WHERE database = "
+                f"'{settings.clickhouse_database}' AND name = 'pipeline_runs'"))) or not \
+                http_rows(settings, f"SELECT 1 FROM {settings.clickhouse_database}."
+                                    "pipeline_runs FINAL WHERE state = 'COMPLETE'"):
+            time.sleep(0.5)
+    finally:
+        first.stop()
+    # Nothing arrives on its partition again: the new worker's own watermarks move it on.
+    second = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        alerts = asyncio.run(read_alerts(settings, second, lambda got: any(
+            a["dedup_key"] == "pipeline:airflow/often_sync::run:missed_run_minutes"
+            for a in got), wait_seconds=120))
+    finally:
+        second.stop()
+    missed = [a for a in alerts if a["metric"] == "missed_run_minutes"]
+    assert [a["state"] for a in missed] == ["open"]

@@ -79,6 +79,13 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
             await topics.pipelines.send(key=b"", partition=partition, value=orjson.dumps(
                 {"type": "watermark", "event_time": now_ms}))
 
+    @app.on_partitions_assigned.connect
+    async def watch_assigned(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                             **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        source = topics.pipelines.get_topic_name()
+        processor.assigned({tp.partition for tp in assigned if tp.topic == source})
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                              **kwargs: Any) -> None:
