@@ -202,12 +202,10 @@ class IncidentTracker:
         head = f"{incident.model} {'v' if v[:1].isdigit() else ''}{v}: "
         if incident.category == "pipeline":  # the job in the place of the model
             head = f"pipeline {incident.model}: "
-        if incident.category == "performance":  # feature "quality" or "labels"
+        elif incident.category == "performance":  # feature "quality" or "labels"
             head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
         elif incident.category == "service":  # feature "latency" or "errors"
             head += f"service {incident.feature} "
-        elif incident.category == "pipeline":
-            pass
         elif incident.category == "outcome":  # feature "outcome.<name>"
             head += f"outcome '{incident.feature.removeprefix('outcome.')}' "
         elif incident.feature:

@@ -116,7 +116,7 @@ def render(alert: Alert, target: WebhookTarget) -> bytes:
     """The request body of an alert for ``target``."""
     mark = {"open": ":rotating_light:", "escalated": ":red_circle:",
             "resolved": ":white_check_mark:"}[alert.state]
-    return body(orjson.loads(alert.to_json()),
+    return body(dataclasses.asdict(alert),
                 f"{mark} *{alert.state.upper()} {alert.severity}* {alert.summary}",
                 alert_key(alert), target)
 

@@ -231,11 +231,11 @@ class PipelinePartition:
         for job, start in closing:
             result.windows.append(self._row(job, start, self.windows[(job, start)]))
         latest = horizon - horizon % self.window_ms - self.window_ms  # last closed window
-        jobs = {job for job, _ in closing} | {
-            job for job in self.jobs if schedule_for(self.rules.pipelines, job) is not None}
-        for job in sorted(jobs):
-            starts = sorted({s for j, s in closing if j == job} | (
-                {latest} if schedule_for(self.rules.pipelines, job) is not None else set()))
+        scheduled = {job for job in self.jobs
+                     if schedule_for(self.rules.pipelines, job) is not None}
+        for job in sorted({job for job, _ in closing} | scheduled):
+            starts = sorted({s for j, s in closing if j == job}
+                            | ({latest} if job in scheduled else set()))
             for start in starts:
                 if start > self.judged.get(job, -1) and start >= 0:
                     result.alerts += self._judge(job, start, self.windows.get((job, start)))

@@ -45,6 +45,15 @@ class LabelJoinStats:
         self.expired = 0
         self.bad_messages = 0
 
+    def count(self, result: JoinResult) -> None:
+        """Add what one join wrote (expired pairs are kept, not counted as paired)."""
+        counted = sum(not pair.expired for pair in result.labeled)
+        self.paired += counted - len(result.retracted)
+        self.corrections += len(result.retracted)
+        self.waiting += len(result.waiting)
+        self.duplicates += result.duplicates
+        self.expired += result.expired
+
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
 
@@ -155,12 +164,7 @@ class LabelJoiner:
         self._waiting |= {label.key for label in result.waiting}
         self._waiting -= set(result.settled)
         self._waiting -= {pair.prediction.key for pair in result.labeled}
-        counted = [pair for pair in result.labeled if not pair.expired]
-        self.stats.paired += len(counted) - len(result.retracted)
-        self.stats.corrections += len(result.retracted)
-        self.stats.waiting += len(result.waiting)
-        self.stats.duplicates += result.duplicates
-        self.stats.expired += result.expired
+        self.stats.count(result)
 
 
 def awaited(block: EventBlock, waiting: Container[Key]) -> list[Prediction]:

@@ -74,12 +74,11 @@ class OutcomeJoiner:
             keys, self.settings.window_ms)
         touched: set[WindowKey] = set()
         for name in sorted({name for _, _, name in waiting}):
+            named = _named(waiting, name)
             result = join(ready, [], window_ms=self.settings.window_ms, ttl_ms=self.ttl_ms,
-                          stored_labels=_named(waiting, name),
-                          stored_pairs=_named(stored, name), early_ttl_ms=self.early_ttl_ms,
-                          clock=clock)
-            settled = _named(waiting, name)
-            await self._write(name, result, [settled[key] for key in result.settled])
+                          stored_labels=named, stored_pairs=_named(stored, name),
+                          early_ttl_ms=self.early_ttl_ms, clock=clock)
+            await self._write(name, result, [named[key] for key in result.settled])
             touched |= result.touched
         return touched
 
@@ -126,12 +125,7 @@ class OutcomeJoiner:
                 names.discard(name)
                 if not names:
                     del self._waiting[key]
-        counted = [pair for pair in result.labeled if not pair.expired]
-        self.stats.paired += len(counted) - len(result.retracted)
-        self.stats.corrections += len(result.retracted)
-        self.stats.waiting += len(result.waiting)
-        self.stats.duplicates += result.duplicates
-        self.stats.expired += result.expired
+        self.stats.count(result)
 
 
 class OutcomeTracker:
