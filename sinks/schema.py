@@ -568,11 +568,49 @@ ORDER BY (job, window_start)
 COMMENT 'Pipeline runs per job and window of event time'
 """
 
+_HOP_COLUMNS = """
+    window_start DateTime64(3, 'UTC') COMMENT 'event-time window start (of the span starts)',
+    window_end DateTime64(3, 'UTC') COMMENT 'window end (exclusive)',
+    calls UInt64 COMMENT 'spans; add: sum',
+    errors UInt64 COMMENT 'spans whose status is ERROR',
+    error_rate Float64 COMMENT 'errors / calls',
+    latency_mean_ms Nullable(Float64) COMMENT 'mean span duration',
+    latency_p50_ms Nullable(Float64) COMMENT 'median span duration (1 % relative error)',
+    latency_p95_ms Nullable(Float64) COMMENT '95th percentile',
+    latency_p99_ms Nullable(Float64) COMMENT '99th percentile',"""
+
+SERVICE_OPERATIONS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.service_operations
+(
+    service LowCardinality(String) COMMENT 'the span resource service.name',
+    operation String COMMENT 'span name of a SERVER, CONSUMER or root span',{_HOP_COLUMNS}
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (service, operation, window_start)
+COMMENT 'Per service, operation and window of OpenTelemetry spans: calls, errors, latency'
+"""
+
+SERVICE_CALLS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.service_calls
+(
+    caller LowCardinality(String) COMMENT 'the calling service',
+    callee LowCardinality(String) COMMENT 'peer.service, or the child span service',{_HOP_COLUMNS}
+    baseline_p95_ms Nullable(Float64) COMMENT 'mean p95 of the hop first 5 windows of 20+ calls',
+    baseline_error_rate Nullable(Float64) COMMENT 'mean error rate of those windows',
+    latency_p95_ratio Nullable(Float64) COMMENT 'latency_p95_ms / baseline_p95_ms',
+    revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY (caller, callee, window_start)
+COMMENT 'Per call between services (a hop of a chain) and window: calls, errors, latency'
+"""
+
 TABLES = (FEATURE_WINDOWS, LATE_EVENTS, DEAD_LETTERS, REFERENCES, DRIFT_SCORES, ALERTS,
           PREDICTIONS, WAITING_LABELS, LABELED_PREDICTIONS, PERFORMANCE, SERVICE_WINDOWS,
           DATA_QUALITY, OUTCOME_REPORTS, WAITING_OUTCOMES, OUTCOMES, OUTCOME_COMPARISONS,
           MODEL_VERSIONS, DEPLOYMENTS, RETRAINING_REQUESTS, PIPELINE_RUNS, PIPELINE_WINDOWS,
-          GPU_WINDOWS, HOST_WINDOWS)
+          SERVICE_OPERATIONS, SERVICE_CALLS, GPU_WINDOWS, HOST_WINDOWS)
 
 
 #: Columns added after a table was first released: existing tables get them on start-up.

@@ -46,6 +46,9 @@ class ModelOverrides:
     task: Task | None = None
     #: The class a bare ``score`` is the probability of.
     positive_class: str | None = None
+    #: The ``service.name`` its serving spans carry, when it is not the model's name: its
+    #: latency alerts name the slow hop downstream of that service.
+    service: str | None = None
 
 
 _KEYS = tuple(f.name for f in dataclasses.fields(ModelOverrides))
@@ -73,7 +76,7 @@ def _overrides(var: str, model: str, fields: Any) -> ModelOverrides:
             raise ValueError(f"{var}: {model!r} {key} must be a positive whole number of seconds")
         if key == "task" and value not in ("classification", "regression"):
             raise ValueError(f"{var}: {model!r} task must be classification or regression")
-        if key in ("positive_class", "champion") and not isinstance(value, str):
+        if key in ("positive_class", "champion", "service") and not isinstance(value, str):
             raise ValueError(f"{var}: {model!r} {key} must be a string")
     return ModelOverrides(**fields)
 

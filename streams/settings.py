@@ -62,6 +62,16 @@ class Settings:
     lineage_topic: str = "openlineage.events"
     #: Those events re-keyed by job, and the worker's watermarks: driftline's own.
     pipelines_topic: str = "driftline.pipelines"
+    #: Spans the OpenTelemetry Collector's Kafka exporter writes (its default topic); read only.
+    traces_topic: str = "otlp_spans"
+    #: How that exporter encodes them: its default ``otlp_proto``, or ``otlp_json``.
+    traces_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
+    #: Those spans summed per service and window, keyed by service, and the worker's
+    #: watermarks: driftline's own.
+    service_chains_topic: str = "driftline.service-chains"
+    #: Compacted: each service's latest judged hops, read by every worker to explain a
+    #: model's latency alert.
+    service_hops_topic: str = "driftline.service-hops"
     #: Compacted: model versions and their deployments (``driftline registry``).
     registry_topic: str = "driftline.model-registry"
     #: Alert JSON, keyed by model, for any consumer (pager bridge, retraining trigger).

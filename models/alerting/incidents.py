@@ -202,6 +202,8 @@ class IncidentTracker:
         head = f"{incident.model} {'v' if v[:1].isdigit() else ''}{v}: "
         if incident.category == "pipeline":  # the job in the place of the model
             head = f"pipeline {incident.model}: "
+        elif incident.category == "chain":  # caller and callee: model and feature
+            head = f"service chain {incident.model} → {incident.feature}: "
         elif incident.category == "performance":  # feature "quality" or "labels"
             head += "model quality " if incident.feature == "quality" else f"{incident.feature} "
         elif incident.category == "service":  # feature "latency" or "errors"
@@ -220,7 +222,7 @@ class IncidentTracker:
                     f"{_windows(incident.bad_windows)} since {when}")
         verb = {"drift": "drifted", "performance": "degraded", "service": "degraded",
                 "data_quality": "failed a data-quality check", "outcome": "got worse",
-                "pipeline": "broke its SLA"}.get(
+                "pipeline": "broke its SLA", "chain": "degraded"}.get(
             incident.category, "out of bounds")
         return f"{head}{verb} ({finding.reason}) for {_windows(incident.bad_windows)} since {when}"
 

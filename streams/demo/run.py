@@ -29,7 +29,8 @@ from driftline.streams.demo.fresh import start_fresh
 from driftline.streams.demo.pipelines import RULES as PIPELINE_RULES
 from driftline.streams.demo.pipelines import publish_runs
 from driftline.streams.demo.telemetry import DemoTelemetry
-from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
+from driftline.streams.demo.traces import DemoTraces
+from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send_traffic
 from driftline.streams.embedded.stack import EmbeddedStack
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
@@ -99,14 +100,21 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
 
         async def publish_then_wait() -> bool:
             telemetry = DemoTelemetry(settings, plan.tick_ms / 1000)
+            traces = DemoTraces(settings, SLOW_MODEL, plan.tick_ms)
+
+            async def tick(event_time_ms: int, slow: bool) -> None:
+                await telemetry.tick(event_time_ms, slow)
+                await traces.tick(event_time_ms, slow)
+
             await telemetry.start()
+            await traces.start()
             try:
                 await publish_runs(settings, plan)
                 async with AsyncPublisher.from_settings(settings) as publisher:
                     await send_traffic(publisher, plan,
-                                       lambda n: progress.update(sent, completed=n),
-                                       telemetry.tick)
+                                       lambda n: progress.update(sent, completed=n), tick)
             finally:
+                await traces.stop()
                 await telemetry.stop()
             deadline = time.monotonic() + 120 + settings.idle_close_seconds
             while time.monotonic() < deadline:
@@ -245,6 +253,14 @@ def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:
          f"ORDER BY window_start"),
         ("The model, its service and its GPU side by side: churn-predictor's slow spell",
          side_by_side_sql(database, "churn-predictor", since)),
+        ("Its service chain from OpenTelemetry spans: the feature store is the slow hop",
+         f"SELECT formatDateTime(window_start, '%H:%i') AS window, callee, calls,\n"
+         f"       round(latency_p95_ms, 1) AS p95_ms, round(latency_p95_ratio, 2) AS ratio,\n"
+         f"       round(error_rate, 3) AS errors\n"
+         f"FROM {database}.service_calls FINAL\n"
+         f"WHERE caller = 'churn-predictor' AND callee = 'feature-store'\n"
+         f"  AND window_start >= '{since}'\n"
+         f"ORDER BY window_start"),
         ("Data quality: churn-predictor's account_days goes missing in the slow spell",
          f"SELECT formatDateTime(window_start, '%H:%i') AS window,\n"
          f"       round(observed, 3) AS missing_share, round(expected, 3) AS baseline,\n"
@@ -302,8 +318,7 @@ def _show_results(settings: Settings, plan: TrafficPlan, client: Client,
                   f"dead_letters, drift_scores, alerts, references, performance, "
                   f"labeled_predictions, service_windows, data_quality, outcomes, "
                   f"outcome_reports, outcome_comparisons, pipeline_runs, pipeline_windows, "
-                  f"gpu_windows, "
-                  f"host_windows. They "
+                  f"service_operations, service_calls, gpu_windows, host_windows. They "
                   f"stay until the next `driftline demo` starts afresh; `driftline embedded` "
                   f"serves them again for your own queries.\n")
     for title, sql in example_queries(database, plan.start_ms or 0):

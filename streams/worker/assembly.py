@@ -38,16 +38,18 @@ def create_worker(settings: Settings) -> Worker:
     window_states = declare_window_states(app)
     services = WorkerServices(settings)
     agents = [importlib.import_module(name) for name in AGENT_MODULES]
-    track_feature_windows, join_labels, track_telemetry, deliver_alerts, track_pipelines = agents
+    (track_feature_windows, join_labels, track_telemetry, deliver_alerts, track_pipelines,
+     track_service_chains) = agents
     processor = track_feature_windows.attach(app, settings, topics, window_states, services)
     join_labels.attach(app, settings, topics, services, processor)
     telemetry = track_telemetry.attach(app, settings, topics, window_states, services)
     deliver_alerts.attach(app, settings, topics, services, processor.rules)
     pipelines = track_pipelines.attach(app, settings, topics, window_states, services)
+    chains = track_service_chains.attach(app, settings, topics, window_states, services)
     # One record of what is durable, and the consumer commits from it (not from acks).
-    telemetry.offsets = pipelines.offsets = processor.offsets
+    telemetry.offsets = pipelines.offsets = chains.offsets = processor.offsets
     sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic,
-               settings.pipelines_topic)
+               settings.pipelines_topic, settings.service_chains_topic)
 
     async def commit_from_checkpoints(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                                       **kwargs: Any) -> None:

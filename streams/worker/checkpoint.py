@@ -57,6 +57,8 @@ class Checkpointer:
         #: (model, version) -> what the registry says of it (when deployed, what it was
         #: trained on), added to each alert's summary; set once the registry is read.
         self.describe: Callable[[str, str], str] | None = None
+        #: An alert -> what explains it (the slow hop downstream of a slow service).
+        self.explain: Callable[[Alert], str] | None = None
 
     async def publish(self, batch: SinkBatch) -> None:
         """Write the batch's rows, send its dead letters and alerts, and wait for them."""
@@ -86,8 +88,14 @@ class Checkpointer:
             self.table.data[key] = value
 
     async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
+        if self.explain is not None and batch.alerts:
+            explain = self.explain
+            batch.alerts = [annotated(alert, f" — {text}" if (text := explain(alert)) else "")
+                            for alert in batch.alerts]
         if self.describe is not None and batch.alerts:
-            batch.alerts = [described(alert, self.describe(alert.model, alert.version))
+            describe = self.describe
+            batch.alerts = [annotated(alert, f" [{alert.version}: {text}]"
+                                      if (text := describe(alert.model, alert.version)) else "")
                             for alert in batch.alerts]
         if batch:
             await self.write_rows(batch)
@@ -116,13 +124,10 @@ class Checkpointer:
             headers={**headers, **truncation_headers(value)}))
 
 
-def described(alert: Alert, description: str) -> Alert:
-    """``alert`` with what the registry says of its version after its summary (once: a
-    retried batch is described again)."""
-    if not description:
-        return alert
-    suffix = f" [{alert.version}: {description}]"
-    if alert.summary.endswith(suffix):
+def annotated(alert: Alert, suffix: str) -> Alert:
+    """``alert`` with ``suffix`` after its summary (once: a retried batch is annotated
+    again)."""
+    if not suffix or suffix in alert.summary:
         return alert
     return dataclasses.replace(alert, summary=alert.summary + suffix)
 

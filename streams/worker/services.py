@@ -18,6 +18,7 @@ from driftline.sinks.registry_store import write_registry
 from driftline.streams.reference.profiles import ReferenceStore
 from driftline.streams.registry import RegistryStore
 from driftline.streams.settings import Settings
+from driftline.streams.worker.hop_board import HopBoard
 from driftline.streams.worker.label_join import LabelJoiner
 from driftline.streams.worker.outcomes import OutcomeJoiner, OutcomeTracker
 from driftline.streams.worker.performance import PerformanceTracker
@@ -32,6 +33,7 @@ class WorkerServices:
         self.sink = ClickHouseSink(settings)
         self.references = ReferenceStore(settings)
         self.registry = RegistryStore(settings)
+        self.hops = HopBoard(settings)
         self._joiner: LabelJoiner | None = None
         self._performance: PerformanceTracker | None = None
         self._outcomes: OutcomeJoiner | None = None
@@ -82,6 +84,7 @@ class WorkerServices:
                 return
             await self.references.start()
             await self.registry.start()
+            await self.hops.start()
             self._references_started = True
             try:
                 # Existing references first, so the first windows are binned on their edges;
@@ -132,6 +135,7 @@ class WorkerServices:
                 if self._references_started:
                     await self.references.stop()
                     await self.registry.stop()
+                    await self.hops.stop()
                     self._references_started = False
                 await self.sink.close()
                 self._joiner = None

@@ -27,6 +27,9 @@ class Topics:
     retraining: faust.TopicT
     lineage: faust.TopicT
     pipelines: faust.TopicT
+    traces: faust.TopicT
+    service_chains: faust.TopicT
+    service_hops: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -41,17 +44,24 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                   telemetry=raw(settings.telemetry_topic),
                   retraining=raw(settings.retraining_topic),
                   lineage=raw(settings.lineage_topic),
-                  pipelines=raw(settings.pipelines_topic))
+                  pipelines=raw(settings.pipelines_topic),
+                  traces=raw(settings.traces_topic),
+                  service_chains=raw(settings.service_chains_topic),
+                  service_hops=app.topic(settings.service_hops_topic, key_serializer="raw",
+                                         value_serializer="raw", partitions=1))
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the source (predictions, labels, telemetry, OpenLineage), dead-letter, alerts,
-    retraining, pipelines and (compacted) references topics if missing."""
+    """Create the source (predictions, labels, telemetry, OpenLineage, traces), dead-letter,
+    alerts, retraining, pipelines, service-chains and (compacted) references and service-hops
+    topics if missing."""
+    from driftline.streams.compacted import ensure_compacted_topic
     from driftline.streams.reference.profiles import ensure_references_topic
 
     names = (settings.predictions_topic, settings.labels_topic, settings.dead_letter_topic,
              settings.alerts_topic, settings.telemetry_topic, settings.retraining_topic,
-             settings.lineage_topic, settings.pipelines_topic)
+             settings.lineage_topic, settings.pipelines_topic, settings.traces_topic,
+             settings.service_chains_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **kafka_client_options(settings))
     await admin.start()
@@ -66,3 +76,4 @@ async def ensure_topics(settings: Settings) -> None:
     finally:
         await admin.close()
     await ensure_references_topic(settings)
+    await ensure_compacted_topic(settings, settings.service_hops_topic)

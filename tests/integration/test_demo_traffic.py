@@ -3,8 +3,9 @@ labels through the publisher, a shift in fraud-detector v2 part-way during which
 predictions also get worse, and later a slow spell of the churn model's service. The drop
 in quality raises a performance alert (and fewer completed purchases than the champion
 v1, an outcome alert), the slow spell a service latency alert that
-resolves; no other model's quality or service alerts. And the demo's fresh start: a second
-run over the same home finds nothing of the first."""
+resolves and names the slow hop of its service chain (traced with the OpenTelemetry SDK),
+whose own incident opens and resolves too; no other model's quality or service alerts.
+And the demo's fresh start: a second run over the same home finds nothing of the first."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from clickhouse_connect.driver.client import Client
 
 from driftline.sinks.schema import statements
 from driftline.streams.demo.fresh import start_fresh
-from driftline.streams.demo.traffic import MODELS, TrafficPlan, send_traffic
+from driftline.streams.demo.traces import DemoTraces
+from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send_traffic
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
 from driftline.streams.worker.process import WorkerProcess
@@ -40,9 +42,14 @@ def settings(worker_settings: Callable[..., Settings]) -> Settings:
 
 
 async def publish(settings: Settings) -> int:
-    async with AsyncPublisher.from_settings(settings) as publisher:
-        return await send_traffic(publisher, dataclasses.replace(PLAN,
-                                                                 window_ms=settings.window_ms))
+    traces = DemoTraces(settings, SLOW_MODEL, PLAN.tick_ms)
+    await traces.start()
+    try:
+        async with AsyncPublisher.from_settings(settings) as publisher:
+            return await send_traffic(publisher, dataclasses.replace(
+                PLAN, window_ms=settings.window_ms), on_tick=traces.tick)
+    finally:
+        await traces.stop()
 
 
 def alerts(client: Client, db: str) -> list[tuple[str, str, str, str]]:
@@ -52,6 +59,7 @@ def alerts(client: Client, db: str) -> list[tuple[str, str, str, str]]:
         f"SELECT dedup_key, state, severity, metric FROM {db}.alerts FINAL "
         "WHERE dedup_key LIKE 'performance:%' OR dedup_key LIKE 'service:%' "
         "OR dedup_key LIKE 'data_quality:%' OR dedup_key LIKE 'outcome:%' "
+        "OR dedup_key LIKE 'chain:%' "
         "ORDER BY first_seen, dedup_key, state").result_rows]
 
 
@@ -63,7 +71,7 @@ def test_the_quality_drop_in_the_demo_traffic_raises_a_performance_alert(
         assert asyncio.run(publish(settings)) == per_window * PLAN.windows
         deadline = time.monotonic() + 90
         found: list[tuple[str, str, str, str]] = []
-        while time.monotonic() < deadline and len(found) < 5:
+        while time.monotonic() < deadline and len(found) < 9:
             found = alerts(clickhouse, settings.clickhouse_database)
             assert worker.is_running(), worker.log_tail()
             time.sleep(1)
@@ -77,6 +85,9 @@ def test_the_quality_drop_in_the_demo_traffic_raises_a_performance_alert(
         (late,), = clickhouse.query(
             f"SELECT sum(late_events) FROM {db}.late_events FINAL "
             "WHERE model = 'churn-predictor'").result_rows
+        (latency_summary,), = clickhouse.query(
+            f"SELECT summary FROM {db}.alerts FINAL WHERE state = 'open' AND "
+            "dedup_key = 'service:churn-predictor:2026.11:latency'").result_rows
         opened_at = clickhouse.query(
             f"SELECT toUnixTimestamp64Milli(first_seen) FROM {settings.clickhouse_database}"
             ".alerts FINAL WHERE dedup_key LIKE 'performance:%' OR dedup_key LIKE 'outcome:%'"
@@ -94,6 +105,8 @@ def test_the_quality_drop_in_the_demo_traffic_raises_a_performance_alert(
         ("outcome:fraud-detector:v2:outcome.completed:challenger_test", "open", "warning"),
         ("outcome:fraud-detector:v2:outcome.completed:outcome_change", "open", "warning"),
         ("performance:fraud-detector:v2:quality", "open", "critical"),
+        ("chain:churn-predictor::feature-store:hop_latency_p95_ratio", "open", "critical"),
+        ("chain:churn-predictor::feature-store:hop_latency_p95_ratio", "resolved", "critical"),
         ("data_quality:churn-predictor:2026.11:account_days", "open", "critical"),
         ("data_quality:churn-predictor:2026.11:account_days", "resolved", "critical"),
         ("service:churn-predictor:2026.11:latency", "open", "critical"),
@@ -101,6 +114,7 @@ def test_the_quality_drop_in_the_demo_traffic_raises_a_performance_alert(
     # Every request of the churn model is in a service window, or counted late.
     assert served + late == int(PLAN.events_per_window * 0.3) * PLAN.windows
     assert slow_p95 > 3 * 20  # gamma(4, 5) latencies, 3x slower: p95 ~ 100 ms
+    assert "— slowest hop downstream: churn-predictor → feature-store, p95 " in latency_summary
     # The first shifted window (7) is where quality and completed purchases dropped.
     assert opened_at == [(T0 + 7 * settings.window_ms,)] * 3
 

@@ -7,4 +7,5 @@ AGENT_MODULES = (
     "driftline.streams.worker.agents.track_telemetry",
     "driftline.streams.worker.agents.deliver_alerts",
     "driftline.streams.worker.agents.track_pipelines",
+    "driftline.streams.worker.agents.track_service_chains",
 )

@@ -41,6 +41,7 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
         processor.outcome_tracker = services.outcome_tracker
         processor.registry = services.registry.registered
         processor.checkpointer.describe = services.registry.describe
+        processor.checkpointer.explain = services.hops.explain
         try:
             async for events in cast(Stream[bytes], stream).take_events(
                     settings.batch_max_messages, within=settings.checkpoint_seconds):
