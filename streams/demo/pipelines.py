@@ -17,6 +17,9 @@ from driftline.streams.settings import Settings
 
 JOB = ("airflow", "fraud_features")
 EVERY_MINUTES = 3
+#: The incident of the runs that never came: noticed once the worker's clock moves on
+#: without them (its watermark into the quiet partition, DRIFTLINE_IDLE_CLOSE_SECONDS).
+MISSED_RUN = f"pipeline:{JOB[0]}/{JOB[1]}::run:missed_run_minutes"
 #: The schedule the demo's rules give the job (the demo writes them when none are set).
 RULES = (f'[pipelines."{JOB[0]}/{JOB[1]}"]\nevery_minutes = {EVERY_MINUTES}\n'
          "grace_minutes = 1\n")

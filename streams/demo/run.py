@@ -26,8 +26,8 @@ from rich.table import Table
 from driftline.models.alerting.alerts import Alert
 from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.streams.demo.fresh import start_fresh
+from driftline.streams.demo.pipelines import MISSED_RUN, publish_runs
 from driftline.streams.demo.pipelines import RULES as PIPELINE_RULES
-from driftline.streams.demo.pipelines import publish_runs
 from driftline.streams.demo.telemetry import DemoTelemetry
 from driftline.streams.demo.traces import DemoTraces
 from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send_traffic
@@ -117,10 +117,15 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
                 await traces.stop()
                 await telemetry.stop()
             deadline = time.monotonic() + 120 + settings.idle_close_seconds
+            missed = progress.add_task("the pipeline's missed run noticed", total=1)
             while time.monotonic() < deadline:
                 done = await asyncio.to_thread(_window_rows, client, settings, plan)
                 progress.update(rows, completed=done)
-                if done >= expected_rows:
+                # The pipeline's runs stopped: the worker notices once its partition has
+                # been quiet for the idle close, a few seconds after the traffic.
+                noticed = await asyncio.to_thread(_alerted, client, settings, MISSED_RUN)
+                progress.update(missed, completed=noticed)
+                if done >= expected_rows and noticed:
                     return True
                 if not worker.is_running():
                     raise RuntimeError(f"the worker exited; its log ends with:\n"
@@ -176,6 +181,14 @@ def _window_rows(client: Client, settings: Settings, plan: TrafficPlan) -> int:
         "WHERE window_start >= fromUnixTimestamp64Milli({start:Int64})",
         parameters={"start": plan.start_ms})
     return int(result.result_rows[0][0])
+
+
+def _alerted(client: Client, settings: Settings, dedup_key: str) -> int:
+    db = settings.clickhouse_database
+    if not client.query(f"EXISTS TABLE {db}.alerts").result_rows[0][0]:
+        return 0
+    return int(client.query(f"SELECT count() > 0 FROM {db}.alerts WHERE dedup_key = "
+                            "{key:String}", parameters={"key": dedup_key}).result_rows[0][0])
 
 
 def example_queries(database: str, start_ms: int) -> list[tuple[str, str]]:

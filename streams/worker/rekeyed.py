@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -70,6 +71,7 @@ class RekeyedProcessor(Generic[S]):
         self._states: dict[int, S] = {}
         self.steps = PartitionSteps(patience(settings), self._states, topic)
         self._seen: dict[int, float] = {}  # partition -> monotonic time of its last message
+        self._stamped: dict[int, float] = {}  # partition -> when it was last given a watermark
 
     # -- for subclasses -------------------------------------------------------------
     def new_state(self) -> S:
@@ -126,6 +128,7 @@ class RekeyedProcessor(Generic[S]):
         for partition in partitions:
             self._states.pop(partition, None)
             self._seen.pop(partition, None)
+            self._stamped.pop(partition, None)
         self.steps.revoked(partitions)
         self.offsets.forget(self.topic, partitions)
 
@@ -137,17 +140,22 @@ class RekeyedProcessor(Generic[S]):
             self._seen.setdefault(partition, now)
 
     def quiet(self, now: float | None = None) -> list[int]:
-        """Partitions this worker holds that have read nothing for :meth:`quiet_seconds`
-        (a watermark read back counts as reading) and :meth:`wants_watermark`."""
+        """Partitions to give a watermark now: this worker holds them, they have read
+        nothing for ``idle_close_seconds`` (a watermark read back counts as reading), their
+        last watermark is :meth:`watermark_every` seconds old, and :meth:`wants_watermark`."""
         now = time.monotonic() if now is None else now
-        wait = self.quiet_seconds()
-        return [p for p, seen in list(self._seen.items())
-                if now - seen >= wait and self.wants_watermark(p)]
+        idle, every = self.settings.idle_close_seconds, self.watermark_every()
+        due = [p for p, seen in list(self._seen.items())
+               if now - seen >= idle and now - self._stamped.get(p, -math.inf) >= every
+               and self.wants_watermark(p)]
+        for partition in due:
+            self._stamped[partition] = now
+        return due
 
-    def quiet_seconds(self) -> float:
-        """How long a partition reads nothing before it gets a watermark: at least a window,
-        so a quiet partition's clock moves at most once a window."""
-        return max(self.settings.idle_close_seconds, self.settings.window_seconds)
+    def watermark_every(self) -> float:
+        """The least time between two watermarks of a quiet partition: a window, so its
+        clock moves at most once a window."""
+        return float(self.settings.window_seconds)
 
     def wants_watermark(self, partition: int) -> bool:
         return True

@@ -85,9 +85,9 @@ class ChainProcessor(RekeyedProcessor[HopPartition]):
     def read_item(self, value: bytes | None) -> Part | int:
         return read_item(value)
 
-    def quiet_seconds(self) -> float:
-        # A watermark here only closes what is open (HopPartition), so the idle close of
-        # every other window applies, not a whole window of wall clock.
+    def watermark_every(self) -> float:
+        # A watermark here only closes what is open (HopPartition), as the idle close of
+        # every other window does: no need to wait a whole window of wall clock.
         return self.settings.idle_close_seconds
 
     def wants_watermark(self, partition: int) -> bool:
