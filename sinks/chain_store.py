@@ -14,7 +14,7 @@ _COMMON = ["window_start", "window_end", "calls", "errors", "error_rate", "laten
            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
 _OPERATION_COLUMNS = ["service", "operation", *_COMMON, "revision"]
 _CALL_COLUMNS = ["caller", "callee", *_COMMON, "baseline_p95_ms", "baseline_error_rate",
-                 "latency_p95_ratio", "revision"]
+                 "latency_p95_ratio", "slow_calls", "revision"]
 
 
 class ChainStore:
@@ -34,7 +34,8 @@ class ChainStore:
             await self.client.insert("service_calls", [
                 (r.service, r.peer, *_common(r), r.baseline_p95_ms, r.baseline_error_rate,
                  r.latency_p95_ms / r.baseline_p95_ms
-                 if r.baseline_p95_ms and r.latency_p95_ms is not None else None, v)
+                 if r.baseline_p95_ms and r.latency_p95_ms is not None else None,
+                 r.slow_calls, v)
                 for r, v in zip(calls, write_versions(len(calls)), strict=True)],
                 column_names=_CALL_COLUMNS, database=self.database)
 

@@ -596,9 +596,10 @@ CREATE TABLE IF NOT EXISTS {{db}}.service_calls
 (
     caller LowCardinality(String) COMMENT 'the calling service',
     callee LowCardinality(String) COMMENT 'peer.service, or the child span service',{_HOP_COLUMNS}
-    baseline_p95_ms Nullable(Float64) COMMENT 'mean p95 of the hop first 5 windows of 20+ calls',
-    baseline_error_rate Nullable(Float64) COMMENT 'mean error rate of those windows',
+    baseline_p95_ms Nullable(Float64) COMMENT 'p95 of the hop first 5 windows of 20+ calls',
+    baseline_error_rate Nullable(Float64) COMMENT 'error rate of those windows',
     latency_p95_ratio Nullable(Float64) COMMENT 'latency_p95_ms / baseline_p95_ms',
+    slow_calls Nullable(UInt64) COMMENT 'calls slower than baseline_p95_ms (5 % expected)',
     revision UInt64 COMMENT 'write version (ns since epoch): the latest write wins'
 )
 ENGINE = ReplacingMergeTree(revision)

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import binom  # type: ignore[import-untyped]
 
 from driftline.models.alerting.alerts import Alert
 from driftline.models.alerting.evaluation import Score, evaluate_window
@@ -49,6 +50,8 @@ CALL, OPERATION = "call", "operation"
 #: Windows of a hop that make its baseline, each with at least this many calls.
 BASELINE_WINDOWS = 5
 BASELINE_MIN_CALLS = 20
+#: The level of the tests that keep chance out of a hop's verdicts.
+ALPHA = 0.001
 #: Operations (span names) and callees tracked by name per service; the rest are OTHER.
 MAX_PEERS = 200
 OTHER = "(other)"
@@ -180,6 +183,8 @@ class HopRow:
     latency_p99_ms: float | None
     baseline_p95_ms: float | None = None
     baseline_error_rate: float | None = None
+    #: Calls slower than the baseline's p95 (about 5 % of them on a usual day).
+    slow_calls: int | None = None
 
     @property
     def error_rate(self) -> float:
@@ -205,12 +210,55 @@ class _Source:
 
 @dataclasses.dataclass
 class _Baseline:
-    p95: list[float] = dataclasses.field(default_factory=list)
-    error_rate: list[float] = dataclasses.field(default_factory=list)
+    """A hop's first windows of enough calls, merged: its usual latency and error rate."""
+
+    windows: int = 0
+    calls: int = 0
+    errors: int = 0
+    sketch: QuantileSketch | None = None
 
     @property
     def ready(self) -> bool:
-        return len(self.p95) >= BASELINE_WINDOWS
+        return self.windows >= BASELINE_WINDOWS
+
+    @property
+    def p95(self) -> float:
+        assert self.sketch is not None
+        return float(self.sketch.quantiles([0.95])[0])
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.calls if self.calls else 0.0
+
+    def add(self, window: Partial) -> None:
+        if self.ready or window.calls < BASELINE_MIN_CALLS or not window.sketch.count:
+            return
+        self.windows += 1
+        self.calls += window.calls
+        self.errors += window.errors
+        copy = QuantileSketch.from_state(window.sketch.to_state())
+        self.sketch = copy if self.sketch is None else self.sketch.merge(copy)
+
+    def to_state(self) -> list[Any]:
+        return [self.windows, self.calls, self.errors,
+                None if self.sketch is None else self.sketch.to_state()]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Any]) -> _Baseline:
+        windows, calls, errors, sketch = state
+        return cls(int(windows), int(calls), int(errors),
+                   None if sketch is None else QuantileSketch.from_state(sketch))
+
+
+def significant(k: int, n: int, p0: float) -> bool:
+    """Whether ``k`` of ``n`` calls is more than chance allows when each is so with
+    probability ``p0`` (one-sided binomial test at :data:`ALPHA`; ``p0`` at least 0.1 %, so
+    one error on a hop that never failed is not news).
+
+    >>> significant(3, 60, 0.05), significant(12, 60, 0.05)
+    (False, True)
+    """
+    return n > 0 and k > 0 and float(binom.sf(k - 1, n, max(p0, 1e-3))) < ALPHA
 
 
 class HopPartition:
@@ -318,7 +366,8 @@ class HopPartition:
             if key[3] + self.window_ms <= horizon:
                 closing.setdefault(key[3], []).append(key)
         for start in sorted(closing):
-            rows = [self._row(self.windows.pop(key)) for key in sorted(closing[start])]
+            windows = [self.windows.pop(key) for key in sorted(closing[start])]
+            rows = [self._row(w) for w in windows]
             result.rows += rows
             calls: dict[str, list[HopRow]] = {}
             for row in rows:
@@ -326,25 +375,23 @@ class HopPartition:
                     calls.setdefault(row.service, []).append(row)
             for caller in sorted(calls):
                 result.alerts += self._judge(caller, start, calls[caller])
-                for row in calls[caller]:
-                    self._learn(row)
+            for window in windows:  # after judging: a window is not its own baseline
+                if window.kind == CALL:
+                    self.baselines.setdefault((window.service, window.peer),
+                                              _Baseline()).add(window)
 
     def _row(self, p: Partial) -> HopRow:
         timed = p.sketch.count
         p50, p95, p99 = (p.sketch.quantiles(_LEVELS).tolist() if timed else (None,) * 3)
+        row = HopRow(p.kind, p.service, p.peer, p.window_start, p.window_start + self.window_ms,
+                     p.calls, p.errors, p.latency_sum_ms / timed if timed else None, p50, p95, p99)
         base = self.baselines.get((p.service, p.peer)) if p.kind == CALL else None
-        ready = base is not None and base.ready
-        return HopRow(p.kind, p.service, p.peer, p.window_start, p.window_start + self.window_ms,
-                      p.calls, p.errors, p.latency_sum_ms / timed if timed else None,
-                      p50, p95, p99,
-                      float(np.mean(base.p95)) if ready and base is not None else None,
-                      float(np.mean(base.error_rate)) if ready and base is not None else None)
-
-    def _learn(self, row: HopRow) -> None:
-        base = self.baselines.setdefault((row.service, row.peer), _Baseline())
-        if not base.ready and row.calls >= BASELINE_MIN_CALLS and row.latency_p95_ms is not None:
-            base.p95.append(row.latency_p95_ms)
-            base.error_rate.append(row.error_rate)
+        if base is None or not base.ready:
+            return row
+        usual = base.p95
+        return dataclasses.replace(row, baseline_p95_ms=usual,
+                                   baseline_error_rate=base.error_rate,
+                                   slow_calls=p.sketch.count_above(usual) if usual > 0 else None)
 
     def _judge(self, caller: str, start: int, rows: list[HopRow]) -> list[Alert]:
         model = self.model_of.get(caller, caller)
@@ -357,14 +404,23 @@ class HopPartition:
             score("hop_error_rate", row.error_rate)
             if row.latency_p95_ms is not None:
                 score("hop_latency_p95_ms", row.latency_p95_ms)
-            if row.baseline_p95_ms and row.latency_p95_ms is not None:
+            # A window that looks bad is judged only when chance cannot explain it: a p95
+            # of 60 heavy-tailed calls is noisy, the count of calls slower than usual is not.
+            if (row.baseline_p95_ms and row.latency_p95_ms is not None
+                    and row.slow_calls is not None):
                 ratio = row.latency_p95_ms / row.baseline_p95_ms
-                score("hop_latency_p95_ratio", ratio)
+                if (self._good(model, row.peer, "hop_latency_p95_ratio", ratio)
+                        or significant(row.slow_calls, row.calls, 0.05)):
+                    score("hop_latency_p95_ratio", ratio)
                 reasons[(row.peer, "hop_latency_p95_ratio")] = (
                     f"p95 {row.latency_p95_ms:.1f} ms vs {row.baseline_p95_ms:.1f} ms in its "
-                    f"first windows, {row.calls:,} calls")
+                    f"first windows, {row.slow_calls:,} of {row.calls:,} calls slower than "
+                    "that")
             if row.baseline_error_rate is not None:
-                score("hop_error_increase", row.error_rate - row.baseline_error_rate)
+                increase = row.error_rate - row.baseline_error_rate
+                if (self._good(model, row.peer, "hop_error_increase", increase)
+                        or significant(row.errors, row.calls, row.baseline_error_rate)):
+                    score("hop_error_increase", increase)
                 reasons[(row.peer, "hop_error_increase")] = (
                     f"{row.errors:,} of {row.calls:,} calls failed ({row.error_rate:.1%}) vs "
                     f"{row.baseline_error_rate:.1%} in its first windows")
@@ -376,6 +432,10 @@ class HopPartition:
             if (f.feature, f.metric) in reasons else f for f in evaluation.findings)
         return self.incidents.update(dataclasses.replace(evaluation, findings=findings))
 
+    def _good(self, model: str, callee: str, metric: str, value: float) -> bool:
+        rule = self.rules.rule(model, callee, metric)
+        return rule is None or rule.severity(value) is None
+
     # -- checkpoint ---------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"applied_offset": self.applied_offset, "clock": self.clock, "late": self.late,
@@ -383,7 +443,7 @@ class HopPartition:
                             for k, v in self.sources.items()},
                 "peers": self.peers,
                 "windows": [p.to_state() for p in self.windows.values()],
-                "baselines": [[caller, callee, b.p95, b.error_rate]
+                "baselines": [[caller, callee, b.to_state()]
                               for (caller, callee), b in self.baselines.items()],
                 "incidents": self.incidents.to_dict()}
 
@@ -399,7 +459,7 @@ class HopPartition:
         self.peers = {k: list(v) for k, v in state["peers"].items()}
         for p in (Partial.from_state(s) for s in state["windows"]):
             self.windows[(p.kind, p.service, p.peer, p.window_start)] = p
-        self.baselines = {(caller, callee): _Baseline(list(p95), list(errors))
-                          for caller, callee, p95, errors in state["baselines"]}
+        self.baselines = {(caller, callee): _Baseline.from_state(b)
+                          for caller, callee, b in state["baselines"]}
         self.incidents = IncidentTracker.from_dict(state["incidents"], rules.incidents)
         return self

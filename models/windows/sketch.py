@@ -193,6 +193,21 @@ class QuantileSketch:
         estimates[ranks == n - 1] = self._max
         return estimates
 
+    def count_above(self, x: float) -> int:
+        """How many values are certainly greater than ``x > 0``: those of the buckets above
+        the one ``x`` falls in (values in its own bucket are not counted, so this errs low
+        by at most that bucket's count).
+
+        >>> QuantileSketch().update(np.array([1.0, 2.0, 3.0, 10.0, 20.0])).count_above(2.5)
+        3
+        """
+        if not x > 0:
+            raise ValueError(f"count_above needs a positive value, got {x}")
+        store = self._positive
+        key = int(np.ceil(math.log(max(x, self._min_indexable)) / self._ln_gamma))
+        first = max(0, key + 1 - store.offset)
+        return int(store.counts[first:].sum())
+
     def to_state(self) -> dict[str, Any]:
         """Plain state (ints, floats, None, int64 arrays) for JSON or pickle."""
         empty = self.count == 0
