@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -273,6 +274,26 @@ def _add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
                         help="when, UTC epoch ms (default: now)")
     deploy.add_argument("--environment", default="", help="e.g. prod (default: none)")
     deploy.add_argument("--note", default="", help="free text (default: none)")
+    mlflow = _command(commands, "import-mlflow", "import model versions, aliases and stages "
+                      "from an MLflow model registry",
+                      f"{epilog}\n{_wrap(_MLFLOW_VARIABLES)}", _registry_import_mlflow,
+                      extra="registry")
+    mlflow.add_argument("--url", default=None,
+                        help="the MLflow tracking server's base URL, e.g. http://mlflow:5000 "
+                             "(default: $MLFLOW_TRACKING_URI)")
+    mlflow.add_argument("--model", action="append", default=None, dest="models",
+                        metavar="NAME", help="import only this registered model; repeatable "
+                                             "(default: every registered model)")
+    mlflow.add_argument("--token", default=None,
+                        help="bearer token the server wants; the variable keeps it out of the "
+                             "process list (default: $MLFLOW_TRACKING_TOKEN)")
+    mlflow.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="limit on each request to the server (default: %(default)s)")
+
+
+_MLFLOW_VARIABLES = ("It also reads MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN, as the mlflow "
+                     "client does. Importing again publishes the same records, so it can run "
+                     "on a schedule.")
 
 
 def _add_build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -346,6 +367,22 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
                                 outcome_judge_after_seconds=min(
                                     settings.outcome_judge_after_seconds, 120))
     return run_demo(settings, _plan(args, settings), args.home, console)
+
+
+def _registry_import_mlflow(args: argparse.Namespace, settings: Settings,
+                            console: Console) -> int:
+    from driftline.streams.registry.mlflow_import import import_mlflow
+
+    url = args.url or os.environ.get("MLFLOW_TRACKING_URI")
+    if not url:
+        raise ValueError("pass the MLflow tracking server's URL: --url, or MLFLOW_TRACKING_URI")
+    token = args.token or os.environ.get("MLFLOW_TRACKING_TOKEN") or None
+    report = asyncio.run(import_mlflow(settings, url, args.models, token,
+                                       timeout_s=args.timeout))
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped {skipped}[/]", highlight=False)
+    console.print(f"{report.summary()} to {settings.registry_topic}", highlight=False)
+    return 0
 
 
 def _registry_version(args: argparse.Namespace, settings: Settings, console: Console) -> int:

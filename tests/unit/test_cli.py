@@ -80,6 +80,7 @@ def test_every_subcommand_is_walked() -> None:
                      "driftline traffic", "driftline reference", "driftline reference build",
                      "driftline reference publish", "driftline registry",
                      "driftline registry version", "driftline registry deploy",
+                     "driftline registry import-mlflow",
                      "driftline agent"}
 
 
