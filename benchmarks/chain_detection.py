@@ -91,7 +91,7 @@ def run(scenario: Scenario, streams: int, windows: int, calls: int, sigma: float
             delays.append(late[0] - CHANGE_AT)
     return {"scenario": scenario.name, "calls": calls, "sigma": sigma, "streams": streams,
             "flagged": flagged,
-            "false_alarms_per_10k": round(10_000 * false_alarms / max(1, streams * judged), 2),
+            "false_alarms_per_10k": round(10_000 * false_alarms / max(1, judged), 2),
             "delay_median": float(np.median(delays)) if delays else None,
             "delay_p90": float(np.quantile(delays, 0.9)) if delays else None}
 

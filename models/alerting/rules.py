@@ -183,8 +183,8 @@ DEFAULTS: Mapping[str, Any] = {
         # (override with [models."<caller>".features."<callee>".metrics.<metric>]). Against
         # the hop's first 5 windows of 20+ calls, and only when a one-sided binomial test at
         # 0.001 says chance cannot explain the window (calls slower than the usual p95;
-        # errors): without it, 60-call windows of a heavy-tailed hop opened 5.7 incidents per
-        # 10,000 steady hop-windows, with it none (benchmarks/chain_detection.py).
+        # errors): without it, 60-call windows of a heavy-tailed hop opened 42 incidents per
+        # 10,000 steady hop-windows, with it none in 5,500 (benchmarks/chain_detection.py).
         **{name: {"direction": "above", **levels, "category": "chain", "min_count": 50,
                   "min_windows": 1}
            for name, levels in (("hop_latency_p95_ratio", {"warn": 1.5, "critical": 2.0}),
