@@ -1,6 +1,6 @@
 """Chaos suite: real ``driftline worker`` processes on the embedded broker and ClickHouse,
-hit with crashes and outages while predictions, labels and telemetry flow, then checked
-cell by cell against what was sent.
+hit with crashes and outages while predictions, labels, telemetry and traces flow, then
+checked cell by cell against what was sent.
 
 Experiments (each in fresh topics, database and consumer group):
 
@@ -22,7 +22,10 @@ Traffic is deterministic from the seed: four models (one changes version half-wa
 drifts), 13 features, labels for 30 % of the predictions (some before their prediction,
 some windows later, some twice), a "revenue" outcome for 20 % (some before their
 prediction, some twice, some corrected later), GPU and host samples of two hosts (one GPU runs hot),
-a few single events sent after their window closed (late on purpose), and poison
+OpenTelemetry spans of a traced service calling a feature store and a database, recorded
+with the SDK and sent as the Collector's Kafka exporter writes them (OTLP protobuf, no key;
+the feature store slow, with timeouts, in every fourth window), a few single events sent
+after their window closed (late on purpose), and poison
 messages (invalid JSON, a label without request_id, a message over
 ``DRIFTLINE_MAX_MESSAGE_BYTES``). It is produced by a plain aiokafka producer, as the
 README documents the JSON, at a pace spread over the experiment.
@@ -32,7 +35,9 @@ the tables stop changing: per model x version x feature x window ``count`` and
 ``missing_count`` (``feature_windows FINAL``), per window labelled predictions and
 positive labels (``labeled_predictions FINAL``), per window outcomes reported and their
 total (``outcomes FINAL``), per host (x GPU) x window samples
-(``gpu_windows`` / ``host_windows FINAL``) must equal what was sent, exactly; a cell
+(``gpu_windows`` / ``host_windows FINAL``), per caller x callee and per service x operation
+x window calls and errors (``service_calls`` / ``service_operations FINAL``: no span is
+late by design) must equal what was sent, exactly; a cell
 below is *lost*, above (or never sent) *double*, absent *missing*. Also: each poison
 message in ``dead_letters`` once, with a reason; ``late_events`` exactly the late events
 sent; no ``(id, state)`` twice in ``alerts FINAL`` and the alert topic saying the same;
@@ -83,7 +88,9 @@ from chaos_traffic import (  # noqa: E402, F401 - re-exported: the integration t
     NUMERIC,
     OUTPUTS,
     T0,
+    TRACED,
     TrafficPlan,
+    W,
     compare,
     make_traffic,
 )

@@ -44,7 +44,8 @@ class TrafficThread(threading.Thread):
     async def _produce(self) -> None:
         topics = {"predictions": self.settings.predictions_topic,
                   "labels": self.settings.labels_topic,
-                  "telemetry": self.settings.telemetry_topic}
+                  "telemetry": self.settings.telemetry_topic,
+                  "traces": self.settings.traces_topic}
         largest = max(len(m.value) for m in self.messages)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5,
@@ -59,7 +60,10 @@ class TrafficThread(threading.Thread):
                 wait = m.due - (time.monotonic() - self.started_at)
                 if wait > 0:
                     await asyncio.sleep(wait)
-                sent.append(await producer.send(topics[m.role], m.value, key=m.key))
+                partition = (None if m.partition is None
+                             else m.partition % self.settings.partitions)
+                sent.append(await producer.send(topics[m.role], m.value, key=m.key,
+                                                partition=partition))
             await producer.flush()
             for future in sent:
                 await future
@@ -95,14 +99,16 @@ class ClickHouseReader:
 
 
 async def _consumer_lag(settings: Settings) -> dict[str, int]:
-    """Messages of each source topic the worker group has not committed yet."""
+    """Messages of each topic the worker group reads (the sources, and the service chains
+    it forwards the traces to) it has not committed yet."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 group_id=settings.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)
                for topic in (settings.predictions_topic, settings.labels_topic,
-                             settings.telemetry_topic)]
+                             settings.telemetry_topic, settings.traces_topic,
+                             settings.service_chains_topic)]
         ends = await consumer.end_offsets(tps)  # high watermarks (tansu fix installed)
         lag: Counter[str] = Counter()
         for tp in tps:

@@ -146,6 +146,8 @@ class Run:
             dead_letter_topic=f"chaos-{tag}-dead-letters",
             references_topic=f"chaos-{tag}-references", registry_topic=f"chaos-{tag}-registry",
             lineage_topic=f"chaos-{tag}-lineage", pipelines_topic=f"chaos-{tag}-pipelines",
+            traces_topic=f"chaos-{tag}-traces", service_chains_topic=f"chaos-{tag}-chains",
+            service_hops_topic=f"chaos-{tag}-hops",
             retraining_topic=f"chaos-{tag}-retraining", clickhouse_database=f"chaos_{tag}",
             app_id=f"chaos-{tag}", partitions=4, idle_close_seconds=self.scale.idle_close_s,
             max_message_bytes=plan.max_message_bytes, **overrides)
@@ -262,6 +264,7 @@ class Run:
         row.seconds = time.monotonic() - self.began
         row.details["labels_sent"] = self.expected.labels_sent
         row.details["telemetry_samples"] = self.expected.samples
+        row.details["trace_requests"] = self.expected.trace_requests
         row.judge()
         return row
 
@@ -275,6 +278,8 @@ class Run:
                 db.rows("SELECT count() FROM host_windows FINAL"),
                 db.rows("SELECT count() FROM dead_letters FINAL"),
                 db.rows("SELECT sum(late_events) FROM late_events FINAL"),
+                db.rows("SELECT count(), sum(calls) FROM service_calls FINAL"),
+                db.rows("SELECT count(), sum(calls) FROM service_operations FINAL"),
             )
         except (OSError, RuntimeError, http.client.HTTPException) as exc:
             return ("unreadable", str(exc)[:80])
@@ -283,7 +288,9 @@ class Run:
         try:
             return bool(snapshot[0][0][0] >= len(self.expected.features)
                         and snapshot[2][0][0] >= len(self.expected.gpus)
-                        and snapshot[3][0][0] >= len(self.expected.hosts))
+                        and snapshot[3][0][0] >= len(self.expected.hosts)
+                        and snapshot[6][0][0] >= len(self.expected.calls)
+                        and snapshot[7][0][0] >= len(self.expected.operations))
         except (IndexError, TypeError):
             return False
 
@@ -341,11 +348,20 @@ class Run:
             "FROM gpu_windows FINAL")}
         hosts = {(h, s): (n,) for h, s, n in q(
             "SELECT host, toUnixTimestamp64Milli(window_start), samples FROM host_windows FINAL")}
+        calls = {(a, b, s): (n, f) for a, b, s, n, f in q(
+            "SELECT caller, callee, toUnixTimestamp64Milli(window_start), calls, errors "
+            "FROM service_calls FINAL")}
+        operations = {(a, b, s): (n, f) for a, b, s, n, f in q(
+            "SELECT service, operation, toUnixTimestamp64Milli(window_start), calls, errors "
+            "FROM service_operations FINAL")}
         kinds = {"features": compare({k: tuple(v) for k, v in e.features.items()}, features),
                  "labels": compare({k: tuple(v) for k, v in e.labelled.items()}, labelled),
                  "outcomes": compare({k: tuple(v) for k, v in e.outcomes.items()}, outcomes),
                  "gpus": compare({k: (v,) for k, v in e.gpus.items()}, gpus),
-                 "hosts": compare({k: (v,) for k, v in e.hosts.items()}, hosts)}
+                 "hosts": compare({k: (v,) for k, v in e.hosts.items()}, hosts),
+                 "calls": compare({k: tuple(v) for k, v in e.calls.items()}, calls),
+                 "operations": compare({k: tuple(v) for k, v in e.operations.items()},
+                                       operations)}
         for kind in kinds.values():
             row.cells += kind["cells"]
             row.lost += kind["lost"]
@@ -358,7 +374,8 @@ class Run:
         q = self.reader.rows
         topics = {self.settings.predictions_topic: "predictions",
                   self.settings.labels_topic: "labels",
-                  self.settings.telemetry_topic: "telemetry"}
+                  self.settings.telemetry_topic: "telemetry",
+                  self.settings.traces_topic: "traces"}
         letters = q("SELECT source_topic, reason FROM dead_letters FINAL")
         by_role = Counter(topics.get(t, t) for t, _ in letters)
         row.dead_letters = len(letters)

@@ -1,12 +1,16 @@
 """The chaos suite's traffic and its oracle: the deterministic messages an experiment sends
-(predictions, labels, telemetry, late events and poison), what ClickHouse must then hold,
-and ``compare``, which counts the cells lost, doubled or missing."""
+(predictions, labels, telemetry, OpenTelemetry traces, late events and poison), what
+ClickHouse must then hold, and ``compare``, which counts the cells lost, doubled or
+missing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import random
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from driftline.models.telemetry.sample import (
     HostMetrics,
     TelemetrySample,
 )
+from driftline.streams.demo.traces import DATABASE, FEATURE_STORE, ChainTracer
 
 W = 60_000  # the default window, ms
 LATENESS = 10_000  # the default allowed lateness, ms
@@ -28,13 +33,26 @@ CATEGORICAL = ("c0", "c1", "c2", "c3")
 OUTPUTS = ("output.score", "output.prediction", "service.latency_ms", "service.status")
 VOCAB = ("a", "b", "c", "d", "e", "f")
 HOSTS = ("h0", "h1")
-ROLES = ("predictions", "labels", "telemetry")
+ROLES = ("predictions", "labels", "telemetry", "traces")
 GiB = 1024**3
+#: The traced service: each of its requests is a ``predict`` with a call to the feature
+#: store (its ``get_features``) and one to the database (see ``ChainTracer``).
+TRACED = "chaos-ranker"
+#: Trace messages go to the traces topic's partitions in turn (no key), as many as the lab's.
+TRACE_PARTITIONS = 4
+#: A trace message's requests start this long before the end of its window at the latest:
+#: every span of a request (the database call starts after the feature store answered,
+#: tens of ms later) then starts in the request's window.
+TRACE_MARGIN = 1_000
+#: ``ChainTracer``'s operations: the traced service's, and the feature store's.
+PREDICT, GET_FEATURES = "predict", "get_features"
 
 FeatureKey = tuple[str, str, str, int]  # model, version, feature, window start (ms)
 WindowKey = tuple[str, str, int]  # model, version, window start
 GpuKey = tuple[str, int, int]  # host, GPU index, window start
 HostKey = tuple[str, int]  # host, window start
+CallKey = tuple[str, str, int]  # caller, callee, window start
+OperationKey = tuple[str, str, int]  # service, operation, window start
 
 
 # --------------------------------------------------------------------------- traffic
@@ -42,10 +60,12 @@ HostKey = tuple[str, int]  # host, window start
 
 @dataclasses.dataclass(frozen=True)
 class Message:
-    role: str  # predictions | labels | telemetry
-    key: bytes
+    role: str  # predictions | labels | telemetry | traces
+    key: bytes | None
     value: bytes
     due: float  # seconds after production starts
+    #: The topic's partition (modulo its partition count), None: the partitioner's (by key).
+    partition: int | None = None
 
 
 @dataclasses.dataclass
@@ -55,6 +75,7 @@ class Expected:
     events: int = 0
     labels_sent: int = 0
     samples: int = 0
+    trace_requests: int = 0
     features: defaultdict[FeatureKey, list[int]] = dataclasses.field(
         default_factory=lambda: defaultdict(lambda: [0, 0]))  # [count, missing_count]
     labelled: defaultdict[WindowKey, list[int]] = dataclasses.field(
@@ -64,6 +85,11 @@ class Expected:
         default_factory=lambda: defaultdict(lambda: [0, 0]))
     gpus: Counter[GpuKey] = dataclasses.field(default_factory=Counter)
     hosts: Counter[HostKey] = dataclasses.field(default_factory=Counter)
+    #: ``service_calls`` and ``service_operations``: [calls, errors].
+    calls: defaultdict[CallKey, list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(lambda: [0, 0]))
+    operations: defaultdict[OperationKey, list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(lambda: [0, 0]))
     late: Counter[WindowKey] = dataclasses.field(default_factory=Counter)
     dead_letters: Counter[str] = dataclasses.field(default_factory=Counter)  # by role
 
@@ -83,6 +109,7 @@ class TrafficPlan:
     label_share: float = 0.3
     outcome_share: float = 0.2
     late_per_model: int = 1
+    trace_requests: int = 20  # per trace message (one per 5 s of event time, live: 1 s)
 
 
 def make_traffic(plan: TrafficPlan, t0: int) -> tuple[list[Message], Expected]:
@@ -98,6 +125,7 @@ def make_traffic(plan: TrafficPlan, t0: int) -> tuple[list[Message], Expected]:
     for model in MODELS:
         messages += _model_traffic(rng, plan, model, t0, duration, pace, expected, unlabelled)
     messages += _telemetry(plan, t0, duration, pace, expected)
+    messages += _traces(plan, t0, duration, pace, expected)
     messages += _poison(plan, t0, duration, pace, expected, unlabelled)
     messages.sort(key=lambda m: m.due)  # stable: a model's messages keep their order
     end = max(m.due for m in messages) + 0.1
@@ -367,6 +395,65 @@ def _telemetry(plan: TrafficPlan, t0: int, duration: int, pace: float,
     return out
 
 
+def _traces(plan: TrafficPlan, t0: int, duration: int, pace: float,
+            expected: Expected) -> list[Message]:
+    """Spans of ``TRACED`` and the feature store it calls, recorded with the OpenTelemetry
+    SDK (``ChainTracer``): one OTLP protobuf message per 5 s of event time (live: per
+    second), without a key and to the traces topic's partitions in turn, as the Collector's
+    Kafka exporter writes them; sent once its last request has started. In every fourth
+    window (live: every fourth 5 s) the feature store is slow and a few of its calls time
+    out (errors).
+
+    None is late by design: a window closes once every source partition's largest span
+    start has passed its end plus the lateness (70 s of event time), and partitions taken
+    in turn stay within 20 s of each other, each in event-time order; a message's spans all
+    start in one window (``TRACE_MARGIN``); and the worker's watermark, which closes a
+    quiet partition's open windows, is for a partition without messages for the idle
+    close (5 s or more), while these come every 5 s x pace of wall time (under a second at
+    both scales), live every second: as for the models, an outage must not pass for quiet.
+    """
+    tick = 1000 if plan.live else 5000
+    spell = 5000 if plan.live else W  # slow in every fourth of these
+    tracer = ChainTracer(TRACED, seed=plan.seed)
+    out: list[Message] = []
+    with _seeded_ids(plan.seed):
+        for a in range(0, duration, tick):
+            lo, hi = t0 + a, t0 + min(a + tick, duration)
+            while lo < hi:  # live: a tick across a window's end is recorded in two parts
+                window = lo - lo % W
+                cut = min(hi, window + W)
+                end = cut - TRACE_MARGIN if cut == window + W else cut
+                if end > lo:
+                    calls, timeouts = tracer.calls, tracer.timeouts
+                    value = tracer.record(lo, end, plan.trace_requests,
+                                          slow=(lo - t0) // spell % 4 == 2)
+                    n, errors = tracer.calls - calls, tracer.timeouts - timeouts
+                    for cell, failed in ((expected.calls[(TRACED, FEATURE_STORE, window)], errors),
+                                         (expected.calls[(TRACED, DATABASE, window)], 0),
+                                         (expected.operations[(TRACED, PREDICT, window)], 0),
+                                         (expected.operations[(FEATURE_STORE, GET_FEATURES,
+                                                               window)], errors)):
+                        cell[0] += n
+                        cell[1] += failed
+                    expected.trace_requests += n
+                    due = (end - t0) / 1000 * pace + (0.05 if plan.live else 0.0)
+                    out.append(Message("traces", None, value, due,
+                                       partition=len(out) % TRACE_PARTITIONS))
+                lo = cut
+    return out
+
+
+@contextlib.contextmanager
+def _seeded_ids(seed: int) -> Iterator[None]:
+    """Trace and span ids from the seed: the SDK draws them from the ``random`` module."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def _gpu(index: int, temperature: int) -> GpuSample:
     return GpuSample(
         index=index, uuid=f"GPU-{index}", name="NVIDIA H100 80GB HBM3",
@@ -385,7 +472,7 @@ def _poison(plan: TrafficPlan, t0: int, duration: int, pace: float, expected: Ex
     t = t0 + duration // 3
     pad = "x" * plan.oversize_bytes
     model, rid = unlabelled[0]
-    bad: list[tuple[str, bytes, bytes]] = [
+    bad: list[tuple[str, bytes | None, bytes]] = [
         ("predictions", b"m0", b'{"type": "prediction", "model": "m0", '),
         ("labels", b"m1", orjson.dumps({"type": "label", "model": "m1", "event_time": t,
                                         "label": 1})),
@@ -414,6 +501,8 @@ def _poison(plan: TrafficPlan, t0: int, duration: int, pace: float, expected: Ex
                                              "request_id": rid, "event_time": t,
                                              "label": pad})),
             ("telemetry", b"h1", _big({**sample, "host": "h1"})),
+            # OTLP/JSON on a topic of OTLP protobuf (an exporter's encoding misconfigured).
+            ("traces", None, orjson.dumps({"resourceSpans": []})),
             # (A value of the wrong type is not poison: it is counted as invalid and its
             # message kept; a features field that is not an object cannot be read.)
             ("predictions", b"m1", orjson.dumps(

@@ -34,6 +34,7 @@ from driftline.streams.worker import batches
 from driftline.streams.worker.checkpoint import Checkpointer
 from driftline.streams.worker.commits import DurableOffsets
 from driftline.streams.worker.feature_windows import patience
+from driftline.streams.worker.idle import Backlog, consumer_highwater
 from driftline.streams.worker.retry import PartitionSteps
 from driftline.streams.worker.services import WorkerServices
 
@@ -72,6 +73,10 @@ class RekeyedProcessor(Generic[S]):
         self.steps = PartitionSteps(patience(settings), self._states, topic)
         self._seen: dict[int, float] = {}  # partition -> monotonic time of its last message
         self._stamped: dict[int, float] = {}  # partition -> when it was last given a watermark
+        #: Silence counts only while this worker keeps up with the partition (see
+        #: :class:`~driftline.streams.worker.idle.Backlog`): a step retrying behind a down
+        #: sink, or a broker that does not answer, is not a quiet source.
+        self.backlog = Backlog()
 
     # -- for subclasses -------------------------------------------------------------
     def new_state(self) -> S:
@@ -129,6 +134,7 @@ class RekeyedProcessor(Generic[S]):
             self._states.pop(partition, None)
             self._seen.pop(partition, None)
             self._stamped.pop(partition, None)
+        self.backlog.forget(partitions)
         self.steps.revoked(partitions)
         self.offsets.forget(self.topic, partitions)
 
@@ -145,6 +151,9 @@ class RekeyedProcessor(Generic[S]):
         last watermark is :meth:`watermark_every` seconds old, and :meth:`wants_watermark`."""
         now = time.monotonic() if now is None else now
         idle, every = self.settings.idle_close_seconds, self.watermark_every()
+        ready = self.backlog.caught_up(set(self._seen), lambda p: self._state(p).applied_offset)
+        for partition in self._seen.keys() - ready:
+            self._seen[partition] = now  # behind: its silence counts afresh once caught up
         due = [p for p, seen in list(self._seen.items())
                if now - seen >= idle and now - self._stamped.get(p, -math.inf) >= every
                and self.wants_watermark(p)]
@@ -175,6 +184,7 @@ def attach_rekeyed(app: faust.App, settings: Settings, name: str, source: faust.
     the quiet partitions' clock and the partition bookkeeping. Returns the forwarder's
     counts: [messages forwarded, dead letters]."""
     counts = [0, 0]
+    processor.backlog.highwater = consumer_highwater(app, target.get_topic_name())
 
     async def forward_source(stream: StreamT[bytes]) -> None:
         await services.start()  # dead letters go to ClickHouse too

@@ -82,3 +82,49 @@ def test_traffic_is_deterministic_and_its_oracle_adds_up() -> None:
         chaos.dataclasses.replace(plan, wire="single"), chaos.T0)
     assert expected_singles.features == expected.features
     assert sum(m.role == "predictions" for m in singles) > 2000
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_the_trace_oracle_says_what_the_spans_say(live: bool) -> None:
+    """Per caller x callee and service x operation x window, the calls and errors the
+    oracle expects are those of the spans sent, read here with the OTLP definitions alone;
+    the messages are deterministic and spread over the partitions in turn."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    plan = chaos.TrafficPlan(events=400, windows=8, wire="envelopes",
+                             seconds=70.0 if live else 5.0, max_message_bytes=256 * 1024,
+                             oversize_bytes=300_000, seed=5, live=live)
+    t0 = chaos.T0 + (17_345 if live else 0)  # live: windows do not start with the traffic
+    messages, expected = chaos.make_traffic(plan, t0)
+    again, _ = chaos.make_traffic(plan, t0)
+    traces = [m for m in messages if m.role == "traces"]
+    assert [m.value for m in traces] == [m.value for m in again if m.role == "traces"]
+    assert [m.partition for m in traces] == [i % 4 for i in range(len(traces))]
+    assert all(m.key is None for m in traces)
+    calls: dict[tuple[str, str, int], list[int]] = {}
+    operations: dict[tuple[str, str, int], list[int]] = {}
+    for m in traces:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(m.value)
+        for rs in request.resource_spans:
+            service = next(a.value.string_value for a in rs.resource.attributes
+                           if a.key == "service.name")
+            for span in (s for ss in rs.scope_spans for s in ss.spans):
+                start = span.start_time_unix_nano // 1_000_000
+                window = start - start % chaos.W
+                if span.kind == span.SPAN_KIND_SERVER:
+                    cell = operations.setdefault((service, span.name, window), [0, 0])
+                else:
+                    peer = next(a.value.string_value for a in span.attributes
+                                if a.key == "peer.service")
+                    cell = calls.setdefault((service, peer, window), [0, 0])
+                cell[0] += 1
+                cell[1] += span.status.code == span.status.STATUS_CODE_ERROR
+    assert calls == dict(expected.calls)
+    assert operations == dict(expected.operations)
+    assert {k[:2] for k in calls} == {(chaos.TRACED, "feature-store"), (chaos.TRACED, "postgres")}
+    assert sum(e for _, e in calls.values()) > 0  # the slow windows time out now and then
+    windows = (plan.seconds * 1000 + 17_345) // chaos.W + 1 if live else plan.windows
+    assert {k[2] for k in calls} == {chaos.T0 + i * chaos.W for i in range(int(windows))}

@@ -36,3 +36,29 @@ def test_a_revoked_partition_gets_no_watermark() -> None:
     p.assigned({0, 1}, now=0.0)
     p.forget({1})
     assert p.quiet(now=100.0) == [0]
+
+
+class Stuck:
+    """A partition's applied offset, and the consumer's high watermark of it."""
+
+    def __init__(self) -> None:
+        self.applied = 9
+        self.highwater = 10
+
+
+def test_a_partition_behind_its_log_is_not_quiet() -> None:
+    """A step retrying behind a down sink: the forwarder goes on writing, the partition's
+    applied offset stays. Its silence is the worker's, not the source's: no watermark, or
+    one would land ahead of parts still to come and close their windows early."""
+    p = processor()
+    log = Stuck()
+    p.backlog.highwater = lambda partition: log.highwater
+    p._state = lambda partition: type("S", (), {"applied_offset": log.applied})()  # type: ignore[method-assign]
+    p.assigned({0}, now=0.0)
+    p.quiet(now=1.0)  # the first check only takes the high watermark
+    for t in range(2, 100, 8):  # stuck at 9 while parts pile up
+        log.highwater += 5
+        assert p.quiet(now=float(t)) == []
+    log.applied = log.highwater - 1  # caught up: silence counts from here
+    assert p.quiet(now=100.0) == []
+    assert p.quiet(now=131.0) == [0]
