@@ -297,12 +297,15 @@ class HopPartition:
         return result
 
     def _idle_clock(self, at: int) -> int:
-        """Where a watermark (the worker's wall clock, written into a quiet partition) moves
-        the clock: far enough to close every open window, no further. Spans replayed from
-        the past (a backfill, a lagging Collector) after a quiet spell are then not late."""
+        """Where a watermark (written by the worker into a partition quiet for its idle
+        close) moves the clock: far enough to close every open window, as a quiet model's
+        windows close, and no further, whatever wall-clock time ``at`` it carries. Spans
+        replayed from the past (a backfill, a lagging Collector) after a quiet spell are then
+        not late; and a live window closes once its traffic stops, not when the wall clock
+        passes its end."""
         if not self.windows:
             return self.clock
-        return min(at, max(k[3] for k in self.windows) + self.window_ms + self.lateness_ms)
+        return max(k[3] for k in self.windows) + self.window_ms + self.lateness_ms
 
     def _event_clock(self) -> int:
         """The event time every source partition has reached: the smallest of their largest
