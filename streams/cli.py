@@ -60,7 +60,7 @@ _WORKER_SETTINGS = (
     ("ClickHouse", _CLICKHOUSE),
     ("worker", "APP_ID STATE_DIR WINDOW_SECONDS ALLOWED_LATENESS_SECONDS IDLE_CLOSE_SECONDS "
                "CHECKPOINT_SECONDS BATCH_MAX_MESSAGES STREAM_BUFFER_MESSAGES MAX_MESSAGE_BYTES "
-               "RELEASE_MEMORY_SECONDS"),
+               "RELEASE_MEMORY_SECONDS METRICS_PORT METRICS_HOST"),
     ("features", "HISTOGRAM_BINS FINE_HISTOGRAM_BINS EDGE_SAMPLE_SIZE BIN_EDGES "
                  "TOP_K_CATEGORIES MAX_TRACKED_CATEGORIES QUANTILE_RELATIVE_ACCURACY"),
     ("labels", "LABEL_JOIN LABEL_TTL_SECONDS EARLY_LABEL_TTL_SECONDS JUDGE_AFTER_SECONDS MODELS"),
@@ -334,7 +334,7 @@ def _add_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     ("topic", "TELEMETRY_TOPIC PARTITIONS REPLICATION_FACTOR"),
                     ("agent", "AGENT_INTERVAL_SECONDS AGENT_BUFFER AGENT_PIDS "
                               "AGENT_PROCESS_PATTERN AGENT_MODELS AGENT_MODEL_ARG_PATTERN "
-                              "AGENT_HOST"))
+                              "AGENT_HOST AGENT_METRICS_PORT METRICS_HOST"))
     agent = _command(sub, "agent", "publish this host's GPU and host telemetry", epilog, _agent,
                      extra="agent")
     agent.add_argument("--replay", metavar="RECORDING",
@@ -496,6 +496,10 @@ def _agent(args: argparse.Namespace, settings: Settings, console: Console) -> in
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     backend = ReplayBackend.load(args.replay) if args.replay else None
     agent = TelemetryAgent(settings, backend=backend)
+    if settings.agent_metrics_port and not args.once:
+        from driftline.streams.agent.metrics import serve_agent_metrics
+
+        serve_agent_metrics(agent, settings.metrics_host, settings.agent_metrics_port)
     if args.once:
         sample = asyncio.run(agent.sample_once())
         sys.stdout.buffer.write(sample.to_json() + b"\n")

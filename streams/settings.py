@@ -89,6 +89,11 @@ class Settings:
 
     # Worker
     app_id: str = "driftline"
+    #: The worker's /metrics for Prometheus on this port (0: off), and the agent's on its
+    #: own; both on metrics_host (0.0.0.0 to be scraped from other hosts).
+    metrics_port: int = 0
+    agent_metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     state_dir: str = ".driftline/state"
     window_seconds: int = 60
     #: A window closes when (the model's largest event time) - lateness passes its end.

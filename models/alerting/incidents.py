@@ -24,8 +24,10 @@ window's start: a replay after a crash re-emits identical alerts.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
+import weakref
 from typing import Any, Literal, Self
 
 from driftline.models.alerting.alerts import Alert, State, alert_id
@@ -105,6 +107,12 @@ class IncidentTracker:
         self.resolve_after = resolve_after
         self.cooldown_windows = cooldown_windows
         self._reset()
+        _LIVE.add(self)
+
+    def open_counts(self) -> collections.Counter[tuple[str, str]]:
+        """(category, severity) -> incidents open now (escalated ones at their severity)."""
+        return collections.Counter((i.category, i.severity) for v in self._versions.values()
+                                   for i in v.incidents.values() if i.phase == "open")
 
     def _reset(self) -> None:
         self._versions: dict[tuple[str, str], _Version] = {}
@@ -250,6 +258,19 @@ class IncidentTracker:
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not an IncidentTracker state: {e!r}") from None
         return tracker
+
+
+#: Every tracker alive in this process: the state of the partitions it holds (a tracker of
+#: a revoked partition goes with its state), read for the open-incidents metric.
+_LIVE: weakref.WeakSet[IncidentTracker] = weakref.WeakSet()
+
+
+def open_incidents() -> collections.Counter[tuple[str, str]]:
+    """(category, severity) -> incidents open in every tracker this process holds."""
+    total: collections.Counter[tuple[str, str]] = collections.Counter()
+    for tracker in list(_LIVE):
+        total.update(tracker.open_counts())
+    return total
 
 
 def _windows(n: int) -> str:

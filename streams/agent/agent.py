@@ -93,6 +93,11 @@ class TelemetryAgent:
 
     # --- public --------------------------------------------------------------------------
 
+    @property
+    def buffered(self) -> int:
+        """Samples waiting to be sent."""
+        return len(self._buffer)
+
     async def run(self, stop: asyncio.Event, grace: float = 5.0) -> AgentStats:
         """Sample and publish until ``stop`` is set; then send what is buffered for at most
         ``grace`` seconds and return the counters."""

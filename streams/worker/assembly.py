@@ -15,6 +15,7 @@ from driftline.streams.worker import heap
 from driftline.streams.worker.agents import AGENT_MODULES
 from driftline.streams.worker.app import build_app
 from driftline.streams.worker.feature_windows import FeatureWindowProcessor
+from driftline.streams.worker.metric_sources import register_sources
 from driftline.streams.worker.services import WorkerServices
 from driftline.streams.worker.tables import declare_window_states
 from driftline.streams.worker.telemetry_windows import TelemetryWindowProcessor
@@ -48,6 +49,15 @@ def create_worker(settings: Settings) -> Worker:
     chains = track_service_chains.attach(app, settings, topics, window_states, services)
     # One record of what is durable, and the consumer commits from it (not from acks).
     telemetry.offsets = pipelines.offsets = chains.offsets = processor.offsets
+    processor.checkpointer.metrics = telemetry.checkpointer.metrics = services.metrics
+    processor.checkpointer.name, telemetry.checkpointer.name = "feature_windows", "telemetry"
+    register_sources(services.metrics, app, settings, processor, telemetry, pipelines, chains,
+                     services)
+    if settings.metrics_port:
+        @app.task  # type: ignore[untyped-decorator]
+        async def serve_metrics() -> None:
+            await services.metrics.serve(settings.metrics_host, settings.metrics_port)
+
     sources = (settings.predictions_topic, settings.labels_topic, settings.telemetry_topic,
                settings.pipelines_topic, settings.service_chains_topic)
 

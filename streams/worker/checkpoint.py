@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from faust.types import TableT
 
 from driftline.models.alerting.alerts import Alert
 from driftline.sinks.clickhouse import DeadLetter, SinkBatch
+from driftline.streams.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class Checkpointer:
         self.describe: Callable[[str, str], str] | None = None
         #: An alert -> what explains it (the slow hop downstream of a slow service).
         self.explain: Callable[[Alert], str] | None = None
+        #: Where the checkpoint and write latencies and the dead letters are counted, and
+        #: under which processor's name.
+        self.metrics: WorkerMetrics | None = None
+        self.name = "worker"
 
     async def publish(self, batch: SinkBatch) -> None:
         """Write the batch's rows, send its dead letters and alerts, and wait for them."""
@@ -74,6 +80,7 @@ class Checkpointer:
         hold, and each of them skips what it already has)."""
         for key, value in records:
             check_size(key, value)
+        began = time.perf_counter()
         sent = await self._send(batch)
         # Write the changelog for this partition explicitly: inside take_events Faust's
         # "current event" may belong to another partition, and table[key] = ... would use it.
@@ -86,6 +93,9 @@ class Checkpointer:
         # in place, and the retried batch starts again from there.
         for key, value in records:
             self.table.data[key] = value
+        if self.metrics is not None:
+            self.metrics.checkpoint_seconds.labels(processor=self.name).observe(
+                time.perf_counter() - began)
 
     async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
         if self.explain is not None and batch.alerts:
@@ -98,7 +108,10 @@ class Checkpointer:
                                       if (text := describe(alert.model, alert.version)) else "")
                             for alert in batch.alerts]
         if batch:
+            began = time.perf_counter()
             await self.write_rows(batch)
+            if self.metrics is not None:
+                self.metrics.clickhouse_write_seconds.observe(time.perf_counter() - began)
         for letter in batch.dead_letters:
             await self._send_dead_letter(letter)
         sent = [await self.alerts_topic.send(key=a.key, value=a.to_json())
@@ -108,6 +121,8 @@ class Checkpointer:
         return sent
 
     async def _send_dead_letter(self, letter: DeadLetter) -> None:
+        if self.metrics is not None:
+            self.metrics.dead_letter(letter.topic, letter.reason)
         headers = {"driftline.reason": letter.reason.encode(),
                    "driftline.source": orjson.dumps([letter.topic, letter.partition,
                                                      letter.offset])}

@@ -72,6 +72,9 @@ class RekeyedProcessor(Generic[S]):
         self._states: dict[int, S] = {}
         self.steps = PartitionSteps(patience(settings), self._states, topic)
         self._seen: dict[int, float] = {}  # partition -> monotonic time of its last message
+        #: Messages of the standard's topic forwarded, and sent to the dead-letter topic.
+        self.forwarded = 0
+        self.dead_lettered = 0
         self._stamped: dict[int, float] = {}  # partition -> when it was last given a watermark
         #: Silence counts only while this worker keeps up with the partition (see
         #: :class:`~driftline.streams.worker.idle.Backlog`): a step retrying behind a down
@@ -178,12 +181,10 @@ def dead_letter(event: EventT[bytes], reason: str) -> DeadLetter:
 def attach_rekeyed(app: faust.App, settings: Settings, name: str, source: faust.TopicT,
                    target: faust.TopicT, forward: Forward,
                    processor: RekeyedProcessor[Any], services: WorkerServices,
-                   started: Callable[[], None]) -> list[int]:
+                   started: Callable[[], None]) -> None:
     """The agents of one re-keyed flow: ``forward_<name>`` (source -> target),
     ``track_<name>`` (target -> ``processor``; ``started`` runs once the services are up),
-    the quiet partitions' clock and the partition bookkeeping. Returns the forwarder's
-    counts: [messages forwarded, dead letters]."""
-    counts = [0, 0]
+    the quiet partitions' clock and the partition bookkeeping."""
     processor.backlog.highwater = consumer_highwater(app, target.get_topic_name())
 
     async def forward_source(stream: StreamT[bytes]) -> None:
@@ -208,8 +209,8 @@ def attach_rekeyed(app: faust.App, settings: Settings, name: str, source: faust.
                 if letters:
                     await processor.checkpointer.publish(SinkBatch(revision=0, partition=0,
                                                                    dead_letters=letters))
-                counts[0] += len(sent)
-                counts[1] += len(letters)
+                processor.forwarded += len(sent)
+                processor.dead_lettered += len(letters)
         finally:
             await services.stop()
 
@@ -246,7 +247,6 @@ def attach_rekeyed(app: faust.App, settings: Settings, name: str, source: faust.
     app.timer(interval=max(1.0, settings.idle_close_seconds / 4), name=f"{name}_clock")(clock)
     app.on_partitions_assigned.connect(watch_assigned)
     app.on_partitions_revoked.connect(forget_revoked)
-    return counts
 
 
 def cast_stream(stream: StreamT[bytes]) -> Stream[bytes]:

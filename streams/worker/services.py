@@ -20,6 +20,7 @@ from driftline.streams.registry import RegistryStore
 from driftline.streams.settings import Settings
 from driftline.streams.worker.hop_board import HopBoard
 from driftline.streams.worker.label_join import LabelJoiner
+from driftline.streams.worker.metrics import WorkerMetrics
 from driftline.streams.worker.outcomes import OutcomeJoiner, OutcomeTracker
 from driftline.streams.worker.performance import PerformanceTracker
 from driftline.streams.worker.retry import Patience
@@ -34,6 +35,8 @@ class WorkerServices:
         self.references = ReferenceStore(settings)
         self.registry = RegistryStore(settings)
         self.hops = HopBoard(settings)
+        #: The worker's /metrics, shared by every agent's checkpointer.
+        self.metrics = WorkerMetrics()
         self._joiner: LabelJoiner | None = None
         self._performance: PerformanceTracker | None = None
         self._outcomes: OutcomeJoiner | None = None

@@ -129,3 +129,21 @@ def test_compose_sets_only_real_settings() -> None:
     names = {f"DRIFTLINE_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     used = set(re.findall(r"\b(DRIFTLINE_[A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
     assert used and used <= names, used - names
+
+
+def test_compose_prometheus_scrapes_the_ports_the_services_serve() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    worker_env = services["worker"]["environment"]
+    agent_env = services["agent"]["environment"]
+    mounted = [v.split(":")[0] for v in services["prometheus"]["volumes"] if v.startswith("./")]
+    assert mounted and all((ROOT / path).is_file() for path in mounted)
+    config = yaml.safe_load((ROOT / mounted[0]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (dns,) = jobs["driftline-worker"]["dns_sd_configs"]
+    assert dns["names"] == ["worker"] and str(dns["port"]) == worker_env["DRIFTLINE_METRICS_PORT"]
+    (static,) = jobs["driftline-agent"]["static_configs"]
+    assert static["targets"] == [f"agent:{agent_env['DRIFTLINE_AGENT_METRICS_PORT']}"]
+    assert worker_env["DRIFTLINE_METRICS_HOST"] == agent_env["DRIFTLINE_METRICS_HOST"] == "0.0.0.0"

@@ -30,12 +30,13 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
         processor.store = PipelineStore(services.sink.client, settings.clickhouse_database)
         checkpointer.describe = services.registry.describe
 
-    counts = attach_rekeyed(app, settings, "pipelines", topics.lineage, topics.pipelines,
+    checkpointer.metrics, checkpointer.name = services.metrics, "pipelines"
+    attach_rekeyed(app, settings, "pipelines", topics.lineage, topics.pipelines,
                             forwarded, processor, services, started)
 
     @app.timer(interval=10.0, name="log_pipeline_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         log.info("pipelines: %d forwarded, %d dead letters; %d run updates, %d alerts",
-                 counts[0], counts[1], processor.runs, processor.alerts)
+                 processor.forwarded, processor.dead_lettered, processor.runs, processor.alerts)
 
     return processor

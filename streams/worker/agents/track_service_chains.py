@@ -31,14 +31,15 @@ def attach(app: faust.App, settings: Settings, topics: Topics,
     def started() -> None:
         processor.store = ChainStore(services.sink.client, settings.clickhouse_database)
 
-    counts = attach_rekeyed(app, settings, "service_chains", topics.traces,
+    checkpointer.metrics, checkpointer.name = services.metrics, "service_chains"
+    attach_rekeyed(app, settings, "service_chains", topics.traces,
                             topics.service_chains, forwarder(settings), processor, services,
                             started)
 
     @app.timer(interval=10.0, name="log_service_chain_stats")  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         log.info("service chains: %d messages forwarded, %d dead letters; %d windows, "
-                 "%d late spans, %d alerts", counts[0], counts[1], processor.rows,
-                 processor.late, processor.alerts)
+                 "%d late spans, %d alerts", processor.forwarded, processor.dead_lettered,
+                 processor.rows, processor.late, processor.alerts)
 
     return processor
