@@ -27,6 +27,17 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
         yield stack
 
 
+@pytest.fixture(scope="session")
+def demo_data(embedded_stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+              ) -> Settings:
+    """Settings whose database holds the demo's results (see demo_data.py), filled once."""
+    from demo_data import demo_settings, fill
+
+    settings = demo_settings(embedded_stack, tmp_path_factory.mktemp("demo-state"))
+    fill(settings, tmp_path_factory.mktemp("demo-worker"))
+    return settings
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A fresh suffix for topic and database names, e.g. ``f"events_{unique_name}"``."""

@@ -4,6 +4,7 @@ install (the publisher and the reference builder) that needs no worker dependenc
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -147,3 +148,42 @@ def test_compose_prometheus_scrapes_the_ports_the_services_serve() -> None:
     (static,) = jobs["driftline-agent"]["static_configs"]
     assert static["targets"] == [f"agent:{agent_env['DRIFTLINE_AGENT_METRICS_PORT']}"]
     assert worker_env["DRIFTLINE_METRICS_HOST"] == agent_env["DRIFTLINE_METRICS_HOST"] == "0.0.0.0"
+
+
+def test_compose_grafana_provisions_what_exists() -> None:
+    import yaml
+
+    grafana = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "grafana-clickhouse-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in grafana["volumes"]
+              if v.startswith("./")}
+    assert all(path.is_dir() for path in mounts.values()), mounts
+    provisioning = mounts["/etc/grafana/provisioning"]
+    sources = yaml.safe_load((provisioning / "datasources/driftline.yml").read_text())
+    assert {d["uid"] for d in sources["datasources"]} == {"clickhouse", "prometheus"}
+    (provider,) = yaml.safe_load((provisioning / "dashboards/driftline.yml").read_text())[
+        "providers"]
+    dashboards = mounts[provider["options"]["path"]]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards / Path(home).name).is_file()
+
+
+def test_the_dashboards_are_what_their_code_writes_and_name_real_sources() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dashboards",
+                                                  ROOT / "deploy/grafana/dashboards.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rendered = module.render()
+    folder = ROOT / "deploy/grafana/dashboards"
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted(rendered)
+    for name, text in rendered.items():
+        assert (folder / name).read_text() == text, f"run deploy/grafana/dashboards.py ({name})"
+        board = json.loads(text)
+        uids = {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]}
+        assert uids <= {"clickhouse", "prometheus"}
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids))
