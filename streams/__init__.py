@@ -5,5 +5,6 @@
 - :mod:`~driftline.streams.agent`: the GPU/host telemetry agent (``driftline agent``);
 - :mod:`~driftline.streams.reference`: reference profiles (``driftline reference``);
 - :mod:`~driftline.streams.embedded`: the embedded broker and ClickHouse (``driftline embedded``);
-- :mod:`~driftline.streams.demo`: the main job and synthetic traffic (``driftline demo``).
+- :mod:`~driftline.streams.demo`: the main job and synthetic traffic (``driftline demo``);
+- :mod:`~driftline.streams.ui`: the read-only web page (``driftline ui``).
 """

@@ -6,6 +6,7 @@
     driftline traffic    publish synthetic traffic to the configured Kafka
     driftline reference  build a reference profile from training data, or publish one
     driftline agent      publish this host's GPU and host telemetry (one per inference host)
+    driftline ui         serve a read-only web page of the results in ClickHouse
 
 Every setting is a ``DRIFTLINE_*`` environment variable, listed with its default in the
 README's settings table; ``driftline COMMAND --help`` names those the command reads.
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     add_reference_parser(sub)
     _add_registry_parser(sub)
     _add_agent_parser(sub)
+    _add_ui_parser(sub)
     return parser
 
 
@@ -165,6 +167,12 @@ def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _traffic_args(demo)
     demo.add_argument("--home", type=Path, default=Path(".driftline"),
                       help="where embedded data, state and logs go (default: %(default)s)")
+    demo.add_argument("--ui-port", type=int, default=8765,
+                      help="at the end, in a terminal, a read-only web page of the results "
+                           "is served on 127.0.0.1 at this port until Ctrl-C (default: "
+                           "%(default)s)")
+    demo.add_argument("--no-ui", action="store_true",
+                      help="end after printing the results, without serving the web page")
 
 
 def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -296,6 +304,16 @@ _MLFLOW_VARIABLES = ("It also reads MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKE
                      "on a schedule.")
 
 
+def _add_ui_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ui = _command(sub, "ui", "serve a read-only web page of the results in ClickHouse",
+                  _reads(("ClickHouse", _CLICKHOUSE)), _ui, extra="ui")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on; 0.0.0.0 lets anyone who reaches this "
+                         "machine read every model's results (default: %(default)s)")
+    ui.add_argument("--port", type=int, default=8765,
+                    help="the port to listen on (default: %(default)s)")
+
+
 def _add_build_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     epilog = _reads(("profile", "HISTOGRAM_BINS FINE_HISTOGRAM_BINS TOP_K_CATEGORIES"))
     build = _command(sub, "build", "profile a training data file", epilog, _reference_build,
@@ -366,7 +384,19 @@ def _demo(args: argparse.Namespace, settings: Settings, console: Console) -> int
                                 judge_after_seconds=min(settings.judge_after_seconds, 120),
                                 outcome_judge_after_seconds=min(
                                     settings.outcome_judge_after_seconds, 120))
-    return run_demo(settings, _plan(args, settings), args.home, console)
+    return run_demo(settings, _plan(args, settings), args.home, console,
+                    ui_port=None if args.no_ui else args.ui_port)
+
+
+def _ui(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from driftline.streams.ui import serve
+
+    def ready(url: str) -> None:
+        console.print(f"driftline ui: {url} (read-only; ClickHouse database "
+                      f"{settings.clickhouse_database}); Ctrl-C stops it", highlight=False)
+
+    serve(settings, args.host, args.port, on_ready=ready)
+    return 0
 
 
 def _registry_import_mlflow(args: argparse.Namespace, settings: Settings,

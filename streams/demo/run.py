@@ -34,6 +34,7 @@ from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send
 from driftline.streams.embedded.stack import EmbeddedStack
 from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
+from driftline.streams.ui import offer_after_demo
 from driftline.streams.worker.process import WorkerProcess
 from driftline.streams.worker.topics import ensure_topics
 
@@ -42,7 +43,8 @@ from driftline.streams.worker.topics import ensure_topics
 FEATURES_PER_MODEL = 10
 
 
-def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console) -> int:
+def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console,
+             ui_port: int | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]driftline demo[/]: embedded broker + ClickHouse under {home}/")
     with EmbeddedStack(home / "embedded") as stack:
@@ -69,6 +71,8 @@ def run_demo(settings: Settings, plan: TrafficPlan, home: Path, console: Console
             worker.stop()
         _show_results(settings, plan, client, console)
         client.close()
+        if ui_port is not None:  # until Ctrl-C, while the embedded stack still runs
+            offer_after_demo(settings, console, port=ui_port)
     return 0
 
 

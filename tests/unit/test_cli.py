@@ -81,7 +81,7 @@ def test_every_subcommand_is_walked() -> None:
                      "driftline reference publish", "driftline registry",
                      "driftline registry version", "driftline registry deploy",
                      "driftline registry import-mlflow",
-                     "driftline agent"}
+                     "driftline agent", "driftline ui"}
 
 
 @pytest.mark.parametrize("parser", all_parsers(), ids=lambda p: p.prog)
