@@ -60,7 +60,7 @@ class Checkpointer:
         #: trained on), added to each alert's summary; set once the registry is read.
         self.describe: Callable[[str, str], str] | None = None
         #: An alert -> what explains it (the slow hop downstream of a slow service).
-        self.explain: Callable[[Alert], str] | None = None
+        self.explain: Callable[[Alert], Awaitable[str]] | None = None
         #: Where the checkpoint and write latencies and the dead letters are counted, and
         #: under which processor's name.
         self.metrics: WorkerMetrics | None = None
@@ -100,8 +100,8 @@ class Checkpointer:
     async def _send(self, batch: SinkBatch) -> list[Awaitable[Any]]:
         if self.explain is not None and batch.alerts:
             explain = self.explain
-            batch.alerts = [annotated(alert, f" — {text}" if (text := explain(alert)) else "")
-                            for alert in batch.alerts]
+            batch.alerts = [annotated(alert, f" — {text}" if (text := await explain(alert))
+                                      else "") for alert in batch.alerts]
         if self.describe is not None and batch.alerts:
             describe = self.describe
             batch.alerts = [annotated(alert, f" [{alert.version}: {text}]"

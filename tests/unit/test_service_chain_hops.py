@@ -3,6 +3,7 @@ application of forwarded parts, checkpoints, and the judging of hops."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 
@@ -264,19 +265,53 @@ def latency_alert(model: str, state: str = "open") -> Alert:
                  T0 + 9 * W, "slow")
 
 
-def test_the_board_explains_a_models_latency_alert_from_published_hops() -> None:
-    results, _ = run_chain(12, slow={7, 8, 9})
-    hops = board({"churn": ModelOverrides(service="ranker")})
+def publish(hops: HopBoard, results: list[HopResult]) -> None:
     for offset, result in enumerate(results):
         for service, windows in board_records(result.rows).items():
             hops._apply(service.encode(), orjson.dumps({"service": service, "hops": windows}),
                         offset)
-    text = hops.explain(latency_alert("churn"))
+
+
+def test_the_board_explains_a_models_latency_alert_from_published_hops() -> None:
+    results, _ = run_chain(12, slow={7, 8, 9})
+    hops = board({"churn": ModelOverrides(service="ranker")})
+    publish(hops, results)
+
+    def explain(alert: Alert) -> str:
+        return asyncio.run(hops.explain(alert))
+
+    text = explain(latency_alert("churn"))
     assert text.startswith("slowest hop downstream: ranker → feature-store, p95 ")
     assert "usual" in text and DATABASE not in text
-    assert hops.explain(latency_alert("churn", "resolved")) == ""
-    assert hops.explain(latency_alert("ranker")) == text  # a service named as its model
-    assert hops.explain(latency_alert("fraud")) == ""  # nothing traced
+    assert explain(latency_alert("churn", "resolved")) == ""
+    assert explain(latency_alert("ranker")) == text  # a service named as its model
+    assert explain(latency_alert("fraud")) == ""  # nothing traced
+
+
+def test_the_board_waits_a_moment_for_the_hops_of_the_alerts_windows() -> None:
+    """The service-chain processor may be a moment behind the one whose latency alert
+    opens: the explanation waits for the hops of the alert's windows."""
+    results, _ = run_chain(12, slow={7, 8, 9})
+    hops = board({"churn": ModelOverrides(service="ranker")})
+    cut = next(i for i, r in enumerate(results)
+               if any(row.window_start == T0 + 7 * W for row in r.rows))
+    publish(hops, results[:cut])  # windows up to 6: the slow ones not yet in
+
+    async def late_then_explain() -> str:
+        async def arrive() -> None:
+            await asyncio.sleep(0.3)
+            publish(hops, results)
+        arriving = asyncio.create_task(arrive())
+        text = await hops.explain(latency_alert("churn"))
+        await arriving
+        return text
+
+    assert asyncio.run(late_then_explain()).startswith("slowest hop downstream: ranker → ")
+    stale = board({"churn": ModelOverrides(service="ranker")})
+    stale.wait_seconds = 0.2
+    publish(stale, results[:cut])
+    # Gave up waiting: nothing is known of the incident's windows, so nothing is said.
+    assert asyncio.run(stale.explain(latency_alert("churn"))) == ""
 
 
 def test_a_source_partition_behind_the_others_is_not_late() -> None:
