@@ -24,8 +24,10 @@ TABLE, SERIES = 1, 0  # the plugin's "format": table, time series
 
 
 def sql(ref: str, query: str, fmt: int = SERIES) -> dict[str, Any]:
-    return {"refId": ref, "datasource": CLICKHOUSE, "editorType": "sql", "queryType": "sql",
-            "format": fmt, "rawSql": query.strip()}
+    # queryType is what plugin v4 reads; format what its earlier versions did.
+    return {"refId": ref, "datasource": CLICKHOUSE, "editorType": "sql",
+            "queryType": "timeSeries" if fmt == SERIES else "table", "format": fmt,
+            "rawSql": query.strip()}
 
 
 def promql(ref: str, expr: str, legend: str) -> dict[str, Any]:
