@@ -28,11 +28,9 @@ from driftline.sinks.clickhouse_options import clickhouse_client_options
 from driftline.streams.demo.fresh import start_fresh
 from driftline.streams.demo.pipelines import MISSED_RUN, publish_runs
 from driftline.streams.demo.pipelines import RULES as PIPELINE_RULES
-from driftline.streams.demo.telemetry import DemoTelemetry
-from driftline.streams.demo.traces import DemoTraces
-from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send_traffic
+from driftline.streams.demo.sources import send_demo
+from driftline.streams.demo.traffic import MODELS, TrafficPlan
 from driftline.streams.embedded.stack import EmbeddedStack
-from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
 from driftline.streams.ui import offer_after_demo
 from driftline.streams.worker.process import WorkerProcess
@@ -103,23 +101,8 @@ def _publish_and_wait(settings: Settings, plan: TrafficPlan, client: Client,
         rows = progress.add_task("feature windows in ClickHouse", total=expected_rows)
 
         async def publish_then_wait() -> bool:
-            telemetry = DemoTelemetry(settings, plan.tick_ms / 1000)
-            traces = DemoTraces(settings, SLOW_MODEL, plan.tick_ms)
-
-            async def tick(event_time_ms: int, slow: bool) -> None:
-                await telemetry.tick(event_time_ms, slow)
-                await traces.tick(event_time_ms, slow)
-
-            await telemetry.start()
-            await traces.start()
-            try:
-                await publish_runs(settings, plan)
-                async with AsyncPublisher.from_settings(settings) as publisher:
-                    await send_traffic(publisher, plan,
-                                       lambda n: progress.update(sent, completed=n), tick)
-            finally:
-                await traces.stop()
-                await telemetry.stop()
+            await publish_runs(settings, plan)
+            await send_demo(settings, plan, lambda n: progress.update(sent, completed=n))
             deadline = time.monotonic() + 120 + settings.idle_close_seconds
             missed = progress.add_task("the pipeline's missed run noticed", total=1)
             while time.monotonic() < deadline:

@@ -13,11 +13,9 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from driftline.streams.demo.telemetry import DemoTelemetry
-from driftline.streams.demo.traces import DemoTraces
-from driftline.streams.demo.traffic import MODELS, SLOW_MODEL, TrafficPlan, send_traffic
+from driftline.streams.demo.sources import send_demo
+from driftline.streams.demo.traffic import MODELS, TrafficPlan
 from driftline.streams.embedded.stack import EmbeddedStack
-from driftline.streams.publisher import AsyncPublisher
 from driftline.streams.settings import Settings
 from driftline.streams.worker.process import WorkerProcess
 from driftline.streams.worker.topics import ensure_topics
@@ -68,22 +66,7 @@ def fill(settings: Settings, log_dir: Path) -> None:
 
 
 async def _publish(settings: Settings) -> None:
-    plan = dataclasses.replace(PLAN, window_ms=settings.window_ms)
-    telemetry = DemoTelemetry(settings, plan.tick_ms / 1000)
-    traces = DemoTraces(settings, SLOW_MODEL, plan.tick_ms)
-
-    async def tick(event_time_ms: int, slow: bool) -> None:
-        await telemetry.tick(event_time_ms, slow)
-        await traces.tick(event_time_ms, slow)
-
-    await telemetry.start()
-    await traces.start()
-    try:
-        async with AsyncPublisher.from_settings(settings) as publisher:
-            await send_traffic(publisher, plan, on_tick=tick)
-    finally:
-        await traces.stop()
-        await telemetry.stop()
+    await send_demo(settings, dataclasses.replace(PLAN, window_ms=settings.window_ms))
 
 
 def _arrived(client: Client, db: str) -> bool:
