@@ -334,8 +334,8 @@ def offer_after_demo(settings: Settings, console: Console, host: str = DEFAULT_H
                      port: int = DEFAULT_PORT) -> None:
     """At the end of ``driftline demo``: in a terminal, serve the UI over its results until
     Ctrl-C; elsewhere (a pipe, CI) say how to see them later instead of waiting."""
-    later = ("`driftline embedded --home HOME` (the demo's home) and, beside it, "
-             "`driftline ui` serve them later")
+    later = (f"http://{host}:{port}/ once `driftline embedded --home HOME` (the demo's "
+             "home) and, beside it, `driftline ui` serve them")
     if not console.is_terminal:
         console.print(f"\nThe results as a web page: {later}.", highlight=False)
         return

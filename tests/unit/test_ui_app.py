@@ -201,7 +201,8 @@ def test_serving_without_clickhouse_is_one_line() -> None:
 def test_the_demo_offers_the_page_only_in_a_terminal() -> None:
     piped = Console(file=io.StringIO(), force_terminal=False, width=200)
     offer_after_demo(Settings(clickhouse_url="http://127.0.0.1:9"), piped)
-    assert "`driftline ui` serve them later" in piped.file.getvalue()
+    said = piped.file.getvalue()
+    assert "http://127.0.0.1:8765/ once" in said and "`driftline ui` serve them" in said
     terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
     offer_after_demo(Settings(clickhouse_url="http://127.0.0.1:9"), terminal, port=0)
     said = terminal.file.getvalue()
