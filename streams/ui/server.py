@@ -68,7 +68,7 @@ def build_app(settings: Settings, reader: Reader | None = None) -> web.Applicati
     app[_STATIC] = _static_files()
     app.cleanup_ctx.append(_reader(reader or Reader(settings)))
     app.on_response_prepare.append(_add_headers)
-    for path, handler in (("/", _fleet_page), ("/model/{model}", _model_page),
+    for path, handler in (("/", _fleet_page), ("/model/{model:[\\s\\S]+}", _model_page),
                           ("/alerts", _alerts_page), ("/api/fleet", _fleet_json),
                           ("/api/drift", _drift_json), ("/api/histogram", _histogram_json),
                           ("/api/quality", _quality_json), ("/api/service", _service_json),

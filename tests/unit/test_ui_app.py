@@ -117,6 +117,7 @@ async def test_an_empty_database_shows_no_data_yet(empty: TestClient[Any, Any]) 
     ("/model/m?feature=nope", 404, "m v2 has no feature 'nope'"),
     ("/model/m?window=soon", 400, "window is the window's start in epoch milliseconds"),
     ("/model/bad%0Aname", 404, "no such model"),
+    ("/model/team%2Ffraud", 404, "no model 'team/fraud' in this database"),  # a slash: routed
 ])
 async def test_names_in_urls_are_checked_against_the_tables(
         filled: TestClient[Any, Any], path: str, status: int, message: str) -> None:
