@@ -181,26 +181,21 @@ ORDER BY window_end DESC LIMIT 500
     ])
 
 
+def gpu_panel(title: str, column: str, name: str, x: int, y: int) -> dict[str, Any]:
+    """One GPU column over windows, a series per host and GPU."""
+    return panel(title, "timeseries", [sql("A", f"""
+SELECT window_start AS time, concat(host, ' gpu', toString(gpu_index)) AS gpu,
+       {column} AS {name}
+FROM {DB}.gpu_windows FINAL WHERE $__timeFilter(window_start)
+ORDER BY window_start
+""")], x, y)
+
+
 def telemetry() -> dict[str, Any]:
     return dashboard("driftline-telemetry", "driftline: hosts and GPUs", [
-        panel("GPU utilisation", "timeseries", [sql("A", f"""
-SELECT window_start AS time, concat(host, ' gpu', toString(gpu_index)) AS gpu,
-       utilization_gpu_percent_mean AS util_percent
-FROM {DB}.gpu_windows FINAL WHERE $__timeFilter(window_start)
-ORDER BY window_start
-""")], 0, 0),
-        panel("GPU temperature (max)", "timeseries", [sql("A", f"""
-SELECT window_start AS time, concat(host, ' gpu', toString(gpu_index)) AS gpu,
-       temperature_c_max AS temperature_c
-FROM {DB}.gpu_windows FINAL WHERE $__timeFilter(window_start)
-ORDER BY window_start
-""")], 12, 0),
-        panel("GPU memory used", "timeseries", [sql("A", f"""
-SELECT window_start AS time, concat(host, ' gpu', toString(gpu_index)) AS gpu,
-       memory_used_percent_max AS memory_percent
-FROM {DB}.gpu_windows FINAL WHERE $__timeFilter(window_start)
-ORDER BY window_start
-""")], 0, 8),
+        gpu_panel("GPU utilisation", "utilization_gpu_percent_mean", "util_percent", 0, 0),
+        gpu_panel("GPU temperature (max)", "temperature_c_max", "temperature_c", 12, 0),
+        gpu_panel("GPU memory used", "memory_used_percent_max", "memory_percent", 0, 8),
         panel("Hosts: CPU and memory", "timeseries", [sql("A", f"""
 SELECT window_start AS time, host, cpu_percent_mean AS cpu_percent,
        memory_percent_max AS memory_percent

@@ -236,8 +236,8 @@ class _Baseline:
         self.windows += 1
         self.calls += window.calls
         self.errors += window.errors
-        copy = QuantileSketch.from_state(window.sketch.to_state())
-        self.sketch = copy if self.sketch is None else self.sketch.merge(copy)
+        # The window is closed and done with: its sketch becomes (or joins) the baseline's.
+        self.sketch = window.sketch if self.sketch is None else self.sketch.merge(window.sketch)
 
     def to_state(self) -> list[Any]:
         return [self.windows, self.calls, self.errors,
@@ -281,7 +281,10 @@ class HopPartition:
         self.incidents = IncidentTracker.from_settings(rules.incidents)
 
     def apply(self, items: Sequence[tuple[int, Part | int]]) -> HopResult:
-        """Apply forwarded parts and watermarks (an int: an event time) in offset order."""
+        """Apply forwarded parts and watermarks (an int: an event time) in offset order.
+
+        The partition takes the parts' sketches as its windows' (no copy per partial):
+        don't apply the same :class:`Part` object to two partitions."""
         result = HopResult()
         for offset, item in items:
             if offset <= self.applied_offset:
@@ -340,9 +343,8 @@ class HopPartition:
             peer = self._tracked(p.kind, p.service, p.peer)
             key = (p.kind, p.service, peer, p.window_start)
             open_ = self.windows.get(key)
-            if open_ is None:  # a copy: the part is the caller's
-                self.windows[key] = dataclasses.replace(
-                    p, peer=peer, sketch=QuantileSketch.from_state(p.sketch.to_state()))
+            if open_ is None:  # the partition takes the part's sketch (see apply)
+                self.windows[key] = dataclasses.replace(p, peer=peer)
             else:
                 open_.merge(p)
         return late

@@ -26,15 +26,15 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from driftline.streams.kafka_options import kafka_client_options
 from driftline.streams.settings import Settings
 
-__all__ = ["DATABASE", "FEATURE_STORE", "ChainTracer", "DemoTraces"]
+__all__ = ["DATABASE", "FEATURE_STORE", "ChainTracer", "DemoTraces", "ServiceTracer"]
 
 FEATURE_STORE = "feature-store"
 DATABASE = "postgres"
 _MS = 1_000_000  # nanoseconds
 
 
-class _Service:
-    """One service's tracer, exporting finished spans to memory."""
+class ServiceTracer:
+    """One service's tracer (the real SDK), exporting finished spans to memory."""
 
     def __init__(self, name: str) -> None:
         self.exporter = InMemorySpanExporter()
@@ -43,6 +43,7 @@ class _Service:
         self.tracer = self.provider.get_tracer("driftline.demo", "1.0")
 
     def take(self) -> list[ReadableSpan]:
+        """The spans finished since the last take."""
         spans = list(self.exporter.get_finished_spans())
         self.exporter.clear()
         return spans
@@ -54,8 +55,8 @@ class ChainTracer:
     def __init__(self, service: str, seed: int = 11) -> None:
         self.service = service
         self.rng = np.random.default_rng(seed)
-        self.model = _Service(service)
-        self.store = _Service(FEATURE_STORE)
+        self.model = ServiceTracer(service)
+        self.store = ServiceTracer(FEATURE_STORE)
         self.calls = 0  # calls to each of the two hops recorded so far
         self.timeouts = 0  # of the calls to the feature store
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import faust
 
@@ -55,7 +54,8 @@ def register_sources(metrics: WorkerMetrics, app: faust.App, settings: Settings,
         settings.pipelines_topic, settings.service_chains_topic)))
 
 
-def lag_source(app: faust.App, offsets: DurableOffsets, topics: tuple[str, ...]) -> Any:
+def lag_source(app: faust.App, offsets: DurableOffsets, topics: tuple[str, ...]
+               ) -> Callable[[], Iterator[Sample]]:
     """Per source partition this worker holds: the consumer's high watermark minus the next
     offset that is durable (processed and checkpointed); left out while either is unknown."""
     highwaters = {topic: consumer_highwater(app, topic) for topic in topics}

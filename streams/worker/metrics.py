@@ -19,17 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from driftline.models.alerting.incidents import open_incidents
 
-__all__ = ["CONTENT_TYPE", "WorkerMetrics", "reason_class"]
+__all__ = ["COUNTERS", "GAUGES", "WorkerMetrics", "reason_class"]
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Dead-letter reasons (one line of free text) in a few classes, first match wins.
 _REASONS = (
@@ -146,7 +144,8 @@ class WorkerMetrics:
     async def serve(self, host: str, port: int) -> web.AppRunner:
         """Serve ``/metrics`` on ``host:port``; stop with the runner's ``cleanup()``."""
         async def metrics(request: web.Request) -> web.Response:
-            return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE})
+            return web.Response(body=self.exposition(),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

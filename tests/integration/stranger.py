@@ -1,12 +1,15 @@
 """What a stranger reads driftline with: ClickHouse over plain HTTP, and the alerts topic
-through a plain Kafka consumer."""
+through a plain Kafka consumer; and what a stranger's webhook endpoint is: a plain HTTP
+server."""
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
@@ -44,3 +47,33 @@ async def read_alerts(settings: Settings, worker: WorkerProcess,
     finally:
         await consumer.stop()
     return alerts
+
+
+class PostServer:
+    """A local HTTP server, in a thread of its own, that answers each POST with the status
+    ``answer(path, headers, body)`` returns, one request at a time; a context manager."""
+
+    def __init__(self, answer: Callable[[str, dict[str, str], bytes], int]) -> None:
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the stdlib calls it by this name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    status = answer(self.path, dict(self.headers), body)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> PostServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

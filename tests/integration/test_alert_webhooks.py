@@ -7,18 +7,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from stranger import read_alerts
+from stranger import PostServer, read_alerts
 
 from driftline import ModelVersion, publish_model_version
 from driftline.streams.settings import Settings
@@ -32,29 +29,19 @@ SECRET = "s3cret"
 
 
 class Receiver:
-    """An HTTP server that records every POST and answers 503 to the first ``failures``."""
+    """Records every POST to a local server and answers 503 to the first ``failures``."""
 
     def __init__(self, failures: int) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes, int]] = []
         self.failures = failures
-        receiver = self
+        self.http = PostServer(self.answer)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # the stdlib calls it by this name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    status = 503 if receiver.failures > 0 else 200
-                    receiver.failures -= 1
-                    receiver.requests.append((self.path, dict(self.headers), body, status))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        status = 503 if self.failures > 0 else 200
+        self.failures -= 1
+        self.requests.append((path, headers, body, status))
+        return status
 
     def delivered(self, path: str) -> list[tuple[dict[str, str], bytes]]:
         return [(h, b) for p, h, b, status in self.requests if p == path and status == 200]
@@ -63,11 +50,8 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver(failures=2)
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with r.http:
+        yield r
 
 
 @pytest.fixture

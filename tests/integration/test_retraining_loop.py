@@ -6,10 +6,8 @@ ClickHouse and, as an Airflow DAG run, to a real local HTTP server that fails at
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from stranger import http_rows, read_alerts
+from stranger import PostServer, http_rows, read_alerts
 
 from driftline.models.drift.reference_build import build_profile
 from driftline.streams.reference.profiles import publish_profile
@@ -39,38 +37,27 @@ class DagRuns:
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.answers: list[int] = []
-        outer = self
+        self.http = PostServer(self.answer)
+        self.url = f"{self.http.url}/api/v1/dags/retrain/dagRuns"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # the stdlib calls it by this name
-                doc = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    if not outer.answers:
-                        status = 503
-                    elif doc["dag_run_id"] in outer.runs:
-                        status = 409
-                    else:
-                        outer.runs[doc["dag_run_id"]] = doc
-                        status = 200
-                    outer.answers.append(status)
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/dags/retrain/dagRuns"
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        doc = orjson.loads(body)
+        if not self.answers:
+            status = 503
+        elif doc["dag_run_id"] in self.runs:
+            status = 409
+        else:
+            self.runs[doc["dag_run_id"]] = doc
+            status = 200
+        self.answers.append(status)
+        return status
 
 
 @pytest.fixture
 def airflow() -> Iterator[DagRuns]:
     runs = DagRuns()
-    threading.Thread(target=runs.server.serve_forever, daemon=True).start()
-    yield runs
-    runs.server.shutdown()
-    runs.server.server_close()
+    with runs.http:
+        yield runs
 
 
 @pytest.fixture

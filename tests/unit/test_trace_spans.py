@@ -24,10 +24,7 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from driftline.models.events.wire import BadMessage
@@ -38,22 +35,10 @@ from driftline.models.traces.spans import (
     edges,
     parent_services,
 )
+from driftline.streams.demo.traces import ServiceTracer
 
 T0 = 1_764_230_400_000_000_000  # 2025-11-27T08:00:00Z, in nanoseconds
 MS = 1_000_000
-
-
-class Recorder:
-    """One service's tracer, exporting finished spans to memory."""
-
-    def __init__(self, service: str) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("driftline.tests", "1.0")
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
 
 
 def record_call_chain() -> list[ReadableSpan]:
@@ -65,7 +50,7 @@ def record_call_chain() -> list[ReadableSpan]:
       ``server.address``, INTERNAL ``sort``;
     - feature-store: SERVER ``features`` (child of the ranker's client span), status ERROR.
     """
-    gateway, ranker, store = Recorder("gateway"), Recorder("ranker"), Recorder("feature-store")
+    gateway, ranker, store = (ServiceTracer(n) for n in ("gateway", "ranker", "feature-store"))
 
     def child_of(span: trace.Span) -> Any:
         return trace.set_span_in_context(span)
@@ -95,7 +80,7 @@ def record_call_chain() -> list[ReadableSpan]:
     rank.end(end_time=T0 + 16 * MS)
     call.end(end_time=T0 + 17 * MS)
     root.end(end_time=T0 + 18 * MS)
-    return gateway.spans() + ranker.spans() + store.spans()
+    return gateway.take() + ranker.take() + store.take()
 
 
 @pytest.fixture(scope="module")
